@@ -19,8 +19,13 @@ from workloads.dtypes import BF16, DType, get_dtype
 __all__ = [
     "Flops", "Op", "MatMul", "Conv2d", "Attention", "Elementwise", "Norm", "Softmax",
     "Embedding", "Pool", "Collective", "Memcpy", "OP_TYPES", "ELEMENTWISE_FNS", "EPILOGUE_FNS",
-    "COLLECTIVES", "op_from_dict",
+    "COLLECTIVES", "SPECIAL_FUNCTIONS", "op_from_dict",
 ]
+
+# Transcendental functions an op evaluates (its ``Flops.special``): the cost of one evaluation
+# differs several-fold between them on SIMD units (a tanh is a rational approximation with a
+# division, an exp a polynomial and an exponent shift), see ``params.special_cost``.
+SPECIAL_FUNCTIONS = ("exp", "tanh", "erf", "rsqrt", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,19 @@ def _epilogue_flops(epilogue: tuple[str, ...], out_elems: float) -> Flops:
     return Flops(vector=v, special=sp)
 
 
+# the special function each pointwise fn evaluates (fns without one are absent)
+_SPECIAL_OF_FN = {"gelu": "tanh", "silu": "exp", "swiglu": "exp", "adam": "sqrt"}
+
+
+def _epilogue_specials(epilogue: tuple[str, ...], out_elems: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for f in epilogue:
+        if EPILOGUE_FNS[f][2]:
+            name = _SPECIAL_OF_FN[f]
+            out[name] = out.get(name, 0.0) + EPILOGUE_FNS[f][2] * out_elems
+    return out
+
+
 def _epilogue_inputs(epilogue: tuple[str, ...]) -> int:
     return sum(EPILOGUE_FNS[f][0] for f in epilogue)
 
@@ -106,6 +124,14 @@ class Op:
 
     def bytes_read(self) -> float:
         raise NotImplementedError
+
+    #: the transcendental function behind ``flops().special`` (ops that evaluate one kind)
+    special_function: ClassVar[str] = "exp"
+
+    def special_evaluations(self) -> dict[str, float]:
+        """Evaluations of each transcendental function (sums to ``flops().special``)."""
+        sp = self.flops().special
+        return {self.special_function: sp} if sp else {}
 
     def bytes_written(self) -> float:
         raise NotImplementedError
@@ -176,6 +202,9 @@ class MatMul(Op):
         out = self.batch * self.m * self.n
         return Flops(matrix=mm, vector=out if self.bias else 0.0) + \
             _epilogue_flops(self.epilogue, out)
+
+    def special_evaluations(self) -> dict[str, float]:
+        return _epilogue_specials(self.epilogue, self.batch * self.m * self.n)
 
     def a_bytes(self) -> float:
         return self.batch * self.m * self.k * self.dtype.bytes
@@ -256,6 +285,9 @@ class Conv2d(Op):
         out = self.n * self.k * self.p * self.q
         return Flops(matrix=2.0 * g * m * n * k, vector=out if self.bias else 0.0) + \
             _epilogue_flops(self.epilogue, out)
+
+    def special_evaluations(self) -> dict[str, float]:
+        return _epilogue_specials(self.epilogue, self.n * self.k * self.p * self.q)
 
     def bytes_read(self) -> float:
         act = self.n * self.c * self.h * self.w * self.dtype.bytes
@@ -400,6 +432,10 @@ class Elementwise(Op):
         _, v, s = ELEMENTWISE_FNS[self.fn]
         return Flops(vector=v * self.numel, special=s * self.numel)
 
+    def special_evaluations(self) -> dict[str, float]:
+        s = ELEMENTWISE_FNS[self.fn][2] * self.numel
+        return {_SPECIAL_OF_FN[self.fn]: s} if s else {}
+
     def bytes_read(self) -> float:
         return ELEMENTWISE_FNS[self.fn][0] * self.numel * self._eb
 
@@ -414,6 +450,7 @@ class Norm(Op):
     per-channel affine with ``cols`` channels)."""
 
     kind: ClassVar[str] = "norm"
+    special_function: ClassVar[str] = "rsqrt"
     norm: str
     rows: int
     cols: int

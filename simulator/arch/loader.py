@@ -38,6 +38,7 @@ from simulator.cost.energy_tables import default_j_per_flop
 from simulator.errors import SpecError
 from simulator.units import KINDS, UnitError, parse_quantity
 from workloads.dtypes import get_dtype
+from workloads.ops import SPECIAL_FUNCTIONS
 
 __all__ = ["SPEC_ROOT", "list_arch_files", "find_arch", "load_arch", "load_arch_file",
            "parse_overrides", "apply_overrides", "PARAM_SCHEMA"]
@@ -47,7 +48,8 @@ _COMPUTE_CLASSES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
 # Family-specific tuning parameters: name -> quantity kind ("number", "bytes", ...), "int",
 # "bool", "str:<a>|<b>", "dtypemap" (dtype -> number in (0, 1]), "kindmap" (op kind of
-# KIND_EFFICIENCY_KINDS -> factor in (0, KIND_EFFICIENCY_MAX]) or "sram" (mapping name ->
+# KIND_EFFICIENCY_KINDS -> factor in (0, KIND_EFFICIENCY_MAX]), "specialmap" (function of
+# workloads.ops.SPECIAL_FUNCTIONS -> vector FLOPs per evaluation) or "sram" (mapping name ->
 # bytes). kind_efficiency divides the modelled busy time of a streaming op (elementwise, norm,
 # softmax, pool, embedding, memcpy) or of attention by the factor for its kind (default 1):
 # the achievable fraction of the model's estimate for that kind of kernel. Factors above 1 are
@@ -58,16 +60,21 @@ _COMMON_PARAMS = {
     "compute_efficiency": "dtypemap",
     "vector_efficiency": "fraction",
     "kind_efficiency": "kindmap",
+    "special_cost": "specialmap",
 }
 PARAM_SCHEMA: dict[str, dict[str, str]] = {
     "gpu": {**_COMMON_PARAMS, "attention_efficiency": "fraction", "sm_count": "int",
-            "tile_shapes": "tiles", "l2_level": "str"},
+            "tile_shapes": "tiles", "l2_level": "str", "sm_l2_bandwidth": "bandwidth",
+            "pipeline_latency": "time", "cluster_multicast": "int"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int"},
     "fpga": {**_COMMON_PARAMS, "dsp_utilization": "fraction", "dataflow": "str:os|ws|is",
              "double_buffered": "bool", "sram": "sram", "dsp_fmax": "frequency"},
     "cpu": {**_COMMON_PARAMS, "detect": "bool", "simd_bits": "int", "fma_units": "int",
-            "threads": "int"},
+            "threads": "int", "write_allocate": "bool", "page_fault_threshold": "bytes",
+            "page_fault_bandwidth": "bandwidth", "core_bandwidth": "bandwidth",
+            "gemv_threads": "int", "pack_bandwidth": "bandwidth", "fused_epilogue": "bool",
+            "unfused_rmsnorm": "bool"},
 }
 
 
@@ -285,6 +292,20 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
             elif (isinstance(x, bool) or not isinstance(x, (int, float))
                   or not 0 < x <= KIND_EFFICIENCY_MAX):
                 c.bad(f"{path}.{k}", f"a number in (0, {hi}]", x)
+            else:
+                out[k] = float(x)
+        return _frozen(out)
+    if kind == "specialmap":
+        if not isinstance(v, Mapping):
+            c.bad(path, "a mapping function -> vector FLOPs per evaluation", v)
+            return None
+        out = {}
+        for k, x in v.items():
+            if k not in SPECIAL_FUNCTIONS:
+                c.bad(f"{path}.{k}", f"a function ({', '.join(SPECIAL_FUNCTIONS)})", k)
+            elif (isinstance(x, bool) or not isinstance(x, (int, float))
+                  or not 0 < x <= 10_000):
+                c.bad(f"{path}.{k}", "a number of vector FLOPs in (0, 10000]", x)
             else:
                 out[k] = float(x)
         return _frozen(out)

@@ -3,7 +3,9 @@
 Streaming ops (elementwise, norms, softmax, pooling, embedding gathers, memcpy) do little
 arithmetic per byte, so every family runs them the same way: vector and special-function work
 at the achievable vector rate, DRAM traffic at the achievable bandwidth, overlapped, plus a
-fixed dispatch overhead. Families register these functions for their op kinds rather than
+fixed dispatch overhead. On a device without special-function units a transcendental costs
+``params.special_cost[function]`` vector FLOPs (exp, tanh, erf, rsqrt, sqrt; default the
+spec's ``energy.special_multiplier``). Families register these functions for their op kinds rather than
 copying them.
 
 ``params.kind_efficiency`` ({op kind: factor}, default 1 for every kind) is the achievable
@@ -24,6 +26,7 @@ algorithms are both evaluated and the faster is taken, as NCCL does for its prot
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +37,7 @@ from workloads.ops import Collective, Conv2d, MatMul, Op
 
 __all__ = ["param", "achievable_bandwidth", "vector_time", "streaming_cost",
            "collective_time", "collective_cost", "STREAMING_KINDS", "GemmOperands",
-           "gemm_operands", "kind_efficiency", "scale_busy"]
+           "gemm_operands", "kind_efficiency", "scale_busy", "special_vector_flops"]
 
 STREAMING_KINDS = ("elementwise", "norm", "softmax", "pool", "embedding", "memcpy")
 
@@ -144,12 +147,22 @@ def vector_time(op: Op, device: Device) -> tuple[float, str, float]:
         if device.units("special") and speak > 0:
             t += fl.special / (speak * eff)
         else:  # no special-function unit: evaluate on vector lanes
-            t += fl.special * device.energy.special_multiplier / (vpeak * eff)
+            t += special_vector_flops(op, device) / (vpeak * eff)
     return t, cls, vpeak
 
 
+def special_vector_flops(op: Op, device: Device) -> float:
+    """Vector-FLOP equivalents of an op's transcendental functions evaluated on SIMD lanes:
+    each evaluation costs ``params.special_cost[function]`` (default: the spec's
+    ``energy.special_multiplier``), since a tanh or erf costs several times an exp there."""
+    table = device.params.get("special_cost") or {}
+    default = device.energy.special_multiplier
+    return sum(n * float(table.get(fn, default)) for fn, n in op.special_evaluations().items())
+
+
 def streaming_cost(op: Op, device: Device, options: MapOptions, *,
-                   level: MemoryLevel | None = None, overhead_s: float | None = None) -> OpCost:
+                   level: MemoryLevel | None = None, overhead_s: float | None = None,
+                   traffic: tuple[float, Mapping[str, float], str] | None = None) -> OpCost:
     """Memory-bound op: vector work overlapped with compulsory DRAM traffic, plus dispatch.
 
     A family may pass ``level``, an on-chip level that holds the op's whole working set (the
@@ -157,17 +170,20 @@ def streaming_cost(op: Op, device: Device, options: MapOptions, *,
     bandwidth and no DRAM bytes are counted. ``overhead_s`` replaces the spec's
     ``launch_overhead`` (for a family whose default dispatch cost is not zero). Both the
     vector and the memory time are divided by ``kind_efficiency[op.kind]`` (default 1).
+    ``traffic`` = (memory seconds, bytes by level, where), from a family that places inputs
+    and outputs itself (the CPU), replaces the single-level estimate.
     """
     compute_s, cls, vpeak = vector_time(op, device)
     nbytes = op.min_bytes
     bw = (level.bandwidth_Bps * param(device, "bandwidth_efficiency") if level
           else achievable_bandwidth(device))
-    memory_s = nbytes / bw
+    memory_s = nbytes / bw if traffic is None else traffic[0]
     f = kind_efficiency(device, op.kind)
     compute_s, memory_s = compute_s / f, memory_s / f
     overhead = param(device, "launch_overhead") if overhead_s is None else overhead_s
     ai = op.flops().total / nbytes if nbytes else math.inf
-    where = (f"{bw / 1e9:.0f} GB/s achievable {level.name} bandwidth (working set resident "
+    where = (traffic[2] if traffic is not None else
+             f"{bw / 1e9:.0f} GB/s achievable {level.name} bandwidth (working set resident "
              f"in the {level.capacity_bytes / 2**20:.3g} MiB {level.name})" if level
              else f"{bw / 1e9:.0f} GB/s achievable DRAM bandwidth")
     notes = (
@@ -175,7 +191,8 @@ def streaming_cost(op: Op, device: Device, options: MapOptions, *,
         f"(arithmetic intensity {ai:.2f} FLOP/B, far below the ridge point "
         f"{device.ridge_point(op.dtype):.0f} FLOP/B) -> streams at {where}",
     ) + ((_kind_note(op.kind, f),) if f != 1.0 else ())
-    by_level = ({device.dram.name: 0.0, level.name: nbytes} if level
+    by_level = (dict(traffic[1]) if traffic is not None else
+                {device.dram.name: 0.0, level.name: nbytes} if level
                 else {device.dram.name: nbytes})
     return make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=overhead,
                      bytes_by_level=by_level, compute_class=cls,

@@ -6,9 +6,32 @@ Parameters come from the spec's ``params`` (defaults in brackets): ``threads`` [
 ``bandwidth_efficiency`` [0.85], ``vector_efficiency`` [0.6], ``launch_overhead`` [5 us],
 ``kind_efficiency`` {kind: factor} [1.0] (streaming kinds and attention; see
 :mod:`simulator.mapping.common`).
+Memory-system and library behaviour of an eager framework (PyTorch) on Linux, each a param:
+``write_allocate`` [true], ``page_fault_threshold`` [32 MiB], ``page_fault_bandwidth``
+[2 GB/s per thread], ``core_bandwidth`` [none], ``gemv_threads`` [threads],
+``pack_bandwidth`` [none: free], ``fused_epilogue``
+[false], ``unfused_rmsnorm`` [false]; see "Memory traffic" and "GEMM" below.
 The cores are the count of the vector (SIMD) unit; memory levels are listed outermost first
 (DRAM, then e.g. L3, L2, L1) with device totals, as for every family: a core's share of a
 private level is its capacity / cores.
+
+Memory traffic (every op)
+    * Inputs and output are placed separately. Inputs are warm in the innermost cache that
+      holds their footprint in half its capacity (times ``rotated_sets`` under a measurement loop) and
+      otherwise stream from DRAM. The output goes to a buffer the allocator just recycled
+      (glibc reuses the chunk the previous op freed), so it stays in the cache level that holds
+      it whatever the input rotation; an output larger than that is written to DRAM, and a
+      store to a line not in any cache first reads it (x86 write-allocate, ``write_allocate``),
+      so it moves twice its bytes. In-place updates (Adam) write lines they just read.
+    * A fresh output above ``page_fault_threshold`` (glibc's largest dynamic mmap threshold,
+      DEFAULT_MMAP_THRESHOLD_MAX = 32 MiB on 64-bit) is a new mmap on every call: each 4 KiB
+      page faults and is zeroed by the kernel on first touch, at ``page_fault_bandwidth`` per
+      thread. Measured on the development VM: a 64 MiB ``torch.add`` output costs +29.6 ms
+      (2.3 GB/s with 2 threads) over writing into a preallocated one. This is added to the
+      op's fixed overhead (it is OS time, not the kernel's).
+    * DRAM bandwidth is ``bandwidth * bandwidth_efficiency``, capped at ``threads used x
+      core_bandwidth`` when the spec sets the bandwidth one core can pull (a core's
+      outstanding-miss buffers bound it: ~16 GB/s on Zen 3).
 
 GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * Peak = ``device.peak(dtype, "matrix")`` (SIMD FMA lanes x cores x clock, or AMX-style
@@ -26,12 +49,30 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       innermost such level at its bandwidth, with no DRAM bytes: a small op's inputs were just
       written by its producer, or the op runs in a loop as when it is measured. Otherwise
       ``memory = DRAM bytes / (DRAM bandwidth * bandwidth_efficiency)``.
-    * ``latency = max(compute, memory) + launch_overhead``.
+    * ``latency = max(compute, memory) + launch_overhead`` (+ page faults of a fresh C).
+    * GEMV (M = 1 or N = 1): no blocking, the matrix streams once; BLAS libraries run a single
+      GEMV on ``gemv_threads`` threads (MKL's sgemv on the development VM: one), and a batch of
+      GEMVs on up to one thread per GEMV, so its bandwidth is capped by ``core_bandwidth`` per
+      thread used.
+    * Packing the weight of a linear layer (``x @ W^T``, ``weight=True``; M > 1): BLAS copies
+      each ``kc x nc`` panel of the transposed weight into a contiguous buffer before the
+      micro-kernel runs, once per call, at ``pack_bandwidth`` (bytes of B per second, all
+      threads); not overlapped with the FMAs. This fixed ``K*N`` cost is what makes skinny
+      GEMMs slow: the rate is ``peak_eff * M / (M + m0)`` with ``m0 = peak_eff * t_pack / 2``.
+      Measured on the development VM (MKL, K = N = 2048, experiments/validation/probe_cpu.py):
+      a pack at 7.3 GB/s plus FMAs at ~92% of peak reproduce M = 2..256 within 10%
+      (M = 8: 16% of peak, 32: 42%, 128: 74%, 256: 82%).
+    * Epilogue (``op.epilogue``): an eager framework runs each pointwise fn as its own pass
+      over C after the GEMM (in place: read and write C, plus any extra input) at the vector
+      rate and the bandwidth of the level holding C; a runtime that fuses them (oneDNN
+      post-ops, OpenVINO) sets ``fused_epilogue: true`` and pays only the vector work.
 
-Attention runs as the framework's unfused path: the two GEMMs of
-:meth:`workloads.ops.Attention.as_gemms` and a softmax over the score matrix between them,
-one after the other, with one dispatch; the sum is divided by ``kind_efficiency["attention"]``
-(not the dispatch). Depthwise convolutions (one input channel per
+RMSNorm with ``unfused_rmsnorm`` (PyTorch's CPU ``F.rms_norm`` is a composite: pow, mean,
+add, rsqrt, mul, mul, plus a dtype copy) streams the tensor 5 times read and 4 times written,
+each pass a fresh allocation (so page faults apply per pass); LayerNorm and BatchNorm have
+fused kernels.
+
+Attention runs as PyTorch's CPU flash-attention kernel (see :func:`attention_cost`). Depthwise convolutions (one input channel per
 filter) are vectorised over channels like a streaming op. Streaming ops use
 :func:`simulator.mapping.common.streaming_cost`, from the innermost cache that holds their
 working set when one does (not embedding gathers or copies across devices); collectives use
@@ -43,7 +84,7 @@ only if all the sets together fit (see :func:`_resident_level`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from simulator.arch.spec import Device, MemoryLevel
@@ -54,14 +95,16 @@ from simulator.mapping.common import (
     GemmOperands,
     collective_cost,
     gemm_operands,
+    kind_efficiency,
     param,
     scale_busy,
+    special_vector_flops,
     streaming_cost,
     vector_time,
 )
 from simulator.units import format_quantity
 from workloads.dtypes import DType
-from workloads.ops import Attention, Conv2d, MatMul, Op, Softmax
+from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Elementwise, MatMul, Norm, Op
 
 __all__ = ["FAMILY", "CpuGemmPlan"]
 
@@ -72,6 +115,9 @@ _LAUNCH_OVERHEAD_S = 5e-6  # dispatch of one framework op on a CPU
 _PAR_BLOCK = 32            # the least block of C worth a thread
 _RESIDENT_FRACTION = 0.5   # a working set this fraction of a cache survives between ops
 _CACHE_SHARE = 0.5         # a blocked operand takes this fraction of its cache
+_PAGE_FAULT_THRESHOLD = 32 * 2**20  # glibc DEFAULT_MMAP_THRESHOLD_MAX (64-bit)
+_PAGE_FAULT_BW = 2e9       # B/s per thread: ~2 us to fault and zero a 4 KiB page (estimate)
+_RMSNORM_PASSES = (5, 4)   # (reads, writes) of the tensor by the composite F.rms_norm
 
 
 # -- device facts ----------------------------------------------------------------------------
@@ -124,8 +170,85 @@ def _resident_level(device: Device, nbytes: float, options: MapOptions | None = 
     return None
 
 
-def _bw(device: Device, lvl: MemoryLevel) -> float:
-    return lvl.bandwidth_Bps * param(device, "bandwidth_efficiency")
+def _bw(device: Device, lvl: MemoryLevel, threads: int | None = None) -> float:
+    """Achievable bandwidth of a level; DRAM is capped at ``threads x core_bandwidth`` when
+    the spec sets ``core_bandwidth`` (all threads when ``threads`` is None)."""
+    bw = lvl.bandwidth_Bps * param(device, "bandwidth_efficiency")
+    core_bw = device.params.get("core_bandwidth")
+    if core_bw and lvl is device.dram:
+        bw = min(bw, float(core_bw) * (threads or _threads(device)))
+    return bw
+
+
+def _write_allocate(device: Device) -> bool:
+    return bool(device.params.get("write_allocate", True))
+
+
+def _fault_s(device: Device, fresh_bytes: float, threads: int | None = None) -> float:
+    """Seconds to fault in and zero a fresh allocation (0 below the mmap threshold)."""
+    threshold = float(device.params.get("page_fault_threshold", _PAGE_FAULT_THRESHOLD))
+    if fresh_bytes <= threshold:
+        return 0.0
+    bw = float(device.params.get("page_fault_bandwidth", _PAGE_FAULT_BW))
+    return fresh_bytes / (bw * (threads or _threads(device)))
+
+
+@dataclass(frozen=True)
+class _Traffic:
+    """Where an op's inputs come from and its output goes, and what that costs."""
+
+    memory_s: float
+    by_level: dict[str, float]
+    in_level: str | None     # cache holding the inputs (None: DRAM)
+    out_level: str | None    # cache holding the output (None: DRAM)
+    fault_s: float
+
+    def describe(self, device: Device) -> str:
+        dram = device.dram.name
+        return (f"inputs from {self.in_level or dram}, output to {self.out_level or dram}"
+                + (" (write-allocate: read before written)" if self.out_level is None
+                   and _write_allocate(device) else "")
+                + (f"; fresh output pages fault in: +{_t(self.fault_s)}" if self.fault_s else ""))
+
+
+def _traffic(device: Device, in_bytes: float, out_bytes: float,
+             options: MapOptions | None = None, *, inputs_cold: bool = False,
+             in_place: bool = False, fresh_output: bool = True, threads: int | None = None,
+             out_passes: float = 1.0, in_passes: float = 1.0,
+             fresh_bytes: float | None = None) -> _Traffic:
+    """Memory time of reading ``in_bytes`` and writing ``out_bytes`` (see "Memory traffic").
+
+    ``inputs_cold``: the inputs are never cached (a gather from a large table, a copy from
+    another device). ``in_place``: the output overwrites lines just read (no write-allocate,
+    no fresh pages). ``in_passes``/``out_passes``: times the op streams them (unfused
+    composites). ``fresh_bytes``: the part of the output that is a new allocation (default
+    all of it)."""
+    in_lvl = None if inputs_cold else _resident_level(device, in_bytes, options)
+    # a recycled output buffer stays cached whatever the input rotation; an existing
+    # destination (a copy's, fresh_output=False) rotates with the inputs
+    out_lvl = (in_lvl if in_place else
+               _resident_level(device, out_bytes, None if fresh_output else options))
+    dram = device.dram
+    by_level: dict[str, float] = {dram.name: 0.0}
+    seconds = 0.0
+    # a composite's extra reads are of its own temporaries (recycled, like the output)
+    for nbytes, lvl, passes, write in ((in_bytes, in_lvl, 1.0, False),
+                                       (in_bytes, out_lvl, in_passes - 1.0, False),
+                                       (out_bytes, out_lvl, out_passes, True)):
+        if nbytes <= 0 or passes <= 0:
+            continue
+        moved = nbytes * passes
+        if write and lvl is None and _write_allocate(device) and not in_place:
+            moved *= 2
+        target = lvl or dram
+        by_level[target.name] = by_level.get(target.name, 0.0) + moved
+        seconds += moved / _bw(device, target, threads)
+    fault = 0.0
+    if fresh_output and not in_place:
+        fault = out_passes * _fault_s(device, out_bytes if fresh_bytes is None
+                                      else fresh_bytes, threads)
+    return _Traffic(seconds, by_level, in_lvl.name if in_lvl else None,
+                    out_lvl.name if out_lvl else None, fault)
 
 
 # -- GEMM ------------------------------------------------------------------------------------
@@ -148,28 +271,43 @@ class CpuGemmPlan:
     peak: float
     cls: str
     efficiency: float
+    path: str = "blocked"          # blocked | gemv
+    out_resident: str | None = None
+    fault_s: float = 0.0
+    pack_s: float = 0.0            # packing the transposed weight (part of compute_s)
 
     @property
     def busy_s(self) -> float:
         return max(self.compute_s, self.memory_s)
 
 
-def _plan(device: Device, g: GemmOperands, dtype: DType, options: MapOptions | None = None
-          ) -> CpuGemmPlan:
+def _plan(device: Device, g: GemmOperands, dtype: DType, options: MapOptions | None = None,
+          packs_b: bool = False) -> CpuGemmPlan:
     peak, cls = device.peak(dtype, "matrix")
     if peak <= 0:
         raise MappingError(f"{device.name}: no SIMD or matrix unit can run {dtype} "
                            f"(add a rate for {dtype.compute_class} to a compute unit)")
+    cores, threads = _cores(device), _threads(device)
+    gemv = min(g.m, g.n) == 1
+    path = "gemv" if gemv else "blocked"
     eff = _efficiency(device, cls, dtype.compute_class)
-    cores = _cores(device)
-    work = g.batch * math.ceil(g.m / _PAR_BLOCK) * math.ceil(g.n / _PAR_BLOCK)
-    used = max(1, min(_threads(device), work))
+    if gemv:
+        single = int(device.params.get("gemv_threads", threads))
+        used = max(1, min(threads, g.batch if g.batch > 1 else single))
+    else:
+        work = g.batch * math.ceil(g.m / _PAR_BLOCK) * math.ceil(g.n / _PAR_BLOCK)
+        used = max(1, min(threads, work))
     compute_s = 2.0 * g.m * g.n * g.k * g.batch / (peak * used / cores * eff)
+    pack_s = 0.0
+    pack_bw = device.params.get("pack_bandwidth")
+    if pack_bw and packs_b and not gemv:
+        pack_s = g.b_bytes / float(pack_bw)
+        compute_s += pack_s
 
     llc, l2 = _blocking_levels(device)
-    if llc is None or l2 is None:  # no caches in the spec: nothing to block for
+    if llc is None or l2 is None or gemv:  # nothing to block for (or a single stream)
         mc, kc, nc, a_reads, c_passes = g.m, g.k, g.n, 1, 1
-        shared = 0.0
+        shared = g.compulsory
     else:
         share = l2.capacity_bytes / cores * _CACHE_SHARE
         kc = max(1, min(g.k, math.isqrt(int(share / g.a_elem))))
@@ -180,20 +318,32 @@ def _plan(device: Device, g: GemmOperands, dtype: DType, options: MapOptions | N
         c_passes = 1 if c_fits else 2 * math.ceil(g.k / kc) - 1
         # the B panel is read from the LLC once per block of A
         shared = g.b_bytes * math.ceil(g.m / mc) + g.a_bytes * a_reads + g.c_bytes * c_passes
-    dram = max(g.compulsory, g.b_bytes + g.a_bytes * a_reads + g.c_bytes * c_passes)
 
-    lvl = _resident_level(device, g.compulsory, options)
-    if lvl is not None:
-        memory_s = g.compulsory / _bw(device, lvl)
-        by_level = {device.dram.name: 0.0, lvl.name: g.compulsory}
+    in_lvl = _resident_level(device, g.a_bytes + g.b_bytes, options)
+    out_lvl = _resident_level(device, g.c_bytes)
+    dram_name = device.dram.name
+    by_level: dict[str, float] = {dram_name: 0.0}
+    memory_s = 0.0
+    if in_lvl is not None:
+        by_level[in_lvl.name] = g.a_bytes + g.b_bytes
+        memory_s += (g.a_bytes + g.b_bytes) / _bw(device, in_lvl, used)
     else:
-        memory_s = dram / _bw(device, device.dram)
-        by_level = {device.dram.name: dram}
-        if llc is not None:
-            by_level[llc.name] = max(shared, dram)
+        moved = g.b_bytes + g.a_bytes * a_reads
+        by_level[dram_name] += moved
+        memory_s += moved / _bw(device, device.dram, used)
+    if out_lvl is not None:
+        by_level[out_lvl.name] = by_level.get(out_lvl.name, 0.0) + g.c_bytes
+        memory_s += g.c_bytes / _bw(device, out_lvl, used)
+    else:
+        moved = g.c_bytes * (c_passes + (1 if _write_allocate(device) else 0))
+        by_level[dram_name] += moved
+        memory_s += moved / _bw(device, device.dram, used)
+    if by_level[dram_name] and llc is not None:
+        by_level[llc.name] = max(by_level.get(llc.name, 0.0), shared, by_level[dram_name])
     return CpuGemmPlan(mc, kc, nc, used, cores, a_reads, c_passes, compute_s, memory_s,
-                       by_level[device.dram.name], by_level, lvl.name if lvl else None,
-                       peak, cls, eff)
+                       by_level[dram_name], by_level, in_lvl.name if in_lvl else None,
+                       peak, cls, eff, path, out_lvl.name if out_lvl else None,
+                       _fault_s(device, g.c_bytes, used), pack_s)
 
 
 def _b(x: float) -> str:
@@ -225,8 +375,16 @@ def _gemm_notes(device: Device, label: str, g: GemmOperands, p: CpuGemmPlan, dty
              f"{format_quantity(p.peak * p.threads / p.cores, 'FLOP/s')} {p.cls} peak of those "
              f"cores){emulated}; arithmetic intensity {ai:.3g} FLOP/B vs ridge "
              f"{device.ridge_point(dtype):.0f}"]
+    if p.pack_s:
+        notes.append(f"packing the transposed weight ({_b(g.b_bytes)}) at "
+                     f"{format_quantity(float(device.params['pack_bandwidth']), 'B/s')}: "
+                     f"{_t(p.pack_s)} before the FMAs (the fixed cost that makes skinny "
+                     f"GEMMs slow)")
     llc, l2 = _blocking_levels(device)
-    if llc is not None and l2 is not None:
+    if p.path == "gemv":
+        notes.append(f"GEMV: the matrix streams once on {p.threads} thread"
+                     f"{'s' if p.threads > 1 else ''} (no blocking)")
+    elif llc is not None and l2 is not None:
         notes.append(
             f"cache blocking: {p.mc}x{p.kc} blocks of A ({_b(p.mc * p.kc * g.a_elem)}) in "
             f"each core's {_b(l2.capacity_bytes / p.cores)} share of {l2.name}, {p.kc}x{p.nc} "
@@ -234,15 +392,21 @@ def _gemm_notes(device: Device, label: str, g: GemmOperands, p: CpuGemmPlan, dty
             f"{llc.name}: A read {p.a_reads}x, C {'written once' if p.c_passes == 1 else f'read and written over {p.c_passes} passes'}")
     else:
         notes.append("the spec lists no cache levels: operands counted once (compulsory)")
+    ins = g.a_bytes + g.b_bytes
     if p.resident:
         lvl = next(m for m in device.memory if m.name == p.resident)
-        notes.append(f"working set {_b(g.compulsory)} fits in the {_b(lvl.capacity_bytes)} "
-                     f"{lvl.name} (at most {_RESIDENT_FRACTION:.0%} of it): served warm at "
-                     f"{format_quantity(_bw(device, lvl), 'B/s')} achievable, no DRAM traffic")
+        notes.append(f"inputs {_b(ins)} fit in the {_b(lvl.capacity_bytes)} {lvl.name} (at "
+                     f"most {_RESIDENT_FRACTION:.0%} of it): served warm at "
+                     f"{format_quantity(_bw(device, lvl), 'B/s')} achievable")
     else:
-        notes.append(f"working set {_b(g.compulsory)} streams from DRAM: {_b(p.dram_bytes)} "
-                     f"({p.dram_bytes / g.compulsory:.2f}x compulsory) at "
-                     f"{format_quantity(_bw(device, device.dram), 'B/s')} achievable")
+        notes.append(f"inputs {_b(ins)} stream from DRAM at "
+                     f"{format_quantity(_bw(device, device.dram, p.threads), 'B/s')} achievable "
+                     f"on {p.threads} thread{'s' if p.threads > 1 else ''}")
+    wa = " (write-allocate: each line read before it is written)" if _write_allocate(device) else ""
+    notes.append(f"output {_b(g.c_bytes)} " + (
+        f"to a recycled buffer in {p.out_resident}" if p.out_resident
+        else f"to DRAM{wa}") + f"; DRAM traffic {_b(p.dram_bytes)} "
+        f"({p.dram_bytes / g.compulsory:.2f}x compulsory)")
     return tuple(notes)
 
 
@@ -250,18 +414,66 @@ def _details(p: CpuGemmPlan, extra: dict[str, Any] | None = None) -> dict[str, A
     d: dict[str, Any] = {"blocking": {"mc": p.mc, "kc": p.kc, "nc": p.nc},
                          "threads": p.threads, "cores": p.cores, "a_reads": p.a_reads,
                          "c_passes": p.c_passes, "dram_bytes": p.dram_bytes,
-                         "resident": p.resident, "efficiency": p.efficiency}
+                         "resident": p.resident, "output_resident": p.out_resident,
+                         "efficiency": p.efficiency, "path": p.path,
+                         "page_fault_s": p.fault_s, "pack_s": p.pack_s}
     d.update(extra or {})
     return d
 
 
+def _epilogue(op: Op, device: Device, g: GemmOperands, p: CpuGemmPlan,
+              options: MapOptions | None) -> tuple[float, dict[str, float], str | None]:
+    """(seconds, bytes by level, note) of the pointwise epilogue after the GEMM: one in-place
+    pass over C per fn in an eager framework, only the vector work when fused."""
+    fns: tuple[str, ...] = tuple(getattr(op, "epilogue", ()) or ())
+    if not fns:
+        return 0.0, {}, None
+    vpeak, _ = device.peak(op.dtype, "vector")
+    if vpeak <= 0:
+        raise MappingError(f"{device.name}: no vector unit for the {'+'.join(fns)} epilogue")
+    fl = op.flops()
+    bias = g.m * g.n * g.batch if getattr(op, "bias", False) else 0.0
+    vector_s = ((fl.vector - bias) + special_vector_flops(op, device)) / (
+        vpeak * p.threads / p.cores * param(device, "vector_efficiency"))
+    if device.params.get("fused_epilogue", False):
+        return vector_s, {}, f"epilogue {'+'.join(fns)} fused into the GEMM: {_t(vector_s)}"
+    extra = sum(EPILOGUE_FNS[f][0] for f in fns)
+    c_lvl = next((m for m in device.memory if m.name == p.out_resident), None)
+    x_lvl = _resident_level(device, g.c_bytes * extra, options) if extra else None
+    by_level: dict[str, float] = {}
+    memory_s = 0.0
+    for lvl, nbytes in ((c_lvl, 2.0 * g.c_bytes * len(fns)), (x_lvl, g.c_bytes * extra)):
+        if nbytes:
+            target = lvl or device.dram
+            by_level[target.name] = by_level.get(target.name, 0.0) + nbytes
+            memory_s += nbytes / _bw(device, target, p.threads)
+    seconds = max(vector_s, memory_s)
+    note = (f"epilogue {'+'.join(fns)} runs unfused (eager framework): {len(fns)} in-place "
+            f"pass{'es' if len(fns) > 1 else ''} over the {_b(g.c_bytes)} output in "
+            f"{(c_lvl or device.dram).name}, {_t(seconds)}")
+    return seconds, by_level, note
+
+
 def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str,
                extra: dict[str, Any] | None = None, options: MapOptions | None = None) -> OpCost:
-    p = _plan(device, g, dtype, options)
+    p = _plan(device, g, dtype, options, packs_b=isinstance(op, MatMul) and op.weight)
     launch = _launch(device)
-    return make_cost(device, op, compute_s=p.compute_s, memory_s=p.memory_s, overhead_s=launch,
-                     bytes_by_level=p.bytes_by_level, compute_class=p.cls, peak_flops=p.peak,
-                     details=_details(p, extra), notes=_gemm_notes(device, label, g, p, dtype))
+    epi_s, epi_bytes, epi_note = _epilogue(op, device, g, p, options)
+    by_level = dict(p.bytes_by_level)
+    for name, x in epi_bytes.items():
+        by_level[name] = by_level.get(name, 0.0) + x
+    notes = _gemm_notes(device, label, g, p, dtype)
+    if p.fault_s:
+        notes += (f"the {_b(g.c_bytes)} output is a fresh mmap (above the "
+                  f"{_b(float(device.params.get('page_fault_threshold', _PAGE_FAULT_THRESHOLD)))}"
+                  f" threshold): its pages fault in on first touch, +{_t(p.fault_s)}",)
+    if epi_note:
+        notes += (epi_note,)
+    overhead = launch + p.fault_s
+    return make_cost(device, op, compute_s=p.compute_s + epi_s, memory_s=p.memory_s + epi_s,
+                     overhead_s=overhead, latency_s=p.busy_s + epi_s + overhead,
+                     bytes_by_level=by_level, compute_class=p.cls, peak_flops=p.peak,
+                     details=_details(p, {**(extra or {}), "epilogue_s": epi_s}), notes=notes)
 
 
 def _matmul_gemm(op: MatMul) -> GemmOperands:
@@ -284,21 +496,16 @@ def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) ->
     fl = op.flops()
     rate = vpeak * param(device, "vector_efficiency")
     compute_s = fl.total / rate
-    nbytes = op.min_bytes
-    lvl = _resident_level(device, nbytes, options)
-    src = lvl or device.dram
-    memory_s = nbytes / _bw(device, src)
-    by_level = {device.dram.name: 0.0 if lvl else nbytes}
-    if lvl:
-        by_level[lvl.name] = nbytes
+    tr = _traffic(device, op.bytes_read(), op.bytes_written(), options)
     notes = (f"depthwise conv ({op.c} channels, {op.r}x{op.s} filters): {op.r * op.s} MACs per "
              f"output, vectorised over channels at {format_quantity(rate, 'FLOP/s')}; "
-             f"{_b(nbytes)} from {src.name} at {format_quantity(_bw(device, src), 'B/s')}",)
-    return make_cost(device, op, compute_s=compute_s, memory_s=memory_s,
-                     overhead_s=_launch(device), bytes_by_level=by_level, compute_class=cls,
-                     peak_flops=vpeak, notes=notes,
-                     details={"kernel": "depthwise", "dram_bytes": by_level[device.dram.name],
-                              "resident": lvl.name if lvl else None})
+             f"{tr.describe(device)}",)
+    return make_cost(device, op, compute_s=compute_s, memory_s=tr.memory_s,
+                     overhead_s=_launch(device) + tr.fault_s, bytes_by_level=tr.by_level,
+                     compute_class=cls, peak_flops=vpeak, notes=notes,
+                     details={"kernel": "depthwise", "dram_bytes": tr.by_level[device.dram.name],
+                              "resident": tr.in_level, "output_resident": tr.out_level,
+                              "page_fault_s": tr.fault_s})
 
 
 @register_cost("conv2d", FAMILY)
@@ -314,68 +521,107 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     return _gemm_cost(op, device, g, op.dtype, label, {"kernel": "implicit-gemm"}, options)
 
 
-def _softmax_part(device: Device, sm: Softmax) -> tuple[float, float, dict[str, float], str]:
-    """(compute, memory, bytes by level, where) of the softmax between the two GEMMs (the
-    score matrix was just written by QK^T, so it is warm if it fits, rotated inputs or not)."""
-    compute_s, _, _ = vector_time(sm, device)
-    nbytes = sm.min_bytes
-    lvl = _resident_level(device, nbytes)
-    src = lvl or device.dram
-    by_level = {device.dram.name: 0.0 if lvl else nbytes}
-    if lvl:
-        by_level[lvl.name] = nbytes
-    return compute_s, nbytes / _bw(device, src), by_level, src.name
+def _q_block(seq: int) -> int:
+    """Query rows per block of PyTorch's CPU flash-attention kernel (ATen
+    ``sdpa_flash_attention_cpu``: 256 from 768 query rows, 64 from 192, else 32)."""
+    return 256 if seq >= 768 else 64 if seq >= 192 else 32
+
+
+def _keys_seen(op: Attention, qs: int) -> float:
+    """Keys the query blocks of one (batch, KV head) multiply against, summed over blocks
+    (a causal block sees the context plus the rows up to its last one)."""
+    blocks = math.ceil(op.seq / qs)
+    if not op.causal:
+        return float(blocks * op.kv_len)
+    return float(sum(op.context + min((i + 1) * qs, op.seq) for i in range(blocks)))
 
 
 @register_cost("attention", FAMILY)
 def attention_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
+    """Fused (flash) attention as PyTorch runs it on a CPU: blocks of query rows against
+    blocks of keys, a GEMM for QK^T and for PV per block pair with an online softmax between.
+
+    * The (batch, head, query block) tasks are spread over the threads.
+    * Matrix FLOPs at ``compute_efficiency`` of the peak of the threads used; the softmax's
+      vector and exp work at the vector rate; packing the transposed keys (the QK^T GEMM's B)
+      at ``pack_bandwidth``, once per query block over the keys it sees, per KV head (the
+      query heads of a GQA group reuse it: measured on the development VM, GQA decode costs
+      between one pack per KV head and one per query head). These run in sequence.
+    * Q, K, V read once and O written once (``_traffic``); K/V blocks are re-read from the
+      cache by later query blocks.
+    * ``latency = max(compute, memory) + dispatch``, busy time divided by
+      ``kind_efficiency["attention"]``.
+    """
     assert isinstance(op, Attention)
-    qk, pv = op.as_gemms()
-    sm = Softmax(rows=qk.batch * qk.m, cols=qk.n, dtype=op.dtype)
-    p1 = _plan(device, _matmul_gemm(qk), op.dtype, options)
-    p2 = _plan(device, _matmul_gemm(pv), op.dtype, options)
-    s_compute, s_memory, s_bytes, s_where = _softmax_part(device, sm)
-    parts = (("QK^T", p1.compute_s, p1.memory_s, p1.bytes_by_level),
-             ("softmax", s_compute, s_memory, s_bytes),
-             ("PV", p2.compute_s, p2.memory_s, p2.bytes_by_level))
-    by_level: dict[str, float] = {device.dram.name: 0.0}
-    for _, _, _, b in parts:
-        for name, x in b.items():
-            by_level[name] = by_level.get(name, 0.0) + x
+    peak, cls = device.peak(op.dtype, "matrix")
+    if peak <= 0:
+        raise MappingError(f"{device.name}: no SIMD or matrix unit can run {op.dtype} attention")
+    cores, threads = _cores(device), _threads(device)
+    qs = min(op.seq, _q_block(op.seq))
+    tasks = op.batch * op.heads * math.ceil(op.seq / qs)
+    used = max(1, min(threads, tasks))
+    eff = _efficiency(device, cls, op.dtype.compute_class)
+    fl = op.flops()
+    matrix_s = fl.matrix / (peak * used / cores * eff)
+    softmax_s = vector_time(op, device)[0] * cores / used
+    pack_bw = device.params.get("pack_bandwidth")
+    pack_bytes = op.batch * op.kv_heads * _keys_seen(op, qs) * op.head_dim * op.dtype.bytes
+    pack_s = pack_bytes / float(pack_bw) if pack_bw else 0.0
+    compute_s = matrix_s + softmax_s + pack_s
+    out_bytes = op.batch * op.seq * op.heads * op.head_dim * op.dtype.bytes  # O (K/V: in place)
+    tr = _traffic(device, op.bytes_read(), op.bytes_written(), options, threads=used,
+                  fresh_bytes=out_bytes)
     launch = _launch(device)
-    busy = sum(max(c, m) for _, c, m, _ in parts)
-    compute_s = sum(c for _, c, _, _ in parts)
-    memory_s = sum(m for _, _, m, _ in parts)
     notes = (
         f"attention ({op.phase}, {op.heads} heads / {op.kv_heads} KV heads, head_dim "
         f"{op.head_dim}, {op.seq} new token{'s' if op.seq > 1 else ''} over {op.kv_len} keys) "
-        f"runs unfused: QK^T GEMM, softmax over the {_b(sm.bytes_read())} score matrix, PV "
-        f"GEMM, one after the other",
-        "; ".join(f"{name}: compute {_t(c)}, memory {_t(m)}" for name, c, m, _ in parts)
-        + f" (softmax traffic from {s_where})",
-        _gemm_notes(device, "QK^T " + _gemm_label(qk.m, qk.n, qk.k, qk.batch, op.dtype),
-                    _matmul_gemm(qk), p1, op.dtype)[0],
+        f"as a flash kernel: {tasks} tasks of {qs} query rows on {used} of {cores} cores",
+        f"matrix {format_quantity(fl.matrix, 'FLOP')} in {_t(matrix_s)} ({eff:.0%} of peak), "
+        f"softmax {_t(softmax_s)}, key packing {_b(pack_bytes)} in {_t(pack_s)}; "
+        f"memory {_t(tr.memory_s)}: {tr.describe(device)}",
     )
-    details = {"kernel": "gemm-softmax-gemm", "threads": p1.threads, "cores": p1.cores,
-               "dram_bytes": by_level[device.dram.name],
-               "parts": {name: {"compute_s": c, "memory_s": m} for name, c, m, _ in parts}}
+    details = {"kernel": "flash-cpu", "threads": used, "cores": cores, "q_block": qs,
+               "dram_bytes": tr.by_level[device.dram.name], "pack_s": pack_s,
+               "parts": {"matrix": {"compute_s": matrix_s, "memory_s": 0.0},
+                         "softmax": {"compute_s": softmax_s, "memory_s": 0.0},
+                         "pack": {"compute_s": pack_s, "memory_s": 0.0},
+                         "io": {"compute_s": 0.0, "memory_s": tr.memory_s}}}
     return scale_busy(
-        make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=launch,
-                  latency_s=busy + launch, bytes_by_level=by_level, compute_class=p1.cls,
-                  peak_flops=p1.peak, details=details, notes=notes), device, "attention")
+        make_cost(device, op, compute_s=compute_s, memory_s=tr.memory_s,
+                  overhead_s=launch + tr.fault_s, bytes_by_level=tr.by_level,
+                  compute_class=cls, peak_flops=peak, details=details, notes=notes),
+        device, "attention")
 
 
 def cpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
-    """Streaming op on a CPU: from the innermost cache holding its working set, else DRAM.
+    """Streaming op on a CPU: inputs from the innermost cache holding them, else DRAM; the
+    output to a recycled buffer in cache, else DRAM with write-allocate (see "Memory traffic").
 
     In a graph an embedding gather reads rows of a large table that no producer just wrote,
     so from DRAM. In a measurement loop (``options.rotated_sets``) each input set gathers the
-    same rows on every use, so they are as resident as any other op's bytes.
+    same rows on every use, so they are as resident as any other op's bytes. A copy writes
+    into an existing buffer (no fresh pages); Adam updates its tensors in place.
     """
     cross = getattr(op, "src", "device") != getattr(op, "dst", "device")
     gather = op.kind == "embedding" and options.rotated_sets is None
-    level = None if gather or cross else _resident_level(device, op.min_bytes, options)
-    return streaming_cost(op, device, options, level=level, overhead_s=_launch(device))
+    in_place = isinstance(op, Elementwise) and op.fn == "adam"
+    passes = (1.0, 1.0)
+    if isinstance(op, Norm) and op.norm == "rmsnorm" and device.params.get("unfused_rmsnorm"):
+        passes = _RMSNORM_PASSES
+    tr = _traffic(device, op.bytes_read(), op.bytes_written(), options,
+                  inputs_cold=gather or cross, in_place=in_place,
+                  fresh_output=op.kind != "memcpy", in_passes=passes[0], out_passes=passes[1])
+    where = (f"{tr.describe(device)}; DRAM at "
+             f"{format_quantity(_bw(device, device.dram), 'B/s')} achievable"
+             + (f"; composite rmsnorm: the tensor read {passes[0]}x, written {passes[1]}x"
+                if passes != (1.0, 1.0) else ""))
+    cost = streaming_cost(op, device, options, overhead_s=_launch(device) + tr.fault_s,
+                          traffic=(tr.memory_s, tr.by_level, where))
+    if passes != (1.0, 1.0):  # the composite's extra vector passes (pow, mul, mul)
+        extra = vector_time(op, device)[0] * (passes[0] - 1) / kind_efficiency(device, op.kind)
+        cost = replace(cost, compute_s=cost.compute_s + extra,
+                       latency_s=cost.latency_s + extra)
+    return cost
 
 
 for _kind in STREAMING_KINDS:

@@ -70,7 +70,7 @@ from simulator.validate.dataset import Dataset, Measurement, load_dataset
 from workloads.dtypes import get_dtype
 from workloads.ops import Op
 
-__all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "MIN_OPS", "CalibrationProfile",
+__all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "MIN_OPS", "PRIOR_WEIGHT", "CalibrationProfile",
            "CalibrationResult", "apply_params", "fit", "split_by_shape", "band_for",
            "flat_params"]
 
@@ -80,6 +80,7 @@ CALIBRATABLE = ("compute_efficiency", "bandwidth_efficiency", "vector_efficiency
 BOUNDS: dict[str, tuple[float, float]] = {"fraction": (0.01, 1.0), "launch_overhead": (0.0, 1e-3),
                                           "kind_efficiency": (0.01, KIND_EFFICIENCY_MAX)}
 MIN_OPS = 2            # training ops a parameter must move to be fitted
+PRIOR_WEIGHT = 1.0     # weight of a parameter's log distance from its spec value (see fit)
 _SENSITIVITY = 0.05    # ... each by at least this much in log time
 _PROBE = 0.1           # a fraction halving does not identify is also tried at this multiple
 _PROBE_GAIN = 0.05     # ... and fitted from there if that lowers the training loss this much
@@ -628,9 +629,10 @@ def _band(rows: Sequence[Row], source: str) -> dict[str, Any]:
             **{g: {k: _quantiles(v) for k, v in sorted(d.items())} for g, d in groups.items()}}
 
 
-def _mape(rows: Iterable[Row]) -> float:
+def _mape(rows: Iterable[Row]) -> float | None:
+    """Mean absolute relative error; None (YAML null, which round-trips) with no rows."""
     e = [abs(r.error) for r in rows]
-    return float(np.mean(e)) if e else math.nan
+    return float(np.mean(e)) if e else None
 
 
 def _subset(ds: Dataset, records: Iterable[Measurement]) -> Dataset:
@@ -651,13 +653,24 @@ def _stderr(res: Any, names: Sequence[str]) -> dict[str, float]:
             for i, name in enumerate(names)}
 
 
+def _prior_residual(name: str, v: float, v0: float) -> float:
+    """How far a parameter moved from its spec value, in log units (overheads, which may be
+    0, relative to max(spec, 5 us))."""
+    if name == "launch_overhead":
+        return (v - v0) / max(v0, _MIN_OVERHEAD_STEP)
+    return math.log(max(v, 1e-12) / max(v0, 1e-12))
+
+
 def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
-        seed: int = 0, *, f_scale: float = 0.1) -> CalibrationResult:
+        seed: int = 0, *, f_scale: float = 0.1, prior: float | None = None) -> CalibrationResult:
     """Fit the identifiable efficiency factors of ``arch``'s device to ``dataset``'s op records.
 
     ``holdout`` is the fraction of shapes per op class kept out of the fit; ``f_scale`` is the
     soft-L1 scale in log-ratio units (0.1: residuals beyond ~10 % count linearly, so a few bad
-    measurements do not drag the fit).
+    measurements do not drag the fit). ``prior`` (default :data:`PRIOR_WEIGHT`) weighs one
+    extra residual per parameter, its log distance from the spec value: parameters that
+    trade off against each other (bandwidth efficiency against a streaming kind's factor) stay
+    near the spec instead of drifting together, which over-fits a small training set.
 
     Raises
     ------
@@ -681,6 +694,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     measured = np.array([r.time_s for r in train])
     dev = system.device
 
+    weight = PRIOR_WEIGHT if prior is None else float(prior)
     names = _candidates(dev, [op for op, _ in ops])
     start = {n: _clip(n, _current(dev, n)) for n in names}
     fitted, probed, kept = _screen(system, names, start, ops)
@@ -691,7 +705,11 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
 
         def residuals(x: np.ndarray) -> np.ndarray:
             flat = {**fixed, **{n: _to_si(n, float(v)) for n, v in zip(free, x)}}
-            return np.log(_predict(_with_flat(system, flat).device, ops) / measured)
+            data = np.log(_predict(_with_flat(system, flat).device, ops) / measured)
+            if not weight:
+                return data
+            pri = [weight * _prior_residual(n, flat[n], start[n]) for n in free]
+            return np.concatenate([data, pri])
 
         lo, hi = zip(*(_bounds(n) for n in free))
         x0 = np.clip([_to_internal(n, x0_si[n]) for n in free], lo, hi)
@@ -699,7 +717,8 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
                             x_scale="jac", diff_step=1e-3, method="trf")
         return {**fixed, **{n: _to_si(n, float(v)) for n, v in zip(free, res.x)}}, res
 
-    optimizer: dict[str, Any] = {"method": "trf", "loss": "soft_l1", "f_scale": f_scale}
+    optimizer: dict[str, Any] = {"method": "trf", "loss": "soft_l1", "f_scale": f_scale,
+                                 "prior": weight}
     values = dict(start)
     stderr: dict[str, float] = {}
     at_bound: list[str] = []

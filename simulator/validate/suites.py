@@ -3,7 +3,7 @@
 ``get_suite(name, device)``:
 
 - ``smoke``: ~18 tiny fp32 ops covering every executable op kind; seconds on a CPU (CI).
-- ``cpu``: the CPU default (~120 ops, fp32, plus bf16 GEMMs and attention when the CPU has
+- ``cpu``: the CPU default (~150 ops, fp32, plus bf16 GEMMs and attention when the CPU has
   native bf16): decode GEMMs (M 1..128) and prefill GEMMs (M 256..2048) with N, K in
   1024..4096, batched GEMMs, the distinct ResNet-50 convolutions at batch 1, attention
   prefill (seq 128..1024) and decode (context 256..2048), softmax/layernorm/rmsnorm/gelu/add
@@ -140,6 +140,9 @@ def _cpu() -> list[Entry]:
                         (1024, 1024, 1024), (1024, 2048, 2048), (1024, 4096, 1024),
                         (2048, 1024, 1024), (2048, 1024, 2048), (2048, 2048, 1024)):
             s.add("gemm-prefill", MatMul(m=m, n=n, k=k, weight=True, dtype=dt))
+    for m in (2, 4, 16, 48, 64, 96, 192):  # skinny GEMMs: the weight-packing law over M
+        for n, k in ((2048, 2048), (4096, 1024)):
+            s.add("gemm-skinny", MatMul(m=m, n=n, k=k, weight=True, dtype="fp32"))
     for b, m, n, k in ((12, 128, 128, 64), (32, 256, 64, 256), (8, 1, 4096, 1024),
                        (16, 512, 512, 64)):
         s.add("gemm-batched", MatMul(batch=b, m=m, n=n, k=k, dtype="fp32"))
@@ -171,6 +174,12 @@ def _cpu() -> list[Entry]:
         s.add("add", Elementwise(fn="add", numel=size, dtype="fp32"))
     for size in (2**17, 2**20, 2**23):
         for fn in ("silu", "mul", "swiglu"):
+            s.add(fn, Elementwise(fn=fn, numel=size, dtype="fp32"))
+    for size, c in ((2**19, 1024), (2**21, 2048), (2**23, 4096)):  # sizes between the above
+        rows, c = _pow2_rows(size, c)
+        s.add("layernorm", Norm(norm="layernorm", rows=rows, cols=c, dtype="fp32"))
+        s.add("rmsnorm", Norm(norm="rmsnorm", rows=rows, cols=c, dtype="fp32"))
+        for fn in ("relu", "gelu", "scale"):
             s.add(fn, Elementwise(fn=fn, numel=size, dtype="fp32"))
     for rows, c in ((3136, 64), (784, 512), (49, 2048)):  # ResNet-50 BN (unfused) shapes
         s.add("batchnorm", Norm(norm="batchnorm", rows=rows, cols=c, dtype="fp32"))
