@@ -405,7 +405,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from simulator.validate.calibrate import fit
     from simulator.validate.compare import compare, write_report
 
-    r = fit(a.dataset, a.arch, holdout=a.holdout, seed=a.seed)
+    r = fit(a.dataset, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
     out = Path(a.out or f"{a.arch}.calib.yaml")
     r.profile.save(out)
     print(r.summary())
@@ -544,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.3,
                    help="fraction of shapes per op class held out of the fit")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior", type=float, default=None,
+                   help="weight of each parameter's log distance from its spec value "
+                        "(default 0: none; ~1 keeps trading-off parameters near the spec)")
     p.add_argument("--report", default=None, help="also write a calibrated report here")
     p.set_defaults(fn=cmd_calibrate)
 

@@ -121,6 +121,17 @@ def probe(threads: int) -> dict[str, Any]:
     print("special cost (vector FLOPs at the spec's vector rate): "
           + ", ".join(f"{k} {v:.0f}" for k, v in special.items()), flush=True)
 
+    # 3b. max pooling, NCHW (ResNet's 3x3/2 stem pool): cycles per window element
+    unit = max(dev.units("vector") or dev.compute, key=lambda u: u.count)
+    pool_in = [torch.rand(1, 64, 112, 112) for _ in range(16)]          # 3.2 MB each
+    t = _time(_rotating(pool_in, lambda x: torch.nn.functional.max_pool2d(x, 3, 2, 1)))
+    window = 64 * 56 * 56 * 9
+    out["maxpool_s"] = t
+    out["maxpool_cycles_per_window_element"] = t * unit.clock_hz * threads / window
+    print(f"max_pool2d 64x112x112 3x3/2: {t * 1e3:.2f} ms = "
+          f"{out['maxpool_cycles_per_window_element']:.1f} cycles per window element "
+          f"({threads} threads at {unit.clock_hz / 1e9:.2f} GHz)", flush=True)
+
     # 4. GEMM over the activation rows M (x @ W^T, K = N = 2048, 3 rotated 16 MiB weights)
     k = n = 2048
     ws = [torch.randn(n, k) for _ in range(3)]

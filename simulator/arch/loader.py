@@ -74,6 +74,7 @@ PARAM_SCHEMA: dict[str, dict[str, str]] = {
             "threads": "int", "write_allocate": "bool", "page_fault_threshold": "bytes",
             "page_fault_bandwidth": "bandwidth", "core_bandwidth": "bandwidth",
             "gemv_threads": "int", "pack_bandwidth": "bandwidth", "fused_epilogue": "bool",
+            "maxpool_cycles": "number",
             "unfused_rmsnorm": "bool"},
 }
 

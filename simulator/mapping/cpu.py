@@ -9,7 +9,8 @@ Parameters come from the spec's ``params`` (defaults in brackets): ``threads`` [
 Memory-system and library behaviour of an eager framework (PyTorch) on Linux, each a param:
 ``write_allocate`` [true], ``page_fault_threshold`` [32 MiB], ``page_fault_bandwidth``
 [2 GB/s per thread], ``core_bandwidth`` [none], ``gemv_threads`` [threads],
-``pack_bandwidth`` [none: free], ``fused_epilogue``
+``pack_bandwidth`` [none: free], ``maxpool_cycles`` [none: the vector model],
+``fused_epilogue``
 [false], ``unfused_rmsnorm`` [false]; see "Memory traffic" and "GEMM" below.
 The cores are the count of the vector (SIMD) unit; memory levels are listed outermost first
 (DRAM, then e.g. L3, L2, L1) with device totals, as for every family: a core's share of a
@@ -67,6 +68,10 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       rate and the bandwidth of the level holding C; a runtime that fuses them (oneDNN
       post-ops, OpenVINO) sets ``fused_epilogue: true`` and pays only the vector work.
 
+Max pooling with ``maxpool_cycles``: PyTorch's channels-first (NCHW) CPU max-pool kernel is
+scalar and tracks the argmax index, so it costs that many core cycles per window element
+(spread over the threads) instead of vector work; measured by the probe.
+
 RMSNorm with ``unfused_rmsnorm`` (PyTorch's CPU ``F.rms_norm`` is a composite: pow, mean,
 add, rsqrt, mul, mul, plus a dtype copy) streams the tensor 5 times read and 4 times written,
 each pass a fresh allocation (so page faults apply per pass); LayerNorm and BatchNorm have
@@ -104,7 +109,7 @@ from simulator.mapping.common import (
 )
 from simulator.units import format_quantity
 from workloads.dtypes import DType
-from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Elementwise, MatMul, Norm, Op
+from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Elementwise, MatMul, Norm, Op, Pool
 
 __all__ = ["FAMILY", "CpuGemmPlan"]
 
@@ -124,6 +129,10 @@ _RMSNORM_PASSES = (5, 4)   # (reads, writes) of the tensor by the composite F.rm
 def _cores(device: Device) -> int:
     units = device.units("vector") or device.units("matrix") or device.compute
     return max(1, max(u.count for u in units))
+
+
+def _vector_units(device: Device) -> tuple[Any, ...]:
+    return device.units("vector") or device.units("matrix") or device.compute
 
 
 def _threads(device: Device) -> int:
@@ -617,6 +626,17 @@ def cpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                 if passes != (1.0, 1.0) else ""))
     cost = streaming_cost(op, device, options, overhead_s=_launch(device) + tr.fault_s,
                           traffic=(tr.memory_s, tr.by_level, where))
+    cycles = device.params.get("maxpool_cycles")
+    if isinstance(op, Pool) and op.mode == "max" and cycles:
+        unit = max(_vector_units(device), key=lambda u: u.count)
+        scalar_s = op.flops().vector * float(cycles) / (unit.clock_hz * _threads(device))
+        f = kind_efficiency(device, op.kind)
+        busy = max(scalar_s / f, cost.memory_s)
+        cost = replace(cost, compute_s=scalar_s / f, latency_s=busy + cost.overhead_s,
+                       bound="compute" if scalar_s / f >= cost.memory_s else cost.bound,
+                       notes=(*cost.notes, f"scalar NCHW max-pool kernel: {cycles:g} cycles "
+                              f"per window element on {_threads(device)} threads, "
+                              f"{_t(scalar_s)}"))
     if passes != (1.0, 1.0):  # the composite's extra vector passes (pow, mul, mul)
         extra = vector_time(op, device)[0] * (passes[0] - 1) / kind_efficiency(device, op.kind)
         cost = replace(cost, compute_s=cost.compute_s + extra,

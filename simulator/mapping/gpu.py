@@ -1,12 +1,15 @@
-"""GPU mapper: thread-block tiles in waves over the SMs, tensor-core efficiency, L2 reuse,
-split-K, a fused attention kernel and a launch overhead per kernel.
+"""GPU mapper: thread-block tiles in waves over the SMs, tensor-core efficiency, the operand
+feed from the L2 into the SMs, L2 reuse, split-K, a fused attention kernel, and the fixed cost
+of every kernel (launch, pipeline fill).
 
 Every op is one kernel; times are seconds, traffic bytes. Parameters come from the spec's
 ``params`` (defaults in brackets): ``sm_count`` [matrix units / 4], ``tile_shapes``
 [128x256, 128x128, 64x128, 64x64], ``compute_efficiency`` {class: fraction} [0.8],
 ``attention_efficiency`` [0.55], ``bandwidth_efficiency`` [0.85], ``vector_efficiency`` [0.6],
-``l2_level`` ["l2"], ``launch_overhead`` [4 us], ``kind_efficiency`` {kind: factor} [1.0]
-(streaming kinds and attention; see :mod:`simulator.mapping.common`).
+``l2_level`` ["l2"], ``launch_overhead`` [4 us], ``sm_l2_bandwidth`` [64 B per clock of the
+matrix units], ``cluster_multicast`` [1], ``pipeline_latency`` [the spec's DRAM latency plus
+its L2 latency], ``kind_efficiency`` {kind: factor} [1.0] (streaming kinds and attention; see
+:mod:`simulator.mapping.common`).
 
 GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * C[M, N] of each batch is cut into thread-block tiles tm x tn. A tile side is clipped to
@@ -15,25 +18,73 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * ``tiles = ceil(M/tm) * ceil(N/tn) * batch`` run one per SM per wave:
       ``waves = ceil(tiles / SMs)``, wave efficiency ``tiles / (waves * SMs)``.
     * An SM runs at ``matrix peak / SMs * compute_efficiency[class]`` (the peak of the class
-      the dtype runs as: fp32 falls back to the CUDA cores). Padded tiles are paid for:
-      ``compute = waves * 2*tm*tn*K / per-SM rate``.
+      the dtype runs as: fp32 falls back to the CUDA cores): the rate of a large, well-fed
+      tile. Padded tiles are paid for: ``compute = waves * 2*tm*tn*K / per-SM rate``.
+    * Operand feed (why small tiles are slow). For every K element a tile streams
+      ``tm*a + tn*b`` bytes of A and B (a, b: bytes per element) from the L2 into its shared
+      memory and does ``2*tm*tn`` FLOPs on them: ``(a/tn + b/tm) / 2`` bytes per FLOP, so
+      halving both sides of a tile doubles the bytes each FLOP needs. Two limits: all blocks
+      together draw at most the L2's achievable bandwidth (``bandwidth * bandwidth_efficiency``
+      of the ``l2_level``), and one SM at most ``sm_l2_bandwidth`` (its port into the
+      L2-to-SM crossbar): ``feed = max(all blocks' bytes / L2 rate, waves * one block's bytes
+      / port)``, overlapped with the tensor work like the DRAM time. Edge tiles load only the
+      rows and columns inside the problem. The numbers that decide it, with every SM busy:
+      A100 (L2 5,120 B/clk, whitepaper; 0.88 achievable = 41.7 B/clk per SM) against a bf16
+      SM at 80% of 2,048 FLOP/clk: a 128x128 tile needs 25.6 B/clk (compute-bound), 64x64
+      needs 51.2 (feed-bound, 1.23x slower per FLOP). H100 (L2 11.5 TB/s, an estimate: the
+      A100 figure scaled by SMs and clock; 0.87 achievable = 41.4 B/clk per SM at 1.83 GHz)
+      against 80% of 4,096 FLOP/clk: 128x256 needs 38.4 B/clk, 128x128 51.2 (38.4 with the
+      2-CTA multicast below). So huge GEMMs
+      pick 128x256/128x128 tiles, while a skinny or batch-1 GEMM still takes the small tile
+      that fills the SMs when that beats the feed cost. The port default, 64 B per clock of
+      the matrix units (A100 90 GB/s, H100 117 GB/s, ~1.5x an SM's share of the achievable L2),
+      is an estimate (NVIDIA publishes only the aggregate): it matters when few blocks run,
+      e.g. a GEMV on 32 SMs draws at most 32 x 117 GB/s from an H100's L2.
+    * Thread-block clusters (Hopper): with ``cluster_multicast = c`` the c CTAs of a cluster
+      receive one TMA multicast of the tile they share (H100 whitepaper: TMA multicast to the
+      SMs of a cluster), so that operand's L2 reads divide by c, along whichever of M or N
+      saves more (and only when that dimension has at least c tiles). cuBLAS's Hopper kernels
+      run in 2x1 clusters, hence 2 in the H100/H200 specs.
     * Split-K, only when ``tiles < SMs``: K is cut into ``s <= SMs / tiles`` chunks (each at
-      least 64 deep) so ``tiles * s`` blocks fill the idle SMs; the fp32 partials
-      (``s*M*N*4`` B per batch) are written and read back once by a reduction after the main
-      loop, from the L2 when they fit in it, else from DRAM.
+      least 64 deep) so ``tiles * s`` blocks fill the idle SMs. The fp32 partials
+      (``s*M*N*4`` B per batch, in the L2 when they fit, else DRAM) are summed by the cheaper
+      of the two schemes cuBLASLt documents (``cublasLtReductionScheme_t``): in place, where
+      split i waits on a counter for split i-1, reads the partial tile and writes the sum
+      (``(s-1) * (2 L2 latencies + the tile's partial twice through the SM's port)``), or a
+      second, parallel reduction kernel (one more launch and fill, then the bytes at the
+      achievable bandwidth). This is what keeps split-K from being free on batch-1 convs.
     * DRAM traffic: if A+B+C of one batch fit in the L2, each operand crosses DRAM once
       (compulsory bytes). Otherwise a wave covers a roughly square block of ``wm x wn`` tiles
       (``wm = wn = floor(sqrt(SMs))``, or all of a dimension narrower than that and as much of
       the other as the SMs allow) whose A and B panels stay in the L2 while it runs, so A is
       read ``ceil(N_tiles / wn)`` times and B ``ceil(M_tiles / wm)`` times; C is written once.
-      Without an L2 level every tile reads its own panels from DRAM.
+      Without an L2 level every tile reads its own panels from DRAM (and the feed limit is
+      the DRAM's).
     * ``memory = DRAM bytes / (DRAM bandwidth * bandwidth_efficiency)``;
-      ``latency = max(compute, memory) + split-K reduction + launch_overhead``.
+      ``latency = max(compute, memory, feed) + split-K reduction + fill + launch_overhead``.
+      The reported ``memory_s`` is ``max(memory, feed) + reduction``.
     * Every tile shape (and split) is evaluated and the fastest wins; ties go to the tile that
       pulls fewer bytes through the L2 (the larger tile), then to the smaller split.
-    * Not modelled: the L2 -> SM operand bandwidth and the in-SM cost of small tiles (lower
-      register/shared-memory reuse), so small tiles are chosen whenever their better wave
-      quantisation makes them faster; the L2 traffic is still counted, for energy.
+
+Fixed cost of every kernel (GEMM, attention, streaming, depthwise)
+    * ``launch_overhead``: launch and the gap between dependent kernels.
+    * Pipeline fill and drain: nothing overlaps the first operand load (the first MMA waits
+      for it) or the last store (the kernel ends when it reaches the L2), so each kernel pays
+      one latency of the level its inputs come from (DRAM for GEMMs, attention and
+      non-resident streaming ops; the L2 for a streaming op whose working set is resident)
+      plus the L2 latency: 0.8 us on the A100 spec, 0.75 us on the H100 (the specs' memory
+      latencies, estimates from pointer-chase microbenchmarks). Paid once per kernel, not per
+      wave (later waves' loads overlap the earlier waves' work).
+    * Why: at batch 1 most kernels run a few microseconds, so per-kernel fixed costs and the
+      split-K reduction set the latency (ResNet-50 int8 on an A100: 56 kernels; the MLPerf
+      SingleStream p90 is 0.457 ms, about 8 us per kernel).
+    * Considered and not modelled: a K loop limited by memory latency (Little's law) when one
+      CTA per SM cannot keep enough loads in flight. cuBLAS sizes the pipeline to the shared
+      memory (kernels such as ``ampere_fp16_s16816gemm_fp16_64x64_sliced1x2_ldg8_f2f_
+      stages_64x6_tn``: six 16 KiB stages, cuBLASLt's ``CUBLASLT_MATMUL_STAGES_64x6``), so
+      ~80 KiB is in flight per SM, > 130 GB/s at 600 ns, above the port limit: it does not
+      bind. Stream-K decompositions (which would smooth wave quantisation) are not
+      modelled either.
 
 Attention (flash-attention style, one fused kernel)
     * Prefill: matrix FLOPs at ``matrix peak * attention_efficiency``, in tiles of 128 query
@@ -65,7 +116,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.arch.spec import Device, MemoryLevel
@@ -97,6 +148,7 @@ _MIN_SPLIT_K = 64        # a split-K chunk is at least one main-loop K block dee
 _ATTN_Q_BLOCK = 128      # query rows per flash-attention thread block
 _L2_RESIDENT_FRACTION = 0.5
 _PARTIAL_BYTES = 4       # split-K partial sums are fp32
+_SM_PORT_BYTES_PER_CYCLE = 64  # L2 -> SM bytes per clock one SM can take (see the docstring)
 
 
 # -- device facts ----------------------------------------------------------------------------
@@ -113,6 +165,11 @@ class _Gpu:
     l2: MemoryLevel | None
     l2_bw: float         # achievable L2 B/s (0 without an L2)
     launch_s: float
+    feed_bw: float       # achievable B/s of the level that feeds operand tiles to the SMs
+    port_bw: float       # the most one SM takes from that level (B/s)
+    fill_s: float        # pipeline fill and drain: first operand load + last store latency
+    l2_lat: float        # L2 round-trip latency (s; 0 without an L2)
+    multicast: int       # CTAs of a thread-block cluster sharing one L2 read of a tile
 
     @property
     def rate_per_sm(self) -> float:
@@ -140,6 +197,27 @@ def _launch(device: Device) -> float:
     return float(device.params.get("launch_overhead", _LAUNCH_OVERHEAD_S))
 
 
+def _fill(device: Device, source: MemoryLevel | None = None) -> float:
+    """Pipeline fill and drain of one kernel (s): the latency of its first operand load (from
+    ``source``, by default DRAM) plus that of its last store into the L2; or the spec's
+    ``pipeline_latency``."""
+    if "pipeline_latency" in device.params:
+        return float(device.params["pipeline_latency"])
+    l2 = _l2(device)
+    src = source or device.dram
+    return src.latency_s + (l2.latency_s if l2 is not None else 0.0)
+
+
+def _port(device: Device) -> float:
+    """The most one SM takes from the L2 (B/s): ``sm_l2_bandwidth``, else 64 B per cycle of
+    the matrix units' clock."""
+    if "sm_l2_bandwidth" in device.params:
+        return float(device.params["sm_l2_bandwidth"])
+    units = device.units("matrix") or device.units("vector")
+    clock = max((u.clock_hz for u in units), default=0.0)
+    return _SM_PORT_BYTES_PER_CYCLE * clock if clock > 0 else math.inf
+
+
 def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
     """Resolve the device's parameters for a kernel in ``dtype`` (``efficiency`` overrides
     the spec's compute_efficiency, e.g. with attention_efficiency)."""
@@ -151,8 +229,12 @@ def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
         _efficiency(device, cls, dtype.compute_class, _COMPUTE_EFFICIENCY)
     bw_eff = param(device, "bandwidth_efficiency")
     l2 = _l2(device)
-    return _Gpu(device, _sm_count(device), peak, cls, eff, device.dram.bandwidth_Bps * bw_eff,
-                l2, l2.bandwidth_Bps * bw_eff if l2 else 0.0, _launch(device))
+    dram_bw = device.dram.bandwidth_Bps * bw_eff
+    l2_bw = l2.bandwidth_Bps * bw_eff if l2 else 0.0
+    return _Gpu(device, _sm_count(device), peak, cls, eff, dram_bw, l2, l2_bw, _launch(device),
+                feed_bw=l2_bw or dram_bw, port_bw=_port(device), fill_s=_fill(device),
+                l2_lat=l2.latency_s if l2 else 0.0,
+                multicast=int(device.params.get("cluster_multicast", 1)))
 
 
 # -- GEMM planning ---------------------------------------------------------------------------
@@ -173,6 +255,7 @@ class GemmPlan:
     l2_hit: bool
     compute_s: float
     memory_s: float
+    feed_s: float
     reduce_s: float
     reduce_bytes: float
     reduce_in_l2: bool
@@ -182,7 +265,7 @@ class GemmPlan:
 
     @property
     def busy_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.reduce_s
+        return max(self.compute_s, self.memory_s, self.feed_s) + self.reduce_s
 
 
 def _round_up(x: int, q: int) -> int:
@@ -212,11 +295,48 @@ def _splits(tiles: int, k: int, sms: int) -> range:
     return range(1, max(1, min(sms // tiles, k // _MIN_SPLIT_K)) + 1)
 
 
+def _feed_per_k(g: GemmOperands, tm: int, tn: int, m_t: int, n_t: int, cluster: int
+                ) -> tuple[float, float]:
+    """Operand bytes per K element that one block streams from the L2 into its SM, and that
+    all blocks together stream (rows and columns past the edge of the problem are not
+    loaded). With thread-block clusters of ``cluster`` CTAs the operand tile the cluster
+    shares is multicast: read from the L2 once per cluster, along whichever dimension saves
+    more."""
+    rows, cols = min(tm, g.m) * g.a_elem, min(tn, g.n) * g.b_elem
+    blk, full = rows + cols, g.m * n_t * g.a_elem + g.n * m_t * g.b_elem
+    if cluster > 1:
+        if m_t >= cluster:  # a cluster along M shares the B tile
+            blk_b = rows + cols / cluster
+            full_b = g.m * n_t * g.a_elem + g.n * math.ceil(m_t / cluster) * g.b_elem
+            blk, full = min((blk, full), (blk_b, full_b), key=lambda x: x[1])
+        if n_t >= cluster:  # a cluster along N shares the A tile
+            blk_a = rows / cluster + cols
+            full_a = g.m * math.ceil(n_t / cluster) * g.a_elem + g.n * m_t * g.b_elem
+            blk, full = min((blk, full), (blk_a, full_a), key=lambda x: x[1])
+    return blk, full * g.batch
+
+
+def _reduce_time(s: int, red: float, red_l2: bool, part: float, hw: _Gpu) -> float:
+    """Seconds to reduce ``s`` split-K partial sums (``red`` bytes written and read back, one
+    tile's partial ``part`` bytes): the cheaper of cuBLASLt's two kinds of reduction scheme.
+    In place (``CUBLASLT_REDUCTION_SCHEME_INPLACE``: counters guarantee the order), split i
+    waits for split i-1, reads the partial tile and writes the sum: per step two L2 latencies
+    and the tile twice through the SM's L2 port. Out of place, a second kernel sums the
+    partials in parallel: one more launch and pipeline fill, then the bytes at the achievable
+    bandwidth of where the partials live."""
+    if s <= 1:
+        return 0.0
+    serial = (s - 1) * (2 * hw.l2_lat + 2 * part / hw.port_bw)
+    second = hw.launch_s + hw.fill_s + red / (hw.l2_bw if red_l2 else hw.dram_bw)
+    return min(serial, second)
+
+
 def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]) -> GemmPlan:
-    """Evaluate every tile shape and split-K factor; return the fastest plan."""
+    """Evaluate every tile shape and split-K factor; return the fastest plan (ties: fewer L2
+    bytes, then the smaller split). Only the winner is built as a :class:`GemmPlan`."""
     l2 = hw.l2
     l2_hit = l2 is not None and g.compulsory / g.batch <= l2.capacity_bytes
-    best: GemmPlan | None = None
+    best: dict[str, Any] = {}
     best_key: tuple[float, float, int] | None = None
     for tm, tn in tile_shapes:
         tm_e, tn_e = min(tm, _round_up(g.m, _MMA_GRANULE)), min(tn, _round_up(g.n, _MMA_GRANULE))
@@ -231,27 +351,33 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
         dram_main = g.a_bytes * a_r + g.b_bytes * b_r + g.c_bytes
         l2_main = max(tiles * g.k * (tm_e * g.a_elem + tn_e * g.b_elem) + g.c_bytes, dram_main)
         memory_s = dram_main / hw.dram_bw
+        blk_row, all_row = _feed_per_k(g, tm_e, tn_e, m_t, n_t, hw.multicast)
+        blk_part = min(tm_e, g.m) * min(tn_e, g.n) * _PARTIAL_BYTES  # one tile's fp32 partial
         unsplit = math.inf
         for s in _splits(tiles, g.k, hw.sms):
             waves = math.ceil(tiles * s / hw.sms)
-            compute_s = waves * 2.0 * tm_e * tn_e * math.ceil(g.k / s) / hw.rate_per_sm
+            kc = math.ceil(g.k / s)
+            compute_s = waves * 2.0 * tm_e * tn_e * kc / hw.rate_per_sm
+            feed_s = max(all_row * kc * s / hw.feed_bw, waves * blk_row * kc / hw.port_bw)
             red = 2.0 * s * g.m * g.n * _PARTIAL_BYTES * g.batch if s > 1 else 0.0
             red_l2 = s > 1 and l2 is not None and red / 2 <= l2.capacity_bytes
-            reduce_s = red / (hw.l2_bw if red_l2 else hw.dram_bw) if s > 1 else 0.0
-            dram = dram_main + (0.0 if red_l2 else red)
-            plan = GemmPlan(
-                tile=(tm_e, tn_e), m_tiles=m_t, n_tiles=n_t, tiles=tiles, split_k=s,
-                waves=waves, wave_efficiency=tiles * s / (waves * hw.sms), wave_block=block,
-                a_reads=a_r, b_reads=b_r, l2_hit=l2_hit, compute_s=compute_s,
-                memory_s=memory_s, reduce_s=reduce_s, reduce_bytes=red, reduce_in_l2=red_l2,
-                dram_bytes=dram, l2_bytes=l2_main + red, unsplit_s=0.0)
+            reduce_s = _reduce_time(s, red, red_l2, blk_part, hw)
+            busy = max(compute_s, memory_s, feed_s) + reduce_s
             if s == 1:
-                unsplit = plan.busy_s
-            key = (plan.busy_s, plan.l2_bytes, s)
+                unsplit = busy
+            key = (busy, l2_main + red, s)
             if best_key is None or key < best_key:
-                best, best_key = replace(plan, unsplit_s=unsplit), key
-    assert best is not None
-    return best
+                best_key = key
+                best = dict(
+                    tile=(tm_e, tn_e), m_tiles=m_t, n_tiles=n_t, tiles=tiles, split_k=s,
+                    waves=waves, wave_efficiency=tiles * s / (waves * hw.sms),
+                    wave_block=block, a_reads=a_r, b_reads=b_r, l2_hit=l2_hit,
+                    compute_s=compute_s, memory_s=memory_s, feed_s=feed_s, reduce_s=reduce_s,
+                    reduce_bytes=red, reduce_in_l2=red_l2,
+                    dram_bytes=dram_main + (0.0 if red_l2 else red), l2_bytes=l2_main + red,
+                    unsplit_s=unsplit)
+    assert best
+    return GemmPlan(**best)
 
 
 # -- formatting helpers for notes ------------------------------------------------------------
@@ -275,11 +401,13 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
     dev = hw.device
     ai = flops / g.compulsory if g.compulsory else math.inf
     ridge = dev.ridge_point(dtype)
-    if p.compute_s >= p.memory_s:
+    if p.compute_s >= max(p.memory_s, p.feed_s):
         how = (f"compute-bound at {_rate(hw.peak * hw.efficiency)} achievable "
                f"({hw.efficiency:.0%} of the {hw.cls} peak {_rate(hw.peak)})")
-    else:
+    elif p.memory_s >= p.feed_s:
         how = f"memory-bound at {_rate(hw.dram_bw, 'B/s')} achievable"
+    else:
+        how = "bound by the operand feed from the L2 into the SMs (below)"
     notes = [f"{label} reads {_b(g.compulsory - g.c_bytes)} and writes {_b(g.c_bytes)}, "
              f"arithmetic intensity {ai:.3g} FLOP/B vs ridge {ridge:.0f} -> {how}"]
     clip = ""
@@ -290,12 +418,21 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
     notes.append(f"tiles {p.tile[0]}x{p.tile[1]}{clip}: {blocks} {'blocks' if p.split_k > 1 else 'tiles'}"
                  f"{batch} over {hw.sms} SMs = {blocks / hw.sms:.2f} -> {p.waves} wave"
                  f"{'s' if p.waves > 1 else ''} ({p.wave_efficiency:.0%} wave efficiency)")
+    src = hw.l2.name if hw.l2 else "DRAM"
+    per_flop = (hw.feed_bw / hw.sms) / hw.rate_per_sm
+    notes.append(f"operand feed: each {p.tile[0]}x{p.tile[1]} tile streams its A and B panels "
+                 f"from the {src} into its SM ({_feed_note(p.tile, g, hw)}); "
+                 f"{_t(p.feed_s)} at {_rate(hw.feed_bw, 'B/s')} achievable in all and at most "
+                 f"{_rate(hw.port_bw, 'B/s')} into one SM, vs {_t(p.compute_s)} of tensor work "
+                 f"(the {src} supplies {per_flop:.3g} B per FLOP of an SM's share)")
     if p.split_k > 1:
         where = f"the {hw.l2.name}" if p.reduce_in_l2 and hw.l2 else "DRAM"
         notes.append(f"split-K x{p.split_k}: only {p.tiles} output tiles for {hw.sms} SMs, so "
                      f"K={g.k} is cut into {p.split_k} chunks of {math.ceil(g.k / p.split_k)}; "
-                     f"the {_b(p.reduce_bytes / 2)} of fp32 partials go through {where} "
-                     f"({_t(p.reduce_s)}), {_t(p.unsplit_s)} -> {_t(p.busy_s)} without launch")
+                     f"the {_b(p.reduce_bytes / 2)} of fp32 partials go through {where} and "
+                     f"are summed serially in the kernel or by a second kernel, whichever is "
+                     f"faster ({_t(p.reduce_s)}), {_t(p.unsplit_s)} -> {_t(p.busy_s)} "
+                     f"without launch and fill")
     elif len(_splits(p.tiles, g.k, hw.sms)) > 1:
         notes.append(f"split-K considered ({p.tiles} tiles < {hw.sms} SMs) but not faster: "
                      f"{'the kernel is memory-bound' if p.memory_s >= p.compute_s else 'the partial-sum reduction costs more than it saves'}")
@@ -313,7 +450,20 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
                      f"{p.wave_block[0]}x{p.wave_block[1]} tiles whose panels stay in the "
                      f"{l2.name}, so A is read {p.a_reads}x and B {p.b_reads}x from DRAM -> "
                      f"{_b(p.dram_bytes)} ({p.dram_bytes / g.compulsory:.2f}x compulsory)")
+    notes.append(_fixed_note(hw.launch_s, hw.fill_s))
     return tuple(notes)
+
+
+def _feed_note(tile: tuple[int, int], g: GemmOperands, hw: _Gpu) -> str:
+    tm, tn = min(tile[0], g.m), min(tile[1], g.n)
+    per = (tm * g.a_elem + tn * g.b_elem) / (2.0 * tm * tn)
+    shared = f", one tile read per cluster of {hw.multicast}" if hw.multicast > 1 else ""
+    return f"{per:.3g} B per FLOP{shared}"
+
+
+def _fixed_note(launch: float, fill: float) -> str:
+    return (f"fixed per kernel: {_t(launch)} launch and {_t(fill)} pipeline fill and drain "
+            f"(the first operand load's and the last store's memory latency)")
 
 
 def _gemm_details(p: GemmPlan, hw: _Gpu, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -321,7 +471,8 @@ def _gemm_details(p: GemmPlan, hw: _Gpu, extra: dict[str, Any] | None = None) ->
         "tile": [p.tile[0], p.tile[1]], "tiles": p.tiles, "waves": p.waves,
         "wave_efficiency": p.wave_efficiency, "split_k": p.split_k, "sms": hw.sms,
         "l2_hit": p.l2_hit, "dram_bytes": p.dram_bytes, "a_reads": p.a_reads,
-        "b_reads": p.b_reads, "efficiency": hw.efficiency,
+        "b_reads": p.b_reads, "efficiency": hw.efficiency, "feed_s": p.feed_s,
+        "reduce_s": p.reduce_s, "fill_s": hw.fill_s,
     }
     d.update(extra or {})
     return d
@@ -339,8 +490,10 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
     by_level = {device.dram.name: p.dram_bytes}
     if hw.l2:
         by_level[hw.l2.name] = p.l2_bytes
-    return make_cost(device, op, compute_s=p.compute_s, memory_s=p.memory_s + p.reduce_s,
-                     latency_s=p.busy_s + hw.launch_s, overhead_s=hw.launch_s,
+    fixed = hw.launch_s + hw.fill_s
+    return make_cost(device, op, compute_s=p.compute_s,
+                     memory_s=max(p.memory_s, p.feed_s) + p.reduce_s,
+                     latency_s=p.busy_s + fixed, overhead_s=fixed,
                      bytes_by_level=by_level, compute_class=hw.cls, peak_flops=hw.peak,
                      details=_gemm_details(p, hw, extra),
                      notes=_gemm_notes(label, g, p, hw, dtype, fl.matrix, asked))
@@ -385,8 +538,8 @@ def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) ->
              f"output, too little reuse for the tensor cores -> {_rate(fl.total, 'FLOP')} on the "
              f"{cls} vector units at {param(device, 'vector_efficiency'):.0%} efficiency, "
              f"{_b(nbytes)} streamed from {lvl.name} at {_rate(bw, 'B/s')}",)
-    launch = _launch(device)
-    return make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=launch,
+    fixed = _launch(device) + _fill(device, lvl)
+    return make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=fixed,
                      bytes_by_level=by_level, compute_class=cls, peak_flops=vpeak,
                      details={"kernel": "depthwise", "dram_bytes": by_level[device.dram.name],
                               "l2_hit": l2 is not None},
@@ -471,9 +624,10 @@ def attention_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                "split_kv": split_kv, "sms": hw.sms, "l2_hit": False, "dram_bytes": nbytes,
                "efficiency": eff}
     return scale_busy(
-        make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=hw.launch_s,
-                  bytes_by_level=by_level, compute_class=hw.cls, peak_flops=hw.peak,
-                  details=details, notes=notes), device, "attention")
+        make_cost(device, op, compute_s=compute_s, memory_s=memory_s,
+                  overhead_s=hw.launch_s + hw.fill_s, bytes_by_level=by_level,
+                  compute_class=hw.cls, peak_flops=hw.peak, details=details, notes=notes),
+        device, "attention")
 
 
 def _resident_level(device: Device, nbytes: float, options: MapOptions | None = None
@@ -494,7 +648,8 @@ def gpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     cross = getattr(op, "src", "device") != getattr(op, "dst", "device")
     gather = op.kind == "embedding" and options.rotated_sets is None
     level = None if gather or cross else _resident_level(device, op.min_bytes, options)
-    return streaming_cost(op, device, options, level=level, overhead_s=_launch(device))
+    return streaming_cost(op, device, options, level=level,
+                          overhead_s=_launch(device) + _fill(device, level))
 
 
 for _kind in STREAMING_KINDS:

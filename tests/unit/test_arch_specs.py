@@ -389,3 +389,37 @@ def test_loader_runs_detection_for_the_shipped_host():
     det = d.params["detected"]
     assert det["cores"] >= 1 and d.compute[0].count == det["cores"]
     assert d.peak("fp32")[0] > 0
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("{sigmoid: 10}", "params.special_cost.sigmoid: expected a function (exp, tanh, erf, "
+                      "rsqrt, sqrt), got 'sigmoid'"),
+    ("{tanh: 0}", "params.special_cost.tanh: expected a number of vector FLOPs in (0, 10000], "
+                  "got 0"),
+    ("{exp: lots}", "params.special_cost.exp: expected a number of vector FLOPs"),
+    ("56", "params.special_cost: expected a mapping function -> vector FLOPs per evaluation"),
+])
+def test_bad_special_cost_names_the_function(tmp_path, value, needle):
+    raw = _raw("alveo-u280")
+    raw.setdefault("params", {})["special_cost"] = yaml.safe_load(value)
+    with pytest.raises(SpecError) as e:
+        load_arch(_write(tmp_path, raw))
+    assert needle in str(e.value) and "bad.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("params.page_fault_threshold=32 MB/s", "params.page_fault_threshold: expected"),
+    ("params.gemv_threads=0", "params.gemv_threads: expected a positive integer, got 0"),
+    ("params.write_allocate=maybe", "params.write_allocate: expected true or false"),
+    ("params.pack_bandwidth=7 GHz", "params.pack_bandwidth: expected"),
+])
+def test_bad_cpu_library_params_are_named(setting, needle):
+    with pytest.raises(SpecError, match=re.escape(needle)):
+        load_arch("cpu-host", [setting])
+
+
+def test_cpu_host_library_params_load_with_units():
+    p = load_arch("cpu-host").device.params
+    assert p["page_fault_threshold"] == 32 * 2**20 and p["pack_bandwidth"] == 7.3e9
+    assert p["core_bandwidth"] == 16e9 and p["gemv_threads"] == 1
+    assert dict(p["special_cost"])["tanh"] > dict(p["special_cost"])["exp"]

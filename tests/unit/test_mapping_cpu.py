@@ -277,3 +277,108 @@ def test_rotated_input_sets_defeat_the_cache(cpu):
     assert cost_op(emb, cpu).dram_bytes == emb.bytes_read()   # the output: an L2 buffer
     assert cost_op(emb, cpu, MapOptions(rotated_sets=1)).dram_bytes == 0.0
     assert cost_op(emb, cpu, MapOptions(rotated_sets=64)).dram_bytes == emb.bytes_read()
+
+
+# -- memory-system and library behaviour (params measured by experiments/validation/probe_cpu.py)
+def test_fresh_outputs_above_the_mmap_threshold_pay_page_faults(cpu, spec_path):
+    """glibc serves allocations above 32 MiB with a fresh mmap, faulted in on first touch:
+    a step at the threshold, linear in the bytes above it, divided over the threads."""
+    below = cost_op(Elementwise(fn="relu", numel=8 << 20, dtype="fp32"), cpu)   # 32 MiB out
+    above = cost_op(Elementwise(fn="relu", numel=9 << 20, dtype="fp32"), cpu)   # 36 MiB out
+    assert below.overhead_s == LAUNCH
+    assert above.overhead_s == pytest.approx(LAUNCH + (36 << 20) / FAULT_BW)
+    dev = _dev(spec_path, params__page_fault_threshold="64 MiB", params__threads=8)
+    assert cost_op(Elementwise(fn="relu", numel=9 << 20, dtype="fp32"), dev).overhead_s == LAUNCH
+    dev = _dev(spec_path, params__threads=8)
+    big = cost_op(Elementwise(fn="relu", numel=1 << 26, dtype="fp32"), dev)      # 256 MiB
+    assert big.overhead_s == pytest.approx(LAUNCH + (256 << 20) / (2e9 * 8))
+    # a copy writes into an existing buffer and Adam updates in place: no fresh pages
+    assert cost_op(Memcpy(bytes=1 << 30), cpu).overhead_s == LAUNCH
+    assert cost_op(Elementwise(fn="adam", numel=1 << 28, dtype="fp32"), cpu).overhead_s == LAUNCH
+
+
+def test_write_allocate_doubles_the_dram_bytes_of_an_uncached_output(cpu, spec_path):
+    op = Elementwise(fn="relu", numel=1 << 28, dtype="fp32")                    # 1 GiB each way
+    on, off = cost_op(op, cpu), cost_op(op, _dev(spec_path, params__write_allocate="false"))
+    assert on.dram_bytes == op.bytes_read() + 2 * op.bytes_written()
+    assert off.dram_bytes == op.min_bytes
+    assert on.memory_s / off.memory_s == pytest.approx(3 / 2)
+
+
+def test_single_gemv_runs_on_gemv_threads_at_core_bandwidth(spec_path):
+    """MKL streams a single sgemv on one thread (16 GB/s on the development VM); a batch of
+    GEMVs spreads over up to one thread each."""
+    dev = _dev(spec_path, params__gemv_threads=1, params__core_bandwidth="10 GB/s")
+    gemv = MatMul(m=1, n=8192, k=8192, weight=True, dtype="fp32")              # 256 MiB
+    c = cost_op(gemv, dev)
+    assert c.details["path"] == "gemv" and c.details["threads"] == 1
+    assert c.memory_s == pytest.approx(gemv.b_bytes() / 10e9, rel=0.01)
+    batched = MatMul(m=1, n=4096, k=4096, batch=8, dtype="fp32")
+    b = cost_op(batched, dev)
+    assert b.details["threads"] == 8
+    assert b.memory_s == pytest.approx(batched.b_bytes() / 80e9, rel=0.01)
+    # without the params every thread streams at the DRAM's achievable bandwidth
+    free = cost_op(gemv, load_arch(spec_path).device)
+    assert free.memory_s == pytest.approx(gemv.b_bytes() / DRAM_BW, rel=0.01)
+
+
+def test_weight_packing_makes_skinny_gemms_slow_by_the_measured_law(spec_path):
+    """Packing the transposed weight is a fixed K*N cost, so the rate over M follows
+    peak_eff * M / (M + m0) with m0 = peak_eff * (bytes of B / pack_bandwidth) / (2 K N)."""
+    dev = _dev(spec_path, params__pack_bandwidth="50 GB/s")
+    k = n = 4096
+    rate = 0.7 * PEAK_FP32
+    m0 = rate * (4 / 50e9) / 2
+    for m in (2, 16, 128, 1024):
+        op = MatMul(m=m, n=n, k=k, weight=True, dtype="fp32")
+        c = cost_op(op, dev)
+        assert c.details["pack_s"] == pytest.approx(k * n * 4 / 50e9)
+        achieved = 2 * m * n * k / c.compute_s
+        assert achieved == pytest.approx(rate * m / (m + m0), rel=1e-6), m
+    # activations x activations (bmm, attention) and GEMVs pack nothing here
+    assert cost_op(MatMul(m=64, n=n, k=k, dtype="fp32"), dev).details["pack_s"] == 0.0
+    assert cost_op(MatMul(m=1, n=n, k=k, weight=True, dtype="fp32"), dev).details["pack_s"] == 0.0
+
+
+def test_eager_epilogues_are_extra_passes_and_fused_ones_are_not(cpu, spec_path):
+    conv = Conv2d(n=8, c=256, h=56, w=56, k=256, r=1, s=1, dtype="fp32",
+                  epilogue=("batchnorm", "add", "relu"))
+    plain = cost_op(Conv2d(n=8, c=256, h=56, w=56, k=256, r=1, s=1, dtype="fp32"), cpu)
+    eager = cost_op(conv, cpu)
+    fused = cost_op(conv, _dev(spec_path, params__fused_epilogue="true"))
+    assert plain.latency_s < fused.latency_s < eager.latency_s
+    # three in-place passes over the 25 MiB output (read + write) and one residual read, from
+    # the L3 where the recycled output sits
+    c_bytes = conv.bytes_written()
+    assert eager.details["epilogue_s"] >= (3 * 2 + 1) * c_bytes / (1.6e12 * 0.85) * 0.99
+
+
+def test_composite_rmsnorm_streams_the_tensor_several_times(cpu, spec_path):
+    op = Norm(norm="rmsnorm", rows=16384, cols=4096, dtype="fp32")             # 256 MiB
+    fused = cost_op(op, cpu)
+    dev = _dev(spec_path, params__unfused_rmsnorm="true")
+    composite = cost_op(op, dev)
+    # x read once from DRAM plus 4 re-reads of temporaries, 4 writes (each fresh: faults),
+    # against 1 read + 1 write: well over 3x the time
+    assert composite.latency_s / fused.latency_s > 3
+    assert composite.overhead_s == pytest.approx(LAUNCH + 4 * op.bytes_written() / FAULT_BW)
+    small = Norm(norm="layernorm", rows=16384, cols=4096, dtype="fp32")
+    assert cost_op(small, dev) == cost_op(small, cpu)                          # layernorm: fused
+
+
+def test_special_functions_cost_what_the_spec_says(spec_path):
+    """tanh (gelu) and exp (silu) differ several-fold on SIMD lanes (probe: tanh 160, exp 56
+    vector FLOPs); ops name the function they evaluate."""
+    dev = _dev(spec_path, params__special_cost="{exp: 10, tanh: 100}",
+               params__vector_efficiency=1.0)
+    vpeak = 32 * 64 * 3.0e9
+    n = 1 << 16                                             # small: compute-bound from the L2
+    gelu = cost_op(Elementwise(fn="gelu", numel=n, dtype="fp32"), dev)
+    silu = cost_op(Elementwise(fn="silu", numel=n, dtype="fp32"), dev)
+    assert gelu.compute_s == pytest.approx(n * (8 + 100) / vpeak)
+    assert silu.compute_s == pytest.approx(n * (3 + 10) / vpeak)
+    sm = Softmax(rows=64, cols=1024, dtype="fp32")
+    assert cost_op(sm, dev).compute_s == pytest.approx(64 * 1024 * (4 + 10) / vpeak)
+    # a function the table does not list costs the spec's energy.special_multiplier (4)
+    rms = Norm(norm="rmsnorm", rows=64, cols=1024, dtype="fp32")
+    assert cost_op(rms, dev).compute_s == pytest.approx((4 * 64 * 1024 + 4 * 64) / vpeak)

@@ -4,7 +4,11 @@ The device is an H100-SXM-like part written here (not the shipped spec, which ma
 132 SMs (528 tensor cores / 4), 1024 bf16 FLOP/cycle per tensor core at 1.83 GHz
 (989.5 TFLOP/s), fp32 on 132 x 256 FLOP/cycle CUDA cores (61.8 TFLOP/s), 3.35 TB/s HBM,
 50 MB L2 at 12 TB/s. Mapper defaults: compute_efficiency 0.8, bandwidth_efficiency 0.85,
-attention_efficiency 0.55, launch overhead 4 us.
+attention_efficiency 0.55, launch overhead 4 us, an L2 port of 64 B/clk per SM (117 GB/s),
+no cluster multicast. The spec gives no memory latencies, so its pipeline fill is zero.
+
+The tests at the end use the shipped h100-sxm and a100-sxm-80gb specs for properties the
+issue asks of them (big-GEMM efficiency, tile choice, GEMV bandwidth, batch-1 fixed costs).
 """
 
 import itertools
@@ -12,6 +16,7 @@ import math
 
 import pytest
 
+from simulator import predict_op
 from simulator.arch.loader import load_arch
 from simulator.errors import MappingError
 from simulator.mapping.base import MapOptions, cost_op, registered
@@ -82,11 +87,13 @@ def test_large_bf16_gemm_reaches_compute_efficiency_times_peak(gpu):
     op = MatMul(m=8192, n=8192, k=8192)
     c = cost_op(op, gpu)
     achieved = op.flops().total / c.latency_s
-    # 0.8 x peak, less wave quantisation (>= 98.5% for the chosen tile) and the 4 us launch
-    # on a 1.4 ms kernel: within 3% below, never above.
-    assert achieved == pytest.approx(0.8 * PEAK_BF16, rel=0.03)
+    # 0.8 x peak, less the wave quantisation of the chosen 128x256 tile (2048 tiles over 132
+    # SMs: 15.5 -> 16 waves, 97%) and the 4 us launch on a 1.4 ms kernel: within 4% below,
+    # never above.
+    assert achieved == pytest.approx(0.8 * PEAK_BF16, rel=0.04)
     assert achieved <= 0.8 * PEAK_BF16
     assert c.bound == "compute"
+    assert min(c.details["tile"]) >= 128  # small tiles would be starved by the L2 feed
     assert c.details["split_k"] == 1  # 2048+ tiles already fill the SMs
     assert c.details["sms"] == 132
     assert c.details["waves"] == math.ceil(c.details["tiles"] / 132)
@@ -109,8 +116,11 @@ def test_gemv_is_memory_bound_at_achievable_hbm_bandwidth(gpu):
 
 
 def test_one_extra_tile_costs_a_second_wave(spec_path):
-    # A single 128x128 tile shape so the mapper cannot dodge the extra wave with another tile.
-    dev = _dev(spec_path, params__tile_shapes="[[128, 128]]")
+    # A single 128x128 tile shape so the mapper cannot dodge the extra wave with another tile,
+    # and an L2 fast enough that the operand feed (51 B/clk per SM for a 128x128 tile at
+    # this spec's rate, vs 42 from a 12 TB/s L2) does not hide the compute time being tested.
+    dev = _dev(spec_path, params__tile_shapes="[[128, 128]]",
+               memory__l2__bandwidth="24 TB/s")
     full = cost_op(MatMul(m=128 * 12, n=128 * 11, k=8192), dev)     # 132 tiles = SMs
     extra = cost_op(MatMul(m=128 * 7, n=128 * 19, k=8192), dev)     # 133 tiles
     assert (full.details["tiles"], full.details["waves"]) == (132, 1)
@@ -166,8 +176,10 @@ def test_narrow_dtypes_are_faster_and_fp32_runs_on_cuda_cores(gpu):
     fp32 = cost_op(MatMul(**shape, dtype="fp32"), gpu)
     tf32 = cost_op(MatMul(**shape, dtype="tf32"), gpu)
     assert fp32.compute_class == "fp32" and tf32.compute_class == "tf32"
-    # 989.5 / 61.8 = 16x fewer FLOP/s on the CUDA cores
-    assert fp32.latency_s / bf16.latency_s == pytest.approx(PEAK_BF16 / PEAK_FP32, rel=0.02)
+    # 989.5 / 61.8 = 16x fewer FLOP/s on the CUDA cores; the bf16 GEMM loses 3% to the wave
+    # quantisation of its 128x256 tiles, which the slow fp32 one avoids with small tiles
+    # (the L2 feed never binds at the CUDA cores' rate)
+    assert fp32.latency_s / bf16.latency_s == pytest.approx(PEAK_BF16 / PEAK_FP32, rel=0.04)
     assert tf32.latency_s < fp32.latency_s / 7  # tf32 tensor cores: 8x the CUDA-core rate
 
 
@@ -204,9 +216,11 @@ def test_split_k_fills_idle_sms_on_a_skinny_gemm(gpu):
     # without split-K the best tile (64x64, 4 tiles) would take one 64x64x65536 tile time
     unsplit = 2 * 64 * 64 * 65536 / RATE_PER_SM          # 89.5 us
     assert c.latency_s < 0.25 * unsplit
-    # with the SMs filled it is bound by reading A and B (32 MiB) from HBM
+    # with the SMs filled it is bound by reading A and B (32 MiB) from HBM, plus the serial
+    # sum of the partial tiles (the split stops where another split costs more than it saves)
     assert c.bound == "memory"
-    assert c.memory_s == pytest.approx(op.min_bytes / ACHIEVABLE_BW, rel=0.02)
+    hbm_s = op.min_bytes / ACHIEVABLE_BW
+    assert hbm_s <= c.memory_s <= 1.4 * hbm_s
     assert any("split-K" in n for n in c.notes)
 
 
@@ -303,3 +317,141 @@ def test_rotated_input_sets_keep_a_streaming_op_out_of_the_l2(gpu):
     assert cold.dram_bytes == small.min_bytes
     emb = Embedding(tokens=16, vocab=32000, dim=4096)   # the same rows on every call
     assert cost_op(emb, gpu, MapOptions(rotated_sets=1)).dram_bytes == 0.0
+
+
+def test_small_tiles_cost_more_per_flop_than_big_ones(spec_path):
+    """The same GEMM tiled two ways that both fill every SM in whole waves (132 tiles of
+    128x128 = 1 wave, 528 of 64x64 = 4 waves): identical tensor work, but a 64x64 tile
+    streams twice the operand bytes per FLOP from the L2 ((2/64 + 2/64) / 2 = 0.031 B/FLOP
+    against 0.016), i.e. 187 GB/s per SM at this spec's 6 TFLOP/s per SM where the L2's
+    share is 77 GB/s. So the small tiling is slower per FLOP, by about the ratio of the
+    two feed times (the 128x128 one is itself 1.2x feed-bound on this 12 TB/s L2)."""
+    op = MatMul(m=128 * 12, n=128 * 11, k=8192)
+    big = cost_op(op, _dev(spec_path, params__tile_shapes="[[128, 128]]"))
+    small = cost_op(op, _dev(spec_path, params__tile_shapes="[[64, 64]]"))
+    assert big.details["wave_efficiency"] == small.details["wave_efficiency"] == 1.0
+    assert small.compute_s == pytest.approx(big.compute_s, rel=1e-12)
+    assert small.details["feed_s"] == pytest.approx(2 * big.details["feed_s"], rel=0.05)
+    assert small.latency_s > 1.5 * big.latency_s
+
+
+def test_one_sm_draws_at_most_its_l2_port(gpu, spec_path):
+    """A GEMV pulls its weights through the SMs' L2 ports: at 20 GB/s per SM even all 132
+    SMs take only 2.64 TB/s, below the 2.85 TB/s the HBM delivers, so the kernel is bound by
+    the ports however the mapper splits it."""
+    op = MatMul(m=1, n=4096, k=8192, weight=True)
+    slow = cost_op(op, _dev(spec_path, params__sm_l2_bandwidth="20 GB/s"))
+    assert slow.latency_s - slow.overhead_s >= op.b_bytes() / (132 * 20e9)
+    assert slow.latency_s > cost_op(op, gpu).latency_s
+
+
+def test_cluster_multicast_halves_the_shared_operand_feed(gpu, spec_path):
+    """Hopper TMA multicast: the two CTAs of a 2x1 cluster read their shared tile from the L2
+    once, so a 128x128 tiling streams 384 instead of 512 B per K element per tile; DRAM
+    traffic is unchanged (those reads hit in the L2 anyway)."""
+    op = MatMul(m=4096, n=4096, k=4096)
+    plain = cost_op(op, _dev(spec_path, params__tile_shapes="[[128, 128]]"))
+    shared = cost_op(op, _dev(spec_path, params__tile_shapes="[[128, 128]]",
+                              params__cluster_multicast=2))
+    assert shared.details["feed_s"] == pytest.approx(0.75 * plain.details["feed_s"], rel=1e-9)
+    assert shared.dram_bytes == plain.dram_bytes
+
+
+def test_split_k_reduction_is_not_free(gpu):
+    """Split-K partials are summed serially in the kernel (cuBLASLt's in-place scheme: split
+    i waits for split i-1, reads the partial tile, writes the sum) or by a second kernel:
+    either way it costs time, so a short-K GEMM on few tiles is not split as far as it
+    could be, and the reduction shows in the latency."""
+    c = cost_op(MatMul(m=64, n=64, k=8192), gpu)   # one 64x64 tile for 132 SMs
+    s = c.details["split_k"]
+    assert 1 < s < 128                              # 128 = K / 64, the most it could split
+    # serial: (s-1) x the 16 KiB fp32 partial read and written through a 117 GB/s port
+    # (this spec has no latencies), unless a second kernel (4 us launch) is cheaper
+    serial = (s - 1) * 2 * 64 * 64 * 4 / (64 * 1.83e9)
+    assert c.details["reduce_s"] == pytest.approx(min(serial, LAUNCH + 1e-9), rel=0.05)
+
+
+# -- the shipped H100 / A100 specs: what issue 3 part 5 asks of them -------------------------
+SHIPPED = ("h100-sxm", "a100-sxm-80gb")
+
+
+@pytest.mark.parametrize("arch", SHIPPED)
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("size", [4096, 8192, 16384])
+def test_big_gemms_land_at_75_to_85_percent_of_dense_peak(arch, dtype, size):
+    """The issue's hard target, uncalibrated: compute-bound bf16/fp16 GEMMs at 75-85% of the
+    datasheet dense peak (cuBLAS measures 74-81% on an H100 SXM at 4096^3-8192^3 bf16/fp16,
+    torch-performance-test-data issue #79)."""
+    c = predict_op(MatMul(m=size, n=size, k=size, dtype=dtype), arch)
+    peak, _ = load_arch(arch).device.peak(dtype, "matrix")
+    assert 0.75 <= c.flops.total / c.latency_s / peak <= 0.85
+    assert c.bound == "compute"
+
+
+@pytest.mark.parametrize("arch", SHIPPED)
+def test_huge_gemm_picks_a_big_tile(arch):
+    """8192^3 bf16: a 64x64 tile would need 1.23x (A100) to 1.6x (H100) the bytes per FLOP
+    the L2 can feed an SM, so the mapper picks a tile with both sides >= 128. (Without the
+    feed limit it used to pick 64x64 for its perfect wave quantisation.)"""
+    c = predict_op(MatMul(m=8192, n=8192, k=8192, dtype="bf16"), arch)
+    assert min(c.details["tile"]) >= 128
+    assert c.details["feed_s"] < c.compute_s
+
+
+def test_batch1_conv_pays_pipeline_fill_and_split_k_reduction():
+    """ResNet-50's layer-3 3x3 conv at batch 1, int8 on the A100: 196 x 256 x 2304 as an
+    implicit GEMM, 16 tiles of 64x64 for 108 SMs. The zero-gap estimate (busy time at the
+    int8 rate on all SMs, plus the launch) is 4.5 us; the kernel also pays (a) its pipeline
+    fill and drain, one DRAM plus one L2 latency of the spec (0.6 + 0.2 us), and (b) the
+    summing of its split-K partials, so it runs well above that estimate."""
+    conv = Conv2d(n=1, c=256, h=14, w=14, k=256, r=3, s=3, pad=1, dtype="int8")
+    c = predict_op(conv, "a100-sxm-80gb")
+    nofill = predict_op(conv, "a100-sxm-80gb", ["params.pipeline_latency=0 s"])
+    assert c.details["fill_s"] == pytest.approx(0.8e-6)
+    assert c.latency_s - nofill.latency_s == pytest.approx(0.8e-6, rel=1e-6)
+    assert c.overhead_s == pytest.approx(4e-6 + 0.8e-6)
+    zero_gap = conv.flops().total / (0.75 * 624e12) + 4e-6
+    assert c.latency_s > 1.5 * zero_gap
+    if c.details["split_k"] > 1:
+        assert c.details["reduce_s"] > 0
+
+
+def test_every_kernel_pays_the_fill_of_where_its_inputs_live():
+    """Streaming kernels pay the latency of the level their working set comes from plus the
+    L2 latency of their last store: an L2-resident add on the A100 0.2 + 0.2 us, one
+    streamed from HBM 0.6 + 0.2 us (the spec's latencies)."""
+    small = predict_op(Elementwise(fn="add", numel=1 << 20), "a100-sxm-80gb")
+    big = predict_op(Elementwise(fn="add", numel=1 << 28), "a100-sxm-80gb")
+    assert small.overhead_s == pytest.approx(4e-6 + 0.4e-6)
+    assert big.overhead_s == pytest.approx(4e-6 + 0.8e-6)
+
+
+GEMV_MS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 288, 384, 512, 768, 1024, 2048)
+
+
+def test_large_gemv_streams_at_published_achievable_hbm_bandwidth():
+    """Decode GEMV, 8192 x 8192 bf16 weights (128 MiB) on the H100 SXM: large GEMVs and
+    copies measure 2.6-3.0 TB/s of the 3.35 TB/s datasheet figure; the kernel (less its
+    fixed launch and fill) lands inside that range."""
+    op = MatMul(m=1, n=8192, k=8192, dtype="bf16", weight=True)
+    c = predict_op(op, "h100-sxm")
+    assert 2.6e12 <= c.dram_bytes / (c.latency_s - c.overhead_s) <= 3.0e12
+
+
+def test_skinny_gemms_stay_weight_bound_then_rise_without_steps_back():
+    """M = 1..64, N = K = 8192 bf16 on the H100: the 128 MiB weight read dominates (the
+    activations add at most 2 MiB), so the time stays within 2% of M=1. Past the ridge
+    (M ~ 256) it rises: never falling with M, and never more than 1.5x the roofline at
+    compute_efficiency and achievable bandwidth (the worst step is wave quantisation at
+    M=288, where 128x128 tiles need a second wave)."""
+    t = {}
+    for m in GEMV_MS:
+        op = MatMul(m=m, n=8192, k=8192, dtype="bf16", weight=True)
+        c = predict_op(op, "h100-sxm")
+        t[m] = c.latency_s
+        roof = max(op.flops().total / (0.8 * 989.4e12), op.min_bytes / (3.35e12 * 0.87))
+        assert c.latency_s <= 1.5 * roof + c.overhead_s, m
+    for m in GEMV_MS:
+        if m <= 64:
+            assert t[m] == pytest.approx(t[1], rel=0.02), m
+    assert all(t[a] <= t[b] for a, b in itertools.pairwise(GEMV_MS))
