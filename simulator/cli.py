@@ -361,7 +361,8 @@ def cmd_validate(a: argparse.Namespace) -> int:
     if a.suite is None and a.workload is None:
         a.suite = "ops"
     settings = MeasureSettings(warmup=a.warmup, min_reps=a.reps, min_time_s=a.min_time,
-                               threads=a.threads, energy=a.energy, rotate_sets=a.rotate_sets)
+                               threads=a.threads, energy=a.energy, rotate_sets=a.rotate_sets,
+                               passes=a.passes)
     path = validate(suite=a.suite, workload=a.workload, device=a.device, out=a.out,
                     settings=settings, phase=a.phase or "auto", batch=a.batch or 1, seq=a.seq,
                     context=a.context, dtype=a.dtype, fuse=not a.no_fuse, progress=_progress)
@@ -521,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", dest="min_time", type=float, default=0.2,
                    help="minimum seconds of repetitions per op")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--passes", type=int, default=1,
+                   help="measure the op list this many times in turn and keep each op's "
+                        "median pass (robust to slow periods on a shared machine)")
     p.add_argument("--energy", action="store_true", help="NVML energy loop per op (CUDA)")
     p.add_argument("--rotate-sets", dest="rotate_sets", type=int, default=None,
                    help="input sets rotated per op (default: enough to exceed the last-level "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import platform
 import sys
@@ -51,7 +52,7 @@ from workloads.ops import Op
 
 __all__ = [
     "Timing", "Energy", "Skipped", "MeasureSettings", "MeasuredOps", "MeasuredWorkload",
-    "summarize", "time_callable", "measure_energy", "device_info", "software_info",
+    "summarize", "combine_passes", "time_callable", "measure_energy", "device_info", "software_info",
     "pinned_threads", "op_record_dict", "measure_ops", "measure_workload",
 ]
 
@@ -93,6 +94,33 @@ def summarize(samples: Sequence[float]) -> Timing:
                   p90=float(np.percentile(a, 90)), mean=float(a.mean()),
                   std=float(a.std(ddof=1)) if a.size > 1 else 0.0, reps=int(a.size),
                   total_s=float(a.sum()))
+
+
+def combine_passes(timings: Sequence[Timing]) -> Timing:
+    """Combine the timings of one op measured in several passes over a suite.
+
+    On a shared machine a slow period (a busy neighbour, a frequency change) lasts seconds, so
+    it spoils every repetition of the op being measured then; interleaving ops over passes and
+    taking the median of the pass medians discards such a pass. ``p10``/``p90`` are the
+    medians of the passes' percentiles, ``mean``/``std`` pooled over every call.
+
+    Examples
+    --------
+    >>> t = combine_passes([summarize([1.0, 1.0]), summarize([5.0, 5.0]), summarize([1.2, 1.2])])
+    >>> t.median, t.reps
+    (1.2, 6)
+    """
+    if not timings:
+        raise ValueError("combine_passes: no timings")
+    if len(timings) == 1:
+        return timings[0]
+    reps = sum(t.reps for t in timings)
+    mean = sum(t.mean * t.reps for t in timings) / reps
+    var = sum(t.reps * (t.std ** 2 + (t.mean - mean) ** 2) for t in timings) / reps
+    return Timing(median=float(np.median([t.median for t in timings])),
+                  p10=float(np.median([t.p10 for t in timings])),
+                  p90=float(np.median([t.p90 for t in timings])), mean=float(mean),
+                  std=float(math.sqrt(var)), reps=reps, total_s=sum(t.total_s for t in timings))
 
 
 @contextlib.contextmanager
@@ -487,9 +515,11 @@ class MeasureSettings:
     energy_min_time_s: float = 1.0
     seed: int = 0
     memory_budget_bytes: int | None = None
+    passes: int = 1
 
     def __post_init__(self) -> None:
-        for name, low in (("warmup", 0), ("min_reps", 1), ("max_reps", 1), ("seed", 0)):
+        for name, low in (("warmup", 0), ("min_reps", 1), ("max_reps", 1), ("seed", 0),
+                          ("passes", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"MeasureSettings: {name} must be an integer >= {low}, "
@@ -623,7 +653,8 @@ def measure_ops(ops: Iterable[tuple[str, str, Op]], device: str,
     ``settings.rotate_sets`` sets, and one :class:`Measurement` (mode ``"op"``; extra holds
     the rotation and the executor's approximation notes; energy when ``settings.energy``).
     Ops that cannot run are not timed: they are returned in ``MeasuredOps.skipped`` with the
-    reason. ``progress`` receives one line per op, e.g.
+    reason. With ``settings.passes > 1`` the whole list is measured that many times in turn
+    and each op's passes are combined by :func:`combine_passes` (``extra["pass_medians"]``). ``progress`` receives one line per op, e.g.
     ``[12/64] matmul 512x4096x4096 fp32: 1.23 ms``.
     """
     s = settings or MeasureSettings()
@@ -640,21 +671,38 @@ def measure_ops(ops: Iterable[tuple[str, str, Op]], device: str,
         if load is not None and load >= 0.5:
             progress(f"warning: load average {load} before measuring: other processes "
                      f"on these CPUs inflate and scatter the timings")
+    timings: dict[str, list[Timing]] = {}
+    found: dict[str, tuple[dict[str, Any], Energy | None]] = {}
+    skip_ids: set[str] = set()
     with pinned_threads(device, s.threads):
-        for n, (id_, group, op) in enumerate(items, 1):
-            head = f"[{n:>{width}}/{len(items)}] {op_label(op)}"
-            try:
-                t, info, e = _measure_one(op, device, s, s.seed + n)
-            except NotExecutableError as err:
-                skipped.append(Skipped(id_, group, op.kind, op_record_dict(op), str(err)))
+        for pass_ in range(1, s.passes + 1):
+            tag = f" (pass {pass_}/{s.passes})" if s.passes > 1 else ""
+            for n, (id_, group, op) in enumerate(items, 1):
+                if id_ in skip_ids:
+                    continue
+                head = f"[{n:>{width}}/{len(items)}]{tag} {op_label(op)}"
+                try:
+                    t, info, e = _measure_one(op, device, replace(s, energy=s.energy and
+                                                                  pass_ == 1), s.seed + n)
+                except NotExecutableError as err:
+                    skip_ids.add(id_)
+                    skipped.append(Skipped(id_, group, op.kind, op_record_dict(op), str(err)))
+                    if progress:
+                        progress(f"{head}: skipped ({err})")
+                    continue
+                timings.setdefault(id_, []).append(t)
+                if pass_ == 1:
+                    found[id_] = (info, e)
                 if progress:
-                    progress(f"{head}: skipped ({err})")
-                continue
-            records.append(_record(id_, group, op, t, info, e))
-            if progress:
-                extra = f", {e.energy_j:.3g} J" if e and e.energy_j is not None else ""
-                progress(f"{head}: {_ms(t.median)} (p10 {_ms(t.p10)}, p90 {_ms(t.p90)}, "
-                         f"{t.reps} reps{extra})")
+                    extra = f", {e.energy_j:.3g} J" if e and e.energy_j is not None else ""
+                    progress(f"{head}: {_ms(t.median)} (p10 {_ms(t.p10)}, p90 {_ms(t.p90)}, "
+                             f"{t.reps} reps{extra})")
+    for id_, group, op in items:
+        if id_ in timings:
+            info, e = found[id_]
+            ts = timings[id_]
+            more = {"pass_medians": [t.median for t in ts]} if len(ts) > 1 else None
+            records.append(_record(id_, group, op, combine_passes(ts), info, e, more))
     return MeasuredOps(records, skipped)
 
 
@@ -712,11 +760,14 @@ def measure_workload(name: str, phase: str = "auto", batch: int = 1, seq: int | 
     records = [replace(r, extra={**r.extra, "count": counts[by_id[r.id]],
                                  "node": first[by_id[r.id]]})
                for r in measured.records]
+    runs = []
     with pinned_threads(device, s.threads):
-        run = run_graph_e2e(graph, device, warmup=s.warmup, min_reps=s.min_reps,
-                            max_reps=s.max_reps, min_time_s=s.min_time_s, sets=s.rotate_sets,
-                            seed=s.seed, skip_unsupported=True,
-                            memory_budget=s.memory_budget_bytes)
+        for _ in range(s.passes):
+            runs.append(run_graph_e2e(graph, device, warmup=s.warmup, min_reps=s.min_reps,
+                                      max_reps=s.max_reps, min_time_s=s.min_time_s,
+                                      sets=s.rotate_sets, seed=s.seed, skip_unsupported=True,
+                                      memory_budget=s.memory_budget_bytes))
+    run = replace(runs[0], timing=combine_passes([r.timing for r in runs]))
     sum_ops = sum(r.time_s * r.extra["count"] for r in records)
     extra: dict[str, Any] = {"ops": run.ops, "distinct_ops": run.distinct_ops,
                              "working_set_bytes": run.working_set_bytes,
