@@ -75,7 +75,7 @@ PARAM_SCHEMA: dict[str, dict[str, str]] = {
             "page_fault_bandwidth": "bandwidth", "core_bandwidth": "bandwidth",
             "gemv_threads": "int", "pack_bandwidth": "bandwidth", "fused_epilogue": "bool",
             "maxpool_cycles": "number",
-            "unfused_rmsnorm": "bool"},
+            "eager_composites": "bool"},
 }
 
 

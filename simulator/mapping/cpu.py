@@ -11,7 +11,7 @@ Memory-system and library behaviour of an eager framework (PyTorch) on Linux, ea
 [2 GB/s per thread], ``core_bandwidth`` [none], ``gemv_threads`` [threads],
 ``pack_bandwidth`` [none: free], ``maxpool_cycles`` [none: the vector model],
 ``fused_epilogue``
-[false], ``unfused_rmsnorm`` [false]; see "Memory traffic" and "GEMM" below.
+[false], ``eager_composites`` [false]; see "Memory traffic" and "GEMM" below.
 The cores are the count of the vector (SIMD) unit; memory levels are listed outermost first
 (DRAM, then e.g. L3, L2, L1) with device totals, as for every family: a core's share of a
 private level is its capacity / cores.
@@ -72,10 +72,12 @@ Max pooling with ``maxpool_cycles``: PyTorch's channels-first (NCHW) CPU max-poo
 scalar and tracks the argmax index, so it costs that many core cycles per window element
 (spread over the threads) instead of vector work; measured by the probe.
 
-RMSNorm with ``unfused_rmsnorm`` (PyTorch's CPU ``F.rms_norm`` is a composite: pow, mean,
-add, rsqrt, mul, mul, plus a dtype copy) streams the tensor 5 times read and 4 times written,
-each pass a fresh allocation (so page faults apply per pass); LayerNorm and BatchNorm have
-fused kernels.
+With ``eager_composites``, ops that an eager framework runs as several kernels stream their
+tensors several times, each pass writing a fresh temporary (so page faults apply per pass):
+RMSNorm (PyTorch's CPU ``F.rms_norm`` is pow, mean, add, rsqrt, mul, mul plus a dtype copy:
+the tensor read 5 times and written 4 times, profiled) and SwiGLU (``silu(gate) * up``: gate
+and up read, a temporary written and read back, the output written). LayerNorm, BatchNorm,
+softmax and the other pointwise ops have fused kernels.
 
 Attention runs as PyTorch's CPU flash-attention kernel (see :func:`attention_cost`). Depthwise convolutions (one input channel per
 filter) are vectorised over channels like a streaming op. Streaming ops use
@@ -122,7 +124,9 @@ _RESIDENT_FRACTION = 0.5   # a working set this fraction of a cache survives bet
 _CACHE_SHARE = 0.5         # a blocked operand takes this fraction of its cache
 _PAGE_FAULT_THRESHOLD = 32 * 2**20  # glibc DEFAULT_MMAP_THRESHOLD_MAX (64-bit)
 _PAGE_FAULT_BW = 2e9       # B/s per thread: ~2 us to fault and zero a 4 KiB page (estimate)
-_RMSNORM_PASSES = (5, 4)   # (reads, writes) of the tensor by the composite F.rms_norm
+# eager composites: (reads in units of the op's input bytes, writes in units of its output
+# bytes, extra vector passes) -- see the module docstring
+_EAGER_COMPOSITES = {"rmsnorm": (5.0, 4.0, 4.0), "swiglu": (1.5, 2.0, 0.0)}
 
 
 # -- device facts ----------------------------------------------------------------------------
@@ -196,7 +200,7 @@ def _write_allocate(device: Device) -> bool:
 def _fault_s(device: Device, fresh_bytes: float, threads: int | None = None) -> float:
     """Seconds to fault in and zero a fresh allocation (0 below the mmap threshold)."""
     threshold = float(device.params.get("page_fault_threshold", _PAGE_FAULT_THRESHOLD))
-    if fresh_bytes <= threshold:
+    if fresh_bytes < threshold:  # malloc adds a header: exactly 32 MiB is mmapped too
         return 0.0
     bw = float(device.params.get("page_fault_bandwidth", _PAGE_FAULT_BW))
     return fresh_bytes / (bw * (threads or _threads(device)))
@@ -614,16 +618,18 @@ def cpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     cross = getattr(op, "src", "device") != getattr(op, "dst", "device")
     gather = op.kind == "embedding" and options.rotated_sets is None
     in_place = isinstance(op, Elementwise) and op.fn == "adam"
-    passes = (1.0, 1.0)
-    if isinstance(op, Norm) and op.norm == "rmsnorm" and device.params.get("unfused_rmsnorm"):
-        passes = _RMSNORM_PASSES
+    passes, extra_vector = (1.0, 1.0), 0.0
+    name = op.norm if isinstance(op, Norm) else op.fn if isinstance(op, Elementwise) else None
+    if name in _EAGER_COMPOSITES and device.params.get("eager_composites"):
+        reads, writes, extra_vector = _EAGER_COMPOSITES[name]
+        passes = (reads, writes)
     tr = _traffic(device, op.bytes_read(), op.bytes_written(), options,
                   inputs_cold=gather or cross, in_place=in_place,
                   fresh_output=op.kind != "memcpy", in_passes=passes[0], out_passes=passes[1])
     where = (f"{tr.describe(device)}; DRAM at "
              f"{format_quantity(_bw(device, device.dram), 'B/s')} achievable"
-             + (f"; composite rmsnorm: the tensor read {passes[0]}x, written {passes[1]}x"
-                if passes != (1.0, 1.0) else ""))
+             + (f"; eager composite {name}: inputs read {passes[0]:g}x, output-sized "
+                f"tensors written {passes[1]:g}x" if passes != (1.0, 1.0) else ""))
     cost = streaming_cost(op, device, options, overhead_s=_launch(device) + tr.fault_s,
                           traffic=(tr.memory_s, tr.by_level, where))
     cycles = device.params.get("maxpool_cycles")
@@ -637,8 +643,8 @@ def cpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                        notes=(*cost.notes, f"scalar NCHW max-pool kernel: {cycles:g} cycles "
                               f"per window element on {_threads(device)} threads, "
                               f"{_t(scalar_s)}"))
-    if passes != (1.0, 1.0):  # the composite's extra vector passes (pow, mul, mul)
-        extra = vector_time(op, device)[0] * (passes[0] - 1) / kind_efficiency(device, op.kind)
+    if extra_vector:  # the composite's extra vector passes (rmsnorm: pow, mul, mul, ...)
+        extra = vector_time(op, device)[0] * extra_vector / kind_efficiency(device, op.kind)
         cost = replace(cost, compute_s=cost.compute_s + extra,
                        latency_s=cost.latency_s + extra)
     return cost

@@ -80,7 +80,7 @@ CALIBRATABLE = ("compute_efficiency", "bandwidth_efficiency", "vector_efficiency
 BOUNDS: dict[str, tuple[float, float]] = {"fraction": (0.01, 1.0), "launch_overhead": (0.0, 1e-3),
                                           "kind_efficiency": (0.01, KIND_EFFICIENCY_MAX)}
 MIN_OPS = 2            # training ops a parameter must move to be fitted
-PRIOR_WEIGHT = 0.0     # weight of a parameter's log distance from its spec value (see fit)
+PRIOR_WEIGHT = 1.0     # weight of a parameter's log distance from its spec value (see fit)
 _SENSITIVITY = 0.05    # ... each by at least this much in log time
 _PROBE = 0.1           # a fraction halving does not identify is also tried at this multiple
 _PROBE_GAIN = 0.05     # ... and fitted from there if that lowers the training loss this much
