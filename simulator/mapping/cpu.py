@@ -58,7 +58,10 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * Packing the weight of a linear layer (``x @ W^T``, ``weight=True``; M > 1): BLAS copies
       each ``kc x nc`` panel of the transposed weight into a contiguous buffer before the
       micro-kernel runs, once per call, at ``pack_bandwidth`` (bytes of B per second, all
-      threads); not overlapped with the FMAs. This fixed ``K*N`` cost is what makes skinny
+      threads); not overlapped with the FMAs. A convolution pays the same for its filter:
+      oneDNN reorders the plain (OIHW) weight into its blocked layout on every eager call
+      (ResNet-18 batch 1 on the development VM: end-to-end error -31.5% without it, -17.6%
+      with it; the 150-op suite 21.8% -> 19.8% MAPE). This fixed ``K*N`` cost is what makes skinny
       GEMMs slow: the rate is ``peak_eff * M / (M + m0)`` with ``m0 = peak_eff * t_pack / 2``.
       Measured on the development VM (MKL, K = N = 2048, experiments/validation/probe_cpu.py):
       a pack at 7.3 GB/s plus FMAs at ~92% of peak reproduce M = 2..256 within 10%
@@ -469,7 +472,8 @@ def _epilogue(op: Op, device: Device, g: GemmOperands, p: CpuGemmPlan,
 
 def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str,
                extra: dict[str, Any] | None = None, options: MapOptions | None = None) -> OpCost:
-    p = _plan(device, g, dtype, options, packs_b=isinstance(op, MatMul) and op.weight)
+    p = _plan(device, g, dtype, options,
+              packs_b=isinstance(op, Conv2d) or (isinstance(op, MatMul) and op.weight))
     launch = _launch(device)
     epi_s, epi_bytes, epi_note = _epilogue(op, device, g, p, options)
     by_level = dict(p.bytes_by_level)

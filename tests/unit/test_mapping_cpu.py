@@ -340,6 +340,9 @@ def test_weight_packing_makes_skinny_gemms_slow_by_the_measured_law(spec_path):
         assert c.details["pack_s"] == pytest.approx(k * n * 4 / 50e9)
         achieved = 2 * m * n * k / c.compute_s
         assert achieved == pytest.approx(rate * m / (m + m0), rel=1e-6), m
+    # a convolution's filter is reordered (packed) on every eager call too
+    conv = Conv2d(n=1, c=256, h=14, w=14, k=512, r=3, s=3, pad=1, dtype="fp32")
+    assert cost_op(conv, dev).details["pack_s"] == pytest.approx(conv.weight_bytes() / 50e9)
     # activations x activations (bmm, attention) and GEMVs pack nothing here
     assert cost_op(MatMul(m=64, n=n, k=k, dtype="fp32"), dev).details["pack_s"] == 0.0
     assert cost_op(MatMul(m=1, n=n, k=k, weight=True, dtype="fp32"), dev).details["pack_s"] == 0.0
