@@ -144,3 +144,33 @@ def test_missing_nvml_gives_a_reason_not_a_number(board, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)      # import fails
     e = measure.measure_energy(_work(board, 0.0), "cuda:0", min_time_s=0.01)
     assert e.energy_j is None and "nvidia-ml-py" in e.reason
+
+
+@pytest.mark.torch
+def test_every_op_of_the_gpu_suite_plans_for_cuda(monkeypatch):
+    """The whole CUDA campaign's op list turns into tensors and a callable on an H100-class
+    device (compute capability 9.0, faked), each input set close to the op's modelled input
+    bytes: what run_gpu.sh will execute is checked here without a GPU."""
+    torch = pytest.importorskip("torch")
+    from simulator.validate.executor import NotExecutableError, _plan
+    from simulator.validate.suites import get_suite
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    suite = get_suite("gpu", "cuda")
+    assert len(suite) > 300
+    planned, refused = 0, []
+    for entry in suite:
+        op = entry[2] if isinstance(entry, tuple) else entry.op
+        try:
+            plan = _plan(torch, op, "cuda")
+        except NotExecutableError as err:
+            refused.append(str(err))
+            continue
+        planned += 1
+        nbytes = sum(s.nbytes for s in plan.specs)
+        # tensors hold the modelled inputs (fp8 scales and epilogue operands add a little;
+        # a KV cache in another dtype is materialised in the compute dtype; an embedding
+        # holds its whole table, of which it reads a few rows)
+        hi = 2.5 * op.bytes_read() + op.weight_bytes() + 2**20
+        assert 0.5 * op.bytes_read() <= nbytes <= hi, entry
+    assert planned == len(suite), refused[:3]
