@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from workloads.errors import HwsimError, WorkloadError
+
 __all__ = [
     "HwsimError",
     "SpecError",
@@ -10,10 +12,6 @@ __all__ = [
     "MappingError",
     "CapacityError",
 ]
-
-
-class HwsimError(Exception):
-    """Base class: the CLI prints these as ``error: <message>`` and exits 2, never a traceback."""
 
 
 class SpecError(HwsimError):
@@ -28,10 +26,6 @@ class SpecError(HwsimError):
         self.problems = list(problems)
         lines = [f"{source}: {p}" for p in self.problems]
         super().__init__("\n".join(lines) if lines else f"{source}: invalid")
-
-
-class WorkloadError(HwsimError):
-    """A workload (model name, config file, phase or shape) is invalid."""
 
 
 class UnsupportedOpError(HwsimError):

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from simulator.errors import WorkloadError
+from workloads.errors import WorkloadError
 
 __all__ = ["TransformerSpec", "ResNetSpec", "MLPSpec", "ModelSpec", "MODEL_TYPES",
            "parse_config", "parse_config_text", "read_config_file"]

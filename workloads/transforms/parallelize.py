@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulator.errors import WorkloadError
+from workloads.errors import WorkloadError
 from workloads.dtypes import DType
 from workloads.ops import Collective
 

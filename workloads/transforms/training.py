@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from simulator.errors import WorkloadError
+from workloads.errors import WorkloadError
 from workloads.dtypes import FP32, DType, get_dtype
 from workloads.graph import Repeat, WorkloadGraph
 from workloads.ops import (

@@ -9,7 +9,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import WorkloadError
+from workloads.errors import WorkloadError
 from workloads.dtypes import DType, get_dtype
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import (
