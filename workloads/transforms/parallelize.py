@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workloads.errors import WorkloadError
 from workloads.dtypes import DType
+from workloads.errors import WorkloadError
 from workloads.ops import Collective
 
 __all__ = ["TPShard", "shard_transformer", "tp_allreduce"]

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from workloads.errors import WorkloadError
 from workloads.dtypes import FP32, DType, get_dtype
+from workloads.errors import WorkloadError
 from workloads.graph import Repeat, WorkloadGraph
 from workloads.ops import (
     Attention,

@@ -9,8 +9,8 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import WorkloadError
 from workloads.dtypes import DType, get_dtype
+from workloads.errors import WorkloadError
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import (
     MLPSpec,
