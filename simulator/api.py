@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from simulator.arch.loader import load_arch
@@ -22,6 +21,7 @@ from simulator.arch.spec import System
 from simulator.cost.dollars import CostOptions, run_cost
 from simulator.engine.runner import run_graph
 from simulator.errors import CapacityError, HwsimError, WorkloadError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, Mapper, OpCost
 from simulator.mapping.common import collective_cost
 from simulator.results.result import EnergyBreakdown, OpRecord, Result
@@ -215,7 +215,7 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
             memory_s=c.memory_s, utilization=c.utilization, compute_class=c.compute_class,
             describe=t.op.describe(), details=c.details, notes=c.notes))
     static_j = (system.device.power.static_w * system.count + system.extra_power_w) * latency
-    energy = EnergyBreakdown(compute_j, MappingProxyType(mem_j), static_j)
+    energy = EnergyBreakdown(compute_j, FrozenMap(mem_j), static_j)
 
     warnings = []
     avg_power = energy.total_j / latency if latency else 0.0
@@ -249,4 +249,4 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
         devices=system.count, latency_s=latency, energy=energy, cost=cost, samples=samples,
         tokens=tokens, memory_bytes=fp["total"], memory_capacity_bytes=system.device.dram.capacity_bytes,
         peak_flops=peak * ranks, records=tuple(records), warnings=tuple(warnings),
-        meta=MappingProxyType(meta))
+        meta=FrozenMap(meta))

@@ -24,10 +24,10 @@ import math
 import os
 import re
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Any
 
 from simulator.arch.spec import ComputeUnit, MemoryLevel, System
+from simulator.frozen import FrozenMap
 
 __all__ = ["detect_cpu_host", "CACHE_BYTES_PER_CYCLE"]
 
@@ -281,7 +281,7 @@ def detect_cpu_host(system: System) -> System:
             if flags:  # else the spec's per-cycle rates stand (bits fell back to the spec too)
                 fpc.update(_rates(flags, bits, fma_units))
             compute.append(replace(u, count=cores, clock_hz=clock,
-                                   flops_per_cycle=MappingProxyType(fpc)))
+                                   flops_per_cycle=FrozenMap(fpc)))
         elif u.name != "amx":
             compute.append(u)
     if flags & {"amx_bf16", "amx_int8"}:
@@ -290,7 +290,7 @@ def detect_cpu_host(system: System) -> System:
             amx["bf16"] = 1024.0
         if "amx_int8" in flags:
             amx["int8"] = 2048.0
-        compute.append(ComputeUnit("amx", "matrix", cores, clock, MappingProxyType(amx)))
+        compute.append(ComputeUnit("amx", "matrix", cores, clock, FrozenMap(amx)))
 
     caches = _detect_caches(logical)
     if not caches:
@@ -328,12 +328,12 @@ def detect_cpu_host(system: System) -> System:
         "fma_units": fma_units,
         "isa": tuple(relevant),
         "memory_bytes": mem_bytes,
-        "caches": MappingProxyType(dict(caches)),
-        "sources": MappingProxyType(sources),
+        "caches": FrozenMap(dict(caches)),
+        "sources": FrozenMap(sources),
         "fallbacks": tuple(fallbacks),
     }
     params.update(simd_bits=bits, fma_units=fma_units, threads=logical,
-                  detected=MappingProxyType(detected))
+                  detected=FrozenMap(detected))
     device = replace(dev, compute=tuple(compute), memory=tuple(memory),
-                     params=MappingProxyType(params))
+                     params=FrozenMap(params))
     return replace(system, device=device)

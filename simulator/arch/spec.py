@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+from simulator.frozen import FrozenMap
 from workloads.dtypes import DType, get_dtype
 
 __all__ = ["ComputeUnit", "MemoryLevel", "Link", "Power", "Pricing", "EnergyModel", "Device",
@@ -46,7 +46,7 @@ DTYPE_FALLBACK: dict[str, tuple[str, ...]] = {
 
 
 def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(d or {}))
+    return FrozenMap(dict(d or {}))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 from simulator.arch.spec import Device
 from simulator.errors import UnsupportedOpError
+from simulator.frozen import FrozenMap
 from workloads.ops import Flops, Op
 
 __all__ = ["OpCost", "EnergyParts", "MapOptions", "CostFn", "register_cost", "registered",
@@ -27,7 +27,7 @@ class EnergyParts:
     """Dynamic energy of one op in joules: compute plus bytes moved per memory level/link."""
 
     compute_j: float = 0.0
-    memory_j: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    memory_j: Mapping[str, float] = field(default_factory=lambda: FrozenMap({}))
 
     @property
     def total_j(self) -> float:
@@ -55,7 +55,7 @@ class OpCost:
     utilization: float
     energy: EnergyParts
     compute_class: str = ""
-    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     notes: tuple[str, ...] = ()
 
     @property
@@ -175,6 +175,6 @@ def make_cost(device: Device, op: Op, *, compute_s: float, memory_s: float,
         mem_j[lvl_name] = nbytes * epb
     return OpCost(latency_s=latency_s, compute_s=compute_s, memory_s=memory_s,
                   overhead_s=overhead_s, bound=bound, flops=fl,
-                  bytes_by_level=MappingProxyType(dict(bytes_by_level)), utilization=min(util, 1.0),
-                  energy=EnergyParts(compute_j, MappingProxyType(mem_j)), compute_class=cls,
-                  details=MappingProxyType(dict(details or {})), notes=tuple(notes))
+                  bytes_by_level=FrozenMap(dict(bytes_by_level)), utilization=min(util, 1.0),
+                  energy=EnergyParts(compute_j, FrozenMap(mem_j)), compute_class=cls,
+                  details=FrozenMap(dict(details or {})), notes=tuple(notes))

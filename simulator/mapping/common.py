@@ -32,6 +32,7 @@ from typing import Any
 
 from simulator.arch.spec import Device, Link, MemoryLevel
 from simulator.errors import MappingError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, OpCost, make_cost
 from workloads.ops import Collective, Conv2d, MatMul, Op
 
@@ -247,9 +248,8 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
     bound = "latency" if alpha_part > t / 2 else "communication"
     mem_j = dict(c.energy.memory_j)
     mem_j[link.name] = sent * link.energy_per_byte_j
-    from types import MappingProxyType
 
     from simulator.mapping.base import EnergyParts
 
     return replace(c, bound=bound, memory_s=t,
-                   energy=EnergyParts(c.energy.compute_j, MappingProxyType(mem_j)))
+                   energy=EnergyParts(c.energy.compute_j, FrozenMap(mem_j)))

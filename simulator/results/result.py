@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from simulator.cost.dollars import CostBreakdown
+from simulator.frozen import FrozenMap
 
 __all__ = ["OpRecord", "EnergyBreakdown", "Result"]
 
@@ -39,7 +39,7 @@ class OpRecord:
     utilization: float
     compute_class: str
     describe: str
-    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     notes: tuple[str, ...] = ()
 
 
@@ -83,7 +83,7 @@ class Result:
     peak_flops: float
     records: tuple[OpRecord, ...]
     warnings: tuple[str, ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    meta: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
 
     # -- totals -----------------------------------------------------------------------------
     @property

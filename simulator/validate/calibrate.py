@@ -54,7 +54,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -64,6 +63,7 @@ from simulator.api import resolve_system
 from simulator.arch.loader import PARAM_SCHEMA
 from simulator.arch.spec import KIND_EFFICIENCY_KINDS, KIND_EFFICIENCY_MAX, Device, System
 from simulator.errors import HwsimError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, cost_op
 from simulator.validate.compare import Comparison, Row, compare, record_op, record_sets
 from simulator.validate.dataset import Dataset, Measurement, load_dataset
@@ -170,11 +170,11 @@ def apply_params(system: System, params: Mapping[str, Any]) -> System:
     merged = dict(dev.params)
     for k, v in params.items():
         if isinstance(v, Mapping):  # per-key tables: compute_efficiency, kind_efficiency
-            merged[k] = MappingProxyType({**dict(dev.params.get(k) or {}),
+            merged[k] = FrozenMap({**dict(dev.params.get(k) or {}),
                                           **{d: float(x) for d, x in v.items()}})
         else:
             merged[k] = float(v)
-    return replace(system, device=replace(dev, params=MappingProxyType(merged)))
+    return replace(system, device=replace(dev, params=FrozenMap(merged)))
 
 
 def flat_params(params: Mapping[str, Any]) -> dict[str, float]:

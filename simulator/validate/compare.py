@@ -34,12 +34,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from simulator.api import RunOptions, predict_op, resolve_system, simulate
 from simulator.arch.spec import System
 from simulator.errors import HwsimError
+from simulator.frozen import FrozenMap
 from simulator.units import format_quantity
 from simulator.validate.dataset import Dataset, Measurement, load_dataset, shape_key
 from workloads.ops import MatMul, Op, op_from_dict
@@ -265,10 +265,10 @@ def compare(dataset: Dataset | str | Path, arch: str | System,
     ops = [r for r in rows if r.mode == "op"]
     e2e = [r for r in rows if r.mode == "e2e"]
     return Comparison(arch=system.name, device=system.device.name, family=system.device.family,
-                      dataset=str(ds.path), meta=MappingProxyType(dict(ds.meta)),
+                      dataset=str(ds.path), meta=FrozenMap(dict(ds.meta)),
                       rows=tuple(rows), unsupported=tuple(unsupported),
                       overall=summarize(ops, "overall"), e2e=summarize(e2e, "e2e"),
-                      by_class=MappingProxyType(_by_class(rows)), calibration=calibration,
+                      by_class=FrozenMap(_by_class(rows)), calibration=calibration,
                       spread=_spread(ds.ops()))
 
 

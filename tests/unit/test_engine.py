@@ -1,17 +1,16 @@
 """engine: DAG order, stream serialisation and compute/communication overlap."""
 
-from types import MappingProxyType
-
 import pytest
 
 from simulator.engine.runner import run_graph
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import EnergyParts, OpCost
 from workloads.graph import WorkloadGraph
 from workloads.ops import Collective, Elementwise, Flops
 
 
 def _cost(t: float) -> OpCost:
-    return OpCost(t, t, 0.0, 0.0, "compute", Flops(), MappingProxyType({}), 0.0, EnergyParts())
+    return OpCost(t, t, 0.0, 0.0, "compute", Flops(), FrozenMap({}), 0.0, EnergyParts())
 
 
 def _fixed(op):
