@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from simulator.arch.params import param as _arch_param
 from simulator.arch.spec import Device, Link, MemoryLevel
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
@@ -42,12 +43,6 @@ __all__ = ["param", "achievable_bandwidth", "vector_time", "streaming_cost",
 
 STREAMING_KINDS = ("elementwise", "norm", "softmax", "pool", "embedding", "memcpy")
 
-# Defaults used when a spec does not set the parameter (each spec's header says if it does).
-_DEFAULTS: dict[str, Any] = {
-    "bandwidth_efficiency": 0.85,
-    "vector_efficiency": 0.6,
-    "launch_overhead": 0.0,
-}
 
 
 @dataclass(frozen=True)
@@ -86,10 +81,9 @@ def gemm_operands(op: MatMul | Conv2d) -> GemmOperands:
 
 
 def param(device: Device, key: str, default: Any = None) -> Any:
-    """A family parameter from the spec, else the project default, else ``default``."""
-    if key in device.params:
-        return device.params[key]
-    return _DEFAULTS.get(key, default)
+    """A family parameter from the spec, else the family default of
+    :mod:`simulator.arch.params` (with its source), else ``default``."""
+    return _arch_param(device, key, default)
 
 
 def kind_efficiency(device: Device, kind: str) -> float:

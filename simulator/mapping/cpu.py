@@ -97,6 +97,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from simulator.arch.params import default
 from simulator.arch.spec import Device, MemoryLevel
 from simulator.errors import MappingError
 from simulator.mapping.base import MapOptions, OpCost, make_cost, register_cost
@@ -119,14 +120,9 @@ from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Elementwise, MatMul, 
 __all__ = ["FAMILY", "CpuGemmPlan"]
 
 FAMILY = "cpu"
-_COMPUTE_EFFICIENCY = 0.7
-_EMULATION_PENALTY = 0.7   # dtype converted to a supported one while packing
-_LAUNCH_OVERHEAD_S = 5e-6  # dispatch of one framework op on a CPU
 _PAR_BLOCK = 32            # the least block of C worth a thread
 _RESIDENT_FRACTION = 0.5   # a working set this fraction of a cache survives between ops
 _CACHE_SHARE = 0.5         # a blocked operand takes this fraction of its cache
-_PAGE_FAULT_THRESHOLD = 32 * 2**20  # glibc DEFAULT_MMAP_THRESHOLD_MAX (64-bit)
-_PAGE_FAULT_BW = 2e9       # B/s per thread: ~2 us to fault and zero a 4 KiB page (estimate)
 # eager composites: (reads in units of the op's input bytes, writes in units of its output
 # bytes, extra vector passes) -- see the module docstring
 _EAGER_COMPOSITES = {"rmsnorm": (5.0, 4.0, 4.0), "swiglu": (1.5, 2.0, 0.0)}
@@ -147,15 +143,15 @@ def _threads(device: Device) -> int:
 
 
 def _launch(device: Device) -> float:
-    return float(device.params.get("launch_overhead", _LAUNCH_OVERHEAD_S))
+    return float(param(device, "launch_overhead"))
 
 
 def _efficiency(device: Device, cls: str, op_cls: str) -> float:
     table = device.params.get("compute_efficiency") or {}
     if op_cls in table:
         return float(table[op_cls])
-    base = float(table.get(cls, _COMPUTE_EFFICIENCY))
-    return base if cls == op_cls else base * _EMULATION_PENALTY
+    base = float(table.get(cls, default(device.family, "compute_efficiency")))
+    return base if cls == op_cls else base * float(param(device, "emulation_penalty"))
 
 
 def _caches(device: Device) -> tuple[MemoryLevel, ...]:
@@ -202,10 +198,10 @@ def _write_allocate(device: Device) -> bool:
 
 def _fault_s(device: Device, fresh_bytes: float, threads: int | None = None) -> float:
     """Seconds to fault in and zero a fresh allocation (0 below the mmap threshold)."""
-    threshold = float(device.params.get("page_fault_threshold", _PAGE_FAULT_THRESHOLD))
+    threshold = float(param(device, "page_fault_threshold"))
     if fresh_bytes < threshold:  # malloc adds a header: exactly 32 MiB is mmapped too
         return 0.0
-    bw = float(device.params.get("page_fault_bandwidth", _PAGE_FAULT_BW))
+    bw = float(param(device, "page_fault_bandwidth"))
     return fresh_bytes / (bw * (threads or _threads(device)))
 
 
@@ -482,7 +478,7 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
     notes = _gemm_notes(device, label, g, p, dtype)
     if p.fault_s:
         notes += (f"the {_b(g.c_bytes)} output is a fresh mmap (above the "
-                  f"{_b(float(device.params.get('page_fault_threshold', _PAGE_FAULT_THRESHOLD)))}"
+                  f"{_b(float(param(device, 'page_fault_threshold')))}"
                   f" threshold): its pages fault in on first touch, +{_t(p.fault_s)}",)
     if epi_note:
         notes += (epi_note,)

@@ -119,6 +119,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.arch.params import default
 from simulator.arch.spec import Device, MemoryLevel
 from simulator.errors import MappingError
 from simulator.mapping.base import MapOptions, OpCost, make_cost, register_cost
@@ -140,9 +141,6 @@ __all__ = ["FAMILY", "DEFAULT_TILES", "GemmPlan"]
 
 FAMILY = "gpu"
 DEFAULT_TILES: tuple[tuple[int, int], ...] = ((128, 256), (128, 128), (64, 128), (64, 64))
-_COMPUTE_EFFICIENCY = 0.8
-_ATTENTION_EFFICIENCY = 0.55
-_LAUNCH_OVERHEAD_S = 4e-6
 _MMA_GRANULE = 16        # rows/cols of one MMA instruction: the least a tile side is padded to
 _MIN_SPLIT_K = 64        # a split-K chunk is at least one main-loop K block deep
 _ATTN_Q_BLOCK = 128      # query rows per flash-attention thread block
@@ -194,7 +192,7 @@ def _l2(device: Device) -> MemoryLevel | None:
 
 
 def _launch(device: Device) -> float:
-    return float(device.params.get("launch_overhead", _LAUNCH_OVERHEAD_S))
+    return float(param(device, "launch_overhead"))
 
 
 def _fill(device: Device, source: MemoryLevel | None = None) -> float:
@@ -226,7 +224,7 @@ def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
         raise MappingError(f"{device.name}: no matrix or vector unit can run {dtype} "
                            f"(add a rate for {dtype.compute_class} to a compute unit)")
     eff = efficiency if efficiency is not None else \
-        _efficiency(device, cls, dtype.compute_class, _COMPUTE_EFFICIENCY)
+        _efficiency(device, cls, dtype.compute_class, float(default(device.family, "compute_efficiency")))
     bw_eff = param(device, "bandwidth_efficiency")
     l2 = _l2(device)
     dram_bw = device.dram.bandwidth_Bps * bw_eff
@@ -562,7 +560,7 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
 @register_cost("attention", FAMILY)
 def attention_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     assert isinstance(op, Attention)
-    eff = float(device.params.get("attention_efficiency", _ATTENTION_EFFICIENCY))
+    eff = float(param(device, "attention_efficiency"))
     hw = _gpu(device, op.dtype, efficiency=eff)
     fl = op.flops()
     assert op.kv_heads is not None

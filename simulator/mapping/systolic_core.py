@@ -135,11 +135,11 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from simulator.arch.spec import DTYPE_FALLBACK, ComputeUnit, Device
 from simulator.errors import MappingError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, OpCost, make_cost
 from simulator.mapping.common import param, scale_busy, vector_time
 from simulator.units import format_quantity
@@ -153,7 +153,6 @@ __all__ = ["DATAFLOWS", "OPERANDS", "Gemm", "ArraySetup", "SystolicRun", "fold_c
 
 DATAFLOWS = {"os": "output stationary", "ws": "weight stationary", "is": "input stationary"}
 OPERANDS = ("ifmap", "filter", "ofmap")  # A, B, C
-_DEFAULT_DATAFLOW = "ws"
 
 
 # -- problem and hardware descriptions ------------------------------------------------------
@@ -202,7 +201,7 @@ class ArraySetup:
     compute_efficiency: float
     launch_overhead_s: float
     notes: tuple[str, ...] = ()
-    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
 
     @property
     def usable_sram(self) -> dict[str, float]:
@@ -264,7 +263,7 @@ def resolve_dataflow(device: Device, options: MapOptions) -> str:
     MappingError
         For a dataflow other than ``os``, ``ws`` or ``is``.
     """
-    df = options.dataflow or device.params.get("dataflow") or _DEFAULT_DATAFLOW
+    df = options.dataflow or param(device, "dataflow")
     df = str(df).lower()
     if df not in DATAFLOWS:
         raise MappingError(f"{device.name}: unknown dataflow {df!r}; known: "
@@ -331,7 +330,7 @@ def make_setup(device: Device, options: MapOptions, *, unit: str, rows: int, col
         double_buffered=bool(param(device, "double_buffered", True)), sram=sram,
         sram_level=onchip_level(device) or "sram", dram_bytes_per_cycle=bw / clock_hz,
         compute_efficiency=eff, launch_overhead_s=float(param(device, "launch_overhead")),
-        notes=notes, details=MappingProxyType(d))
+        notes=notes, details=FrozenMap(d))
 
 
 # -- one GEMM on one array ------------------------------------------------------------------
@@ -569,13 +568,13 @@ def _run(g: Gemm, s: ArraySetup, split: str, alloc: int) -> SystolicRun:
         padded_macs=_padded_macs(s.dataflow, m, n, g.k, r, c), compute_cycles=compute,
         memory_cycles=memory, first_load_cycles=first_c, cycles=cycles,
         utilization=min(util, 1.0),
-        sram_fits=MappingProxyType(dict(zip(OPERANDS, t.fits, strict=True))),
-        refetch=MappingProxyType(dict(zip(OPERANDS, t.refetch, strict=True))),
-        working_set=MappingProxyType(dict(zip(OPERANDS, t.working_set, strict=True))),
-        capacity=MappingProxyType(dict(zip(OPERANDS, cap, strict=True))),
-        dram_bytes=MappingProxyType(dict(zip(OPERANDS, dram, strict=True))),
-        sram_bytes=MappingProxyType(dict(zip(OPERANDS, sram, strict=True))),
-        blocks=(MappingProxyType(dict(zip("mnk", t.blocks, strict=True))) if t.blocks
+        sram_fits=FrozenMap(dict(zip(OPERANDS, t.fits, strict=True))),
+        refetch=FrozenMap(dict(zip(OPERANDS, t.refetch, strict=True))),
+        working_set=FrozenMap(dict(zip(OPERANDS, t.working_set, strict=True))),
+        capacity=FrozenMap(dict(zip(OPERANDS, cap, strict=True))),
+        dram_bytes=FrozenMap(dict(zip(OPERANDS, dram, strict=True))),
+        sram_bytes=FrozenMap(dict(zip(OPERANDS, sram, strict=True))),
+        blocks=(FrozenMap(dict(zip("mnk", t.blocks, strict=True))) if t.blocks
                 else None),
         block_order=t.order)
 

@@ -61,6 +61,7 @@ import yaml
 
 from simulator.api import resolve_system
 from simulator.arch.loader import PARAM_SCHEMA
+from simulator.arch.params import default
 from simulator.arch.spec import KIND_EFFICIENCY_KINDS, KIND_EFFICIENCY_MAX, Device, System
 from simulator.errors import HwsimError
 from simulator.frozen import FrozenMap
@@ -202,24 +203,18 @@ def _nested(flat: Mapping[str, float]) -> dict[str, Any]:
 
 def _family_default(device: Device, name: str, op_cls: str = "") -> float:
     """The value a mapper uses for ``name`` when the spec does not set it (best effort)."""
-    from simulator.mapping import common, cpu, gpu
-
     fam = device.family
     if name == "kind_efficiency":
         return 1.0
-    if name == "launch_overhead":
-        return {"gpu": gpu._LAUNCH_OVERHEAD_S, "cpu": cpu._LAUNCH_OVERHEAD_S}.get(
-            fam, float(common._DEFAULTS["launch_overhead"]))
-    if name == "attention_efficiency":
-        return gpu._ATTENTION_EFFICIENCY
     if name == "compute_efficiency":
         table = device.params.get("compute_efficiency") or {}
+        base = default(fam, "compute_efficiency")
         if fam == "cpu":
-            base, cls = cpu._COMPUTE_EFFICIENCY, device.peak(op_cls, "matrix")[1]
-            return float(table.get(cls, base)) * (cpu._EMULATION_PENALTY if cls != op_cls
-                                                  else 1.0)
-        return gpu._COMPUTE_EFFICIENCY if fam == "gpu" else 1.0
-    return float(common._DEFAULTS[name])
+            cls = device.peak(op_cls, "matrix")[1]
+            return float(table.get(cls, base)) * (default(fam, "emulation_penalty")
+                                                  if cls != op_cls else 1.0)
+        return float(base) if base is not None else 1.0
+    return float(default(fam, name))
 
 
 def _current(device: Device, name: str) -> float:
