@@ -11,7 +11,9 @@ gpt2 (also GPT-3 shapes)     TransformerSpec    decoder, learned positions, tied
 bert                         TransformerSpec    encoder, post-LN, token-type embeddings
 llama, mistral               TransformerSpec    decoder, RMSNorm, SwiGLU, GQA
 mixtral                      TransformerSpec    decoder with a top-k mixture of experts
-resnet                       ResNetSpec         CNN (basic or bottleneck blocks)
+resnet                       ResNetSpec         CNN (basic or bottleneck blocks; ImageNet or
+                                                CIFAR stem)
+lenet                        LeNetSpec          LeNet-5-style CNN (hwsim's own format)
 mlp                          MLPSpec            stack of linear layers (hwsim's own format)
 ===========================  =================  ============================================
 
@@ -39,7 +41,7 @@ import yaml
 
 from workloads.errors import WorkloadError
 
-__all__ = ["TransformerSpec", "ResNetSpec", "MLPSpec", "ModelSpec", "MODEL_TYPES",
+__all__ = ["TransformerSpec", "ResNetSpec", "LeNetSpec", "MLPSpec", "ModelSpec", "MODEL_TYPES",
            "parse_config", "parse_config_text", "read_config_file"]
 
 
@@ -81,17 +83,46 @@ class TransformerSpec:
 
 @dataclass(frozen=True)
 class ResNetSpec:
-    """A ResNet (He et al. 2015, v1.5 strides: the 3x3 conv of a bottleneck downsamples)."""
+    """A ResNet (He et al. 2015, v1.5 strides: the 3x3 conv of a bottleneck downsamples).
+
+    ``stem_type`` is ``imagenet`` (7x7/2 conv + 3x3/2 max-pool, every HF/torchvision ResNet) or
+    ``cifar`` (one 3x3/1 conv, no pool: He et al. sec. 4.2 and the kuangliu ResNet-18 for 32x32
+    inputs). ``shortcut`` is ``projection`` (1x1 conv + batchnorm where the shape changes,
+    option B) or ``zero_pad`` (strided identity padded with zero channels, option A: no
+    parameters, as in He et al.'s CIFAR nets). ``image_size`` is the default input resolution.
+    """
 
     model_type: str
     family: str
     channels: int
-    stem: int
+    stem: int              # stem output channels (HF embedding_size)
     widths: tuple[int, ...]
     depths: tuple[int, ...]
     block: str             # "basic" | "bottleneck"
     num_labels: int
     downsample_in_first_stage: bool
+    stem_type: str = "imagenet"   # "imagenet" | "cifar"
+    shortcut: str = "projection"  # "projection" | "zero_pad"
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class LeNetSpec:
+    """A LeNet-5-style CNN: ``conv(k x k) -> relu -> 2x2/2 pool`` per entry of
+    ``conv_channels`` (padding ``conv_padding[i]``), flatten, then fully connected layers
+    ``fc_sizes`` with ReLU and a ``num_labels`` classifier. All layers have a bias. The first
+    fully connected layer is sized for ``image_size``, so the input resolution is fixed."""
+
+    model_type: str
+    family: str
+    channels: int
+    image_size: int
+    conv_channels: tuple[int, ...]
+    conv_padding: tuple[int, ...]
+    kernel_size: int
+    pool: str              # "max" | "avg"
+    fc_sizes: tuple[int, ...]
+    num_labels: int
 
 
 @dataclass(frozen=True)
@@ -105,7 +136,7 @@ class MLPSpec:
     bias: bool
 
 
-ModelSpec = TransformerSpec | ResNetSpec | MLPSpec
+ModelSpec = TransformerSpec | ResNetSpec | LeNetSpec | MLPSpec
 
 _ACTS = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu", "gelu_pytorch_tanh": "gelu",
          "quick_gelu": "gelu", "silu": "silu", "swish": "silu", "relu": "relu"}
@@ -267,12 +298,56 @@ def _resnet(f: _Fields) -> ResNetSpec:
     f.check(f.cfg.get("hidden_act", "relu") == "relu",
             f"field 'hidden_act': only 'relu' is supported for resnet, got "
             f"{f.cfg.get('hidden_act')!r}")
+    stem_type = f.cfg.get("stem_type", "imagenet")
+    f.check(stem_type in ("imagenet", "cifar"),
+            f"field 'stem_type': expected 'imagenet' or 'cifar', got {stem_type!r}")
+    shortcut = f.cfg.get("shortcut", "projection")
+    f.check(shortcut in ("projection", "zero_pad"),
+            f"field 'shortcut': expected 'projection' or 'zero_pad', got {shortcut!r}")
+    if shortcut == "zero_pad":
+        f.check(block == "basic", f"field 'shortcut': 'zero_pad' needs layer_type 'basic', "
+                                  f"got {block!r}")
     spec = dict(model_type=f.model_type, family="cnn", channels=f.int("num_channels", default=3),
                 stem=f.int("embedding_size", default=64), widths=widths, depths=depths,
                 block=block, num_labels=f.int("num_labels", default=1000),
-                downsample_in_first_stage=f.bool("downsample_in_first_stage", False))
+                downsample_in_first_stage=f.bool("downsample_in_first_stage", False),
+                stem_type=stem_type, shortcut=shortcut,
+                image_size=f.int("image_size", default=224))
     f.finish()
     return ResNetSpec(**spec)
+
+
+def _lenet(f: _Fields) -> LeNetSpec:
+    convs = f.ints("conv_channels")
+    pads = f.cfg.get("conv_padding", [0] * len(convs) if _ok(convs) else [])
+    if (not isinstance(pads, (list, tuple))
+            or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in pads)):
+        f.check(False, f"field 'conv_padding': expected a list of integers >= 0, got {pads!r}")
+        pads = _REQUIRED
+    elif _ok(convs):
+        f.check(len(pads) == len(convs), f"fields 'conv_channels' and 'conv_padding': lengths "
+                                         f"differ ({len(convs)} vs {len(pads)})")
+    pool = f.cfg.get("pool", "max")
+    f.check(pool in ("max", "avg"), f"field 'pool': expected 'max' or 'avg', got {pool!r}")
+    f.check(f.cfg.get("activation", "relu") == "relu",
+            f"field 'activation': only 'relu' is supported for lenet, got "
+            f"{f.cfg.get('activation')!r}")
+    spec = dict(model_type=f.model_type, family="cnn", channels=f.int("num_channels", default=1),
+                image_size=f.int("image_size", default=32), conv_channels=convs,
+                conv_padding=tuple(pads) if _ok(pads) else pads,
+                kernel_size=f.int("kernel_size", default=5), pool=pool,
+                fc_sizes=f.ints("fc_sizes"), num_labels=f.int("num_labels", default=10))
+    size, k, pads = spec["image_size"], spec["kernel_size"], spec["conv_padding"]
+    if _ok(size, k, pads, convs) and len(pads) == len(convs):
+        for pad in pads:
+            size = size + 2 * pad - k + 1
+            if size < 2:
+                f.check(False, f"field 'image_size': {spec['image_size']} is too small for "
+                               f"{len(convs)} convolutions of {k}x{k} and 2x2 pooling")
+                break
+            size //= 2
+    f.finish()
+    return LeNetSpec(**spec)
 
 
 def _mlp(f: _Fields) -> MLPSpec:
@@ -288,7 +363,7 @@ def _mlp(f: _Fields) -> MLPSpec:
 #: model_type -> parser. The spec type a parser returns selects the zoo builder.
 MODEL_TYPES: dict[str, Callable[[_Fields], ModelSpec]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama, "mixtral": _llama,
-    "resnet": _resnet, "mlp": _mlp,
+    "resnet": _resnet, "lenet": _lenet, "mlp": _mlp,
 }
 
 

@@ -13,6 +13,7 @@ from workloads.dtypes import DType, get_dtype
 from workloads.errors import WorkloadError
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import (
+    LeNetSpec,
     MLPSpec,
     ModelSpec,
     ResNetSpec,
@@ -25,6 +26,7 @@ from workloads.ops import Attention, Op
 from workloads.transforms.training import training_step
 from workloads.transforms.walk import ops_with_counts, total
 from workloads.zoo.cnn import build_resnet, resnet_params
+from workloads.zoo.lenet import build_lenet, lenet_params
 from workloads.zoo.mlp import build_mlp, mlp_params
 from workloads.zoo.options import BuildOptions
 from workloads.zoo.transformer import build_transformer, transformer_params
@@ -46,6 +48,7 @@ _BUILDERS: dict[type, tuple[Callable[[Any, BuildOptions], WorkloadGraph], Callab
 _BUILDERS = {
     TransformerSpec: (build_transformer, transformer_params),
     ResNetSpec: (build_resnet, resnet_params),
+    LeNetSpec: (build_lenet, lenet_params),
     MLPSpec: (build_mlp, mlp_params),
 }
 _META_FIELDS = ("published_params", "published_active_params", "published_macs", "source",
@@ -187,7 +190,7 @@ def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None
         context=ctx, dtype=_dtype(name, "dtype", dtype) or get_dtype("bf16"),
         weight_dtype=_dtype(name, "weight_dtype", weight_dtype),
         kv_dtype=_dtype(name, "kv_dtype", kv_dtype), tp=tp,
-        image_size=image_size or _DEFAULT_IMAGE)
+        image_size=image_size or getattr(spec, "image_size", None) or _DEFAULT_IMAGE)
 
 
 def _live_bytes(op: Op) -> float:
@@ -221,7 +224,7 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
     tp:
         Tensor-parallel degree; the graph is one device's share, with all-reduces.
     image_size:
-        Input resolution for CNNs (default 224).
+        Input resolution for CNNs (default: the config's ``image_size``, else 224).
 
     Raises
     ------
@@ -270,7 +273,7 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
         "dtype": o.dtype.name, "weight_dtype": (o.weight_dtype or o.dtype).name,
         "kv_dtype": (o.kv_dtype or o.dtype).name, "config_source": source,
     })
-    if isinstance(spec, ResNetSpec):
+    if isinstance(spec, (ResNetSpec, LeNetSpec)):
         graph.meta["image_size"] = o.image_size
     if isinstance(spec, TransformerSpec) and spec.is_moe:
         graph.meta["active_params"] = transformer_params(spec, experts=spec.top_k)
