@@ -5,6 +5,13 @@ model with 80 identical layers stores one layer block and a count, not 80 copies
 expands repeats lazily, in topological order, for the engine; totals (FLOPs, bytes,
 parameters) are computed from the compact form without expanding.
 
+Placement: a node may carry a device ``group`` (a tuple of device indices). Every device of
+the group runs the op on its own shard (SPMD, as under tensor parallelism); a collective runs
+over exactly the devices of its group. A node without a group inherits the group of the repeat
+that contains it (so one block is shared by pipeline stages or data-parallel replicas placed on
+different devices), and at the top level runs on device 0. Transforms in
+:mod:`workloads.transforms` set the groups; builders never do.
+
 Examples
 --------
 >>> from workloads.ops import MatMul, Elementwise
@@ -40,15 +47,24 @@ class Repeat:
             raise ValueError(f"Repeat: times must be >= 1, got {self.times}")
 
 
+Group = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class FlatNode:
-    """One op instance in execution order: its full name, op, predecessors and device."""
+    """One op instance in execution order: its full name, op, predecessors and the device
+    group that runs it."""
 
     name: str
     op: Op
     preds: tuple[str, ...]
-    device: int = 0
+    devices: Group = (0,)
     tags: tuple[str, ...] = field(default=())
+
+    @property
+    def device(self) -> int:
+        """The first device of the group (the only one for a single-device node)."""
+        return self.devices[0]
 
 
 class WorkloadGraph:
@@ -71,30 +87,63 @@ class WorkloadGraph:
         self.g = nx.DiGraph()
 
     # -- building ---------------------------------------------------------------------------
-    def _add(self, name: str, item: Op | Repeat, inputs: Iterable[str], device: int,
+    def _add(self, name: str, item: Op | Repeat, inputs: Iterable[str], group: Group | None,
              tags: tuple[str, ...]) -> str:
         if name in self.g:
             raise ValueError(f"{self.name}: duplicate node name {name!r}")
-        self.g.add_node(name, item=item, device=device, tags=tags)
+        if group is not None:
+            group = tuple(int(d) for d in group)
+            if not group or len(set(group)) != len(group) or min(group) < 0:
+                raise ValueError(f"{self.name}: node {name!r}: a device group is a non-empty "
+                                 f"tuple of distinct device indices, got {group!r}")
+        self.g.add_node(name, item=item, group=group, tags=tags)
         for src in inputs:
             if src not in self.g:
                 raise ValueError(f"{self.name}: node {name!r} input {src!r} does not exist")
             self.g.add_edge(src, name, bytes=self._out_bytes(src))
         return name
 
-    def add_op(self, name: str, op: Op, inputs: Iterable[str] = (), device: int = 0,
+    def add_op(self, name: str, op: Op, inputs: Iterable[str] = (), group: Group | None = None,
                tags: Iterable[str] = ()) -> str:
-        """Add an op node fed by ``inputs`` (node names); returns ``name`` for chaining."""
+        """Add an op node fed by ``inputs`` (node names); returns ``name`` for chaining.
+
+        ``group``: the devices that run it (default: inherited, see the module docstring)."""
         if not isinstance(op, Op):
             raise TypeError(f"{name}: expected an Op, got {type(op).__name__}")
-        return self._add(name, op, inputs, device, tuple(tags))
+        return self._add(name, op, inputs, group, tuple(tags))
 
     def add_repeat(self, name: str, block: WorkloadGraph, times: int,
-                   inputs: Iterable[str] = (), device: int = 0) -> str:
+                   inputs: Iterable[str] = (), group: Group | None = None,
+                   tags: Iterable[str] = ()) -> str:
         """Add ``block`` repeated ``times`` (e.g. the decoder layers) as one compact node."""
         if not nx.is_directed_acyclic_graph(block.g) or len(block.g) == 0:
             raise ValueError(f"{name}: block must be a non-empty DAG")
-        return self._add(name, Repeat(block, times), inputs, device, ())
+        return self._add(name, Repeat(block, times), inputs, group, tuple(tags))
+
+    def group_of(self, name: str) -> Group | None:
+        """The device group set on node ``name`` (None: inherited)."""
+        return self.g.nodes[name]["group"]
+
+    def item(self, name: str) -> Op | Repeat:
+        return self.g.nodes[name]["item"]
+
+    def tags(self, name: str) -> tuple[str, ...]:
+        return self.g.nodes[name]["tags"]
+
+    def devices(self) -> Group:
+        """Every device index a node (or a node of a nested block) is placed on; (0,) if none."""
+        out: set[int] = set()
+
+        def walk(graph: WorkloadGraph) -> None:
+            for n in graph.g.nodes:
+                data = graph.g.nodes[n]
+                if data["group"]:
+                    out.update(data["group"])
+                if isinstance(data["item"], Repeat):
+                    walk(data["item"].block)
+
+        walk(self)
+        return tuple(sorted(out)) or (0,)
 
     def _out_bytes(self, name: str) -> float:
         item = self.g.nodes[name]["item"]
@@ -122,9 +171,9 @@ class WorkloadGraph:
         repeat's iterations are chained: iteration ``i``'s sources depend on iteration
         ``i-1``'s sinks. Names of repeated ops are ``<repeat>.<i>.<op>``.
         """
-        yield from self._flat(prefix, entry, [])
+        yield from self._flat(prefix, entry, [], (0,))
 
-    def _flat(self, prefix: str, entry: tuple[str, ...], sinks_out: list[str]
+    def _flat(self, prefix: str, entry: tuple[str, ...], sinks_out: list[str], group: Group
               ) -> Iterator[FlatNode]:
         exits: dict[str, tuple[str, ...]] = {}
         for name in self.topo():
@@ -132,15 +181,16 @@ class WorkloadGraph:
             preds = tuple(x for p in self.g.predecessors(name) for x in exits[p]) or entry
             item = data["item"]
             full = f"{prefix}{name}"
+            grp = data["group"] or group
             if isinstance(item, Repeat):
                 last = preds
                 for i in range(item.times):
                     inner: list[str] = []
-                    yield from item.block._flat(f"{full}.{i}.", last, inner)
+                    yield from item.block._flat(f"{full}.{i}.", last, inner, grp)
                     last = tuple(inner) or last
                 exits[name] = last
             else:
-                yield FlatNode(full, item, preds, data["device"], data["tags"])
+                yield FlatNode(full, item, preds, grp, data["tags"])
                 exits[name] = (full,)
         for s in self.sinks():
             sinks_out.extend(exits[s])

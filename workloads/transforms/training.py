@@ -158,7 +158,7 @@ def _append_backward(dst: WorkloadGraph, src: WorkloadGraph, prefix: str,
             block = WorkloadGraph(f"{item.block.name}.backward", "train", dict(item.block.meta))
             _append_backward(block, item.block, "", ())
             grad_of[name] = [dst.add_repeat(base, block, item.times, deps,
-                                            device=src.g.nodes[name]["device"])]
+                                            group=src.g.nodes[name]["group"])]
             continue
         stages: dict[int, list[BackwardOp]] = {}
         for bop in backward_ops(item):
@@ -166,7 +166,7 @@ def _append_backward(dst: WorkloadGraph, src: WorkloadGraph, prefix: str,
         carried, prev = [], deps
         for stage in sorted(stages):  # each stage waits for the one before
             names = [dst.add_op(f"{base}.{b.suffix}", b.op, prev, tags=("backward", b.suffix),
-                                device=src.g.nodes[name]["device"]) for b in stages[stage]]
+                                group=src.g.nodes[name]["group"]) for b in stages[stage]]
             carried += [n for n, b in zip(names, stages[stage], strict=True) if b.input_grad]
             prev = names
         grad_of[name] = carried or prev
@@ -193,9 +193,9 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
         item = data["item"]
         ins = list(forward.g.predecessors(name))
         if isinstance(item, Repeat):
-            train.add_repeat(name, item.block, item.times, ins, device=data["device"])
+            train.add_repeat(name, item.block, item.times, ins, group=data["group"])
         else:
-            train.add_op(name, item, ins, device=data["device"], tags=data["tags"])
+            train.add_op(name, item, ins, group=data["group"], tags=data["tags"])
     fwd_params, fwd_wbytes = forward.params(), forward.weight_bytes()
     _append_backward(train, forward, "backward.", forward.sinks())
     # Backward ops re-reading weights report them again: count each weight once.
