@@ -1,2 +1,4 @@
-"""Graph transforms: tensor parallelism (``parallelize``), the training step (``training``) and
-helpers to total a graph's ops without expanding repeats (``walk``)."""
+"""Graph transforms, each a pure function graph -> new graph: tensor, pipeline, data and expert
+parallelism (``tensor_parallel``, ``pipeline_parallel``, ``data_parallel``,
+``expert_parallel``), the training step (``training``), epilogue fusion (``fuse``), and helpers
+to total a graph's ops without expanding repeats (``walk``)."""

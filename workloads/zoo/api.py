@@ -22,9 +22,9 @@ from workloads.importers.hf_config import (
     parse_config_text,
     read_config_file,
 )
-from workloads.ops import Attention, Op
+from workloads.memory import footprint_by_device
+from workloads.transforms.tensor_parallel import tensor_parallel
 from workloads.transforms.training import training_step
-from workloads.transforms.walk import ops_with_counts, total
 from workloads.zoo.cnn import build_resnet, resnet_params
 from workloads.zoo.lenet import build_lenet, lenet_params
 from workloads.zoo.mlp import build_mlp, mlp_params
@@ -189,23 +189,20 @@ def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None
         model=name, phase="forward" if phase == "train" else phase, batch=batch, seq=new,
         context=ctx, dtype=_dtype(name, "dtype", dtype) or get_dtype("bf16"),
         weight_dtype=_dtype(name, "weight_dtype", weight_dtype),
-        kv_dtype=_dtype(name, "kv_dtype", kv_dtype), tp=tp,
+        kv_dtype=_dtype(name, "kv_dtype", kv_dtype),
         image_size=image_size or getattr(spec, "image_size", None) or _DEFAULT_IMAGE)
-
-
-def _live_bytes(op: Op) -> float:
-    """Activation bytes live while ``op`` runs: its activation inputs and its output."""
-    if isinstance(op, Attention):  # Q, the new K/V and O (the cache is counted separately)
-        new_kv = 2.0 * op.batch * op.seq * op.kv_heads * op.head_dim * (op.kv_dtype or op.dtype).bytes
-        return 2.0 * op.output_bytes() + new_kv
-    return op.min_bytes - op.weight_bytes()
 
 
 def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | None = None,
           context: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
-          kv_dtype: str | None = None, tp: int = 1, image_size: int | None = None
-          ) -> WorkloadGraph:
+          kv_dtype: str | None = None, tp: int = 1, image_size: int | None = None,
+          recompute: str = "none") -> WorkloadGraph:
     """Build the workload graph of a shipped model or a config file.
+
+    The builder makes the unsharded model; ``tp`` and ``phase="train"`` are applied as the
+    graph transforms :func:`~workloads.transforms.tensor_parallel.tensor_parallel` and
+    :func:`~workloads.transforms.training.training_step` (a convenience: the simulator's
+    planner applies the same transforms itself).
 
     Parameters
     ----------
@@ -222,7 +219,10 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
     dtype, weight_dtype, kv_dtype:
         Activation/compute precision, weights-only quantisation of linear layers, KV cache.
     tp:
-        Tensor-parallel degree; the graph is one device's share, with all-reduces.
+        Tensor-parallel degree: the graph's ops are one device's shard, run by each of the
+        ``tp`` devices, with all-reduces.
+    recompute:
+        Training only: ``none`` or ``full`` activation recomputation.
     image_size:
         Input resolution for CNNs (default: the config's ``image_size``, else 224).
 
@@ -243,33 +243,30 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
     o = _options(name, spec, phase, batch, seq, context, dtype, weight_dtype, kv_dtype, tp,
                  image_size)
     train = phase == "train"
+    if recompute != "none" and not train:
+        raise WorkloadError(f"{name}: recompute applies to phase 'train' only, not {phase!r}")
     builder, params_fn = _BUILDERS[type(spec)]
     try:
-        graph = builder(spec, o)
-        forward = graph
+        forward = tensor_parallel(builder(spec, o), tp)
+        graph = forward
         if train:
-            graph = training_step(forward, params=forward.meta["params_per_device"])
+            graph = training_step(forward, params=forward.meta["params_per_device"],
+                                  recompute=recompute)
+            graph.meta["grad_bytes_per_param"] = float(o.dtype.bytes)
     except ValueError as e:  # an op rejected a shape (e.g. an image too small for the net)
         raise WorkloadError(f"{name}: {e}") from None
 
     graph.phase = "train" if train else o.phase
-    kv_cache = 0.0
-    if spec.family == "decoder" and o.phase in ("prefill", "decode") and not train:
-        kv_cache = total(graph, lambda op: op.kv_cache_bytes()
-                         if isinstance(op, Attention) else 0.0)
-    # Peak of the largest live tensors of one op (forward ops; the backward's are no larger).
-    activations = max(_live_bytes(op) for op, _ in ops_with_counts(forward))
-    if train:  # the forward pass's outputs are kept for the backward pass
-        activations += total(forward, lambda op: op.output_bytes())
-        per_device = forward.meta["params_per_device"]
-        graph.meta["gradient_bytes"] = per_device * o.dtype.bytes
-        # mixed precision Adam: fp32 master weights, first and second moments
-        graph.meta["optimizer_state_bytes"] = per_device * 3 * 4.0
+    graph.meta.update({"family": spec.family, "tp": tp})
+    fp = footprint_by_device(graph)[0]
+    if train:
+        graph.meta["gradient_bytes"] = fp.gradients
+        graph.meta["optimizer_state_bytes"] = fp.optimizer_state
     graph.meta.update({
         "model": name, "family": spec.family, "phase": graph.phase, "batch": o.batch,
         "seq": o.seq, "context": o.context, "tokens": o.tokens, "samples": o.batch,
-        "params": params_fn(spec), "weight_bytes": forward.meta["weight_bytes"],
-        "kv_cache_bytes": kv_cache, "activation_bytes": activations, "tp": o.tp,
+        "params": params_fn(spec), "weight_bytes": fp.weights,
+        "kv_cache_bytes": fp.kv_cache, "activation_bytes": fp.activations, "tp": tp,
         "dtype": o.dtype.name, "weight_dtype": (o.weight_dtype or o.dtype).name,
         "kv_dtype": (o.kv_dtype or o.dtype).name, "config_source": source,
     })

@@ -26,7 +26,6 @@ class BuildOptions:
     dtype: DType
     weight_dtype: DType | None
     kv_dtype: DType | None
-    tp: int
     image_size: int
 
     @property

@@ -3,8 +3,9 @@
 One layer is built once as a block graph and added with ``add_repeat``, so an 80-layer model
 stores one block. Tokens are folded into the M dimension of linear layers
 (``m = batch * seq``); attention is the fused :class:`~workloads.ops.Attention` op. The graph
-describes one device of a ``tp``-way tensor-parallel group (see
-:mod:`workloads.transforms.parallelize`).
+is the unsharded model; each op is tagged with its tensor-parallel role (``tp:qkv``,
+``tp:row_attn``, ...) and ``meta["tp_dims"]`` records the sizes a split divides, so
+:func:`workloads.transforms.tensor_parallel.tensor_parallel` can shard it.
 
 ``weight_dtype`` (weights-only quantisation) applies to the linear layers inside the blocks;
 embeddings, the LM head, the pooler and norms stay in ``dtype``, as in common int4/int8 recipes.
@@ -17,7 +18,7 @@ import math
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import TransformerSpec
 from workloads.ops import Attention, Elementwise, Embedding, MatMul, Norm, Softmax
-from workloads.transforms.parallelize import TPShard, shard_transformer, tp_allreduce
+from workloads.transforms.tensor_parallel import TP_DIMS_KEY, allreduce_tag, idle_params
 from workloads.zoo.options import BuildOptions
 
 __all__ = ["build_transformer", "transformer_params", "moe_active_experts"]
@@ -71,8 +72,9 @@ class _Block:
         self.g = graph
         self.last: list[str] = []
 
-    def add(self, name: str, op, inputs: list[str] | None = None) -> str:
-        self.g.add_op(name, op, self.last if inputs is None else inputs)
+    def add(self, name: str, op, inputs: list[str] | None = None, tags: tuple[str, ...] = ()
+            ) -> str:
+        self.g.add_op(name, op, self.last if inputs is None else inputs, tags=tags)
         self.last = [name]
         return name
 
@@ -82,18 +84,19 @@ def _linear(o: BuildOptions, m: int, n: int, k: int, bias: bool, batch: int = 1)
                   weight_dtype=o.weight_dtype)
 
 
-def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, sh: TPShard,
-               inp: list[str]) -> None:
+def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> None:
     T, d, hd = o.tokens, spec.d_model, spec.head_dim
-    q, kv = sh.heads * hd, sh.kv_heads * hd
+    q, kv = spec.heads * hd, spec.kv_heads * hd
     if spec.fused_qkv:
-        qkv = [b.add("qkv_proj", _linear(o, T, q + 2 * kv, d, spec.qkv_bias), inp)]
+        qkv = [b.add("qkv_proj", _linear(o, T, q + 2 * kv, d, spec.qkv_bias), inp,
+                     ("tp:qkv",))]
     else:
-        qkv = [b.add(f"{x}_proj", _linear(o, T, n, d, spec.qkv_bias), inp)
-               for x, n in (("q", q), ("k", kv), ("v", kv))]
+        qkv = [b.add(f"{x}_proj", _linear(o, T, n, d, spec.qkv_bias), inp, (role,))
+               for x, n, role in (("q", q, "tp:q"), ("k", kv, "tp:kv"), ("v", kv, "tp:kv"))]
     if not spec.learned_positions:
         # RoPE on q and k: x*cos + rotate(x)*sin, one pointwise pass (cos/sin as 2nd operand).
-        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), dtype=o.dtype), qkv[:2])
+        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), dtype=o.dtype), qkv[:2],
+              ("tp:rope",))
         qkv = [b.last[0], *qkv[2:]]
     context = o.context
     if o.phase == "decode" and spec.sliding_window:
@@ -101,43 +104,49 @@ def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, sh: TPShard,
         # than the window is modelled as full causal attention: an overestimate.)
         context = min(context, spec.sliding_window)
     b.add("attention", Attention(
-        batch=o.batch, heads=sh.heads, kv_heads=sh.kv_heads, head_dim=hd, seq=o.seq,
+        batch=o.batch, heads=spec.heads, kv_heads=spec.kv_heads, head_dim=hd, seq=o.seq,
         context=context, phase="decode" if o.phase == "decode" else "prefill",
-        causal=spec.family == "decoder", dtype=o.dtype, kv_dtype=o.kv_dtype), qkv)
-    b.add("o_proj", _linear(o, T, d, q, spec.out_bias))
-    if sh.tp > 1:
-        b.add("attn_allreduce", tp_allreduce(T, d, o.dtype, sh.tp))
+        causal=spec.family == "decoder", dtype=o.dtype, kv_dtype=o.kv_dtype), qkv,
+        ("tp:attention",))
+    b.add("o_proj", _linear(o, T, d, q, spec.out_bias), None,
+          ("tp:row_attn", allreduce_tag("attn_allreduce", T * d)))
 
 
-def _mlp(b: _Block, spec: TransformerSpec, o: BuildOptions, sh: TPShard, inp: list[str]) -> None:
-    T, d, f = o.tokens, spec.d_model, sh.d_ff
+def _mlp(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> None:
+    T, d, f = o.tokens, spec.d_model, spec.d_ff
+    reduce = allreduce_tag("mlp_allreduce", T * d)
     if spec.is_moe:
         b.add("router", MatMul(m=T, n=spec.n_experts, k=d, weight=True, dtype=o.dtype), inp)
         topk = b.add("router_topk", Softmax(rows=T, cols=spec.n_experts, dtype=o.dtype))
         active = moe_active_experts(T, spec.n_experts, spec.top_k)
         m = math.ceil(T * spec.top_k / active)  # tokens per active expert (balanced routing)
         # batch=active: each active expert has its own weights (MatMul with weight=True)
-        gate = b.add("experts.gate_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk])
-        up = b.add("experts.up_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk])
+        ex = "moe:expert"
+        gate = b.add("experts.gate_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk],
+                     ("tp:col_ff", ex))
+        up = b.add("experts.up_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk],
+                   ("tp:col_ff", ex))
         b.add("experts.act", Elementwise(fn="swiglu", numel=active * m * f, dtype=o.dtype),
-              [gate, up])
-        b.add("experts.down_proj", _linear(o, m, d, f, spec.mlp_bias, active))
+              [gate, up], ("tp:act_ff", ex))
+        b.add("experts.down_proj", _linear(o, m, d, f, spec.mlp_bias, active), None,
+              ("tp:row_ff", ex))
         # weight each token's top-k expert outputs by the router probabilities and sum them
-        b.add("experts.combine", Elementwise(fn="mul", numel=T * spec.top_k * d, dtype=o.dtype))
+        b.add("experts.combine", Elementwise(fn="mul", numel=T * spec.top_k * d, dtype=o.dtype),
+              None, (reduce,))
     elif spec.gated_mlp:
-        gate = b.add("gate_proj", _linear(o, T, f, d, spec.mlp_bias), inp)
-        up = b.add("up_proj", _linear(o, T, f, d, spec.mlp_bias), inp)
-        b.add("act", Elementwise(fn="swiglu", numel=T * f, dtype=o.dtype), [gate, up])
-        b.add("down_proj", _linear(o, T, d, f, spec.mlp_bias))
+        gate = b.add("gate_proj", _linear(o, T, f, d, spec.mlp_bias), inp, ("tp:col_ff",))
+        up = b.add("up_proj", _linear(o, T, f, d, spec.mlp_bias), inp, ("tp:col_ff",))
+        b.add("act", Elementwise(fn="swiglu", numel=T * f, dtype=o.dtype), [gate, up],
+              ("tp:act_ff",))
+        b.add("down_proj", _linear(o, T, d, f, spec.mlp_bias), None, ("tp:row_ff", reduce))
     else:
-        b.add("fc_in", _linear(o, T, f, d, spec.mlp_bias), inp)
-        b.add("act", Elementwise(fn=spec.act, numel=T * f, dtype=o.dtype))
-        b.add("fc_out", _linear(o, T, d, f, spec.mlp_bias))
-    if sh.tp > 1:
-        b.add("mlp_allreduce", tp_allreduce(T, d, o.dtype, sh.tp))
+        b.add("fc_in", _linear(o, T, f, d, spec.mlp_bias), inp, ("tp:col_ff",))
+        b.add("act", Elementwise(fn=spec.act, numel=T * f, dtype=o.dtype), None,
+              ("tp:act_ff",))
+        b.add("fc_out", _linear(o, T, d, f, spec.mlp_bias), None, ("tp:row_ff", reduce))
 
 
-def _layer(spec: TransformerSpec, o: BuildOptions, sh: TPShard) -> WorkloadGraph:
+def _layer(spec: TransformerSpec, o: BuildOptions) -> WorkloadGraph:
     """One transformer layer; its sources take the previous layer's output (the repeat entry)."""
     T, d = o.tokens, spec.d_model
     g = WorkloadGraph(f"{o.model}.layer", o.phase)
@@ -150,33 +159,31 @@ def _layer(spec: TransformerSpec, o: BuildOptions, sh: TPShard) -> WorkloadGraph
         return b.add(name, Elementwise(fn="add", numel=T * d, dtype=o.dtype), b.last + skip)
 
     if spec.post_norm:  # BERT: x = norm(x + attn(x)); x = norm(x + mlp(x))
-        _attention(b, spec, o, sh, [])
+        _attention(b, spec, o, [])
         residual("attn_residual", [])
         n1 = norm("attn_norm")
-        _mlp(b, spec, o, sh, [n1])
+        _mlp(b, spec, o, [n1])
         residual("mlp_residual", [n1])
         norm("mlp_norm")
     else:  # pre-norm: x = x + attn(norm(x)); x = x + mlp(norm(x))
         n1 = norm("attn_norm")
-        _attention(b, spec, o, sh, [n1])
+        _attention(b, spec, o, [n1])
         r1 = residual("attn_residual", [])
         n2 = norm("mlp_norm")
-        _mlp(b, spec, o, sh, [n2])
+        _mlp(b, spec, o, [n2])
         residual("mlp_residual", [r1])
     return g
 
 
 def build_transformer(spec: TransformerSpec, o: BuildOptions) -> WorkloadGraph:
-    """The forward / prefill / decode graph of one device; meta gets the tied-weight facts,
-    ``params_per_device`` and ``weight_bytes`` (all experts resident for MoE)."""
-    sh = shard_transformer(model=o.model, heads=spec.heads, kv_heads=spec.kv_heads,
-                           d_ff=spec.d_ff, vocab=spec.vocab, tp=o.tp)
+    """The unsharded forward / prefill / decode graph; meta gets the tied-weight facts,
+    ``tp_dims``, ``params_per_device`` and ``weight_bytes`` (all experts resident for MoE)."""
     T, d, dt = o.tokens, spec.d_model, o.dtype
     g = WorkloadGraph(o.model, o.phase)
     b = _Block(g)
-    tok = b.add("embed_tokens", Embedding(tokens=T, vocab=sh.vocab, dim=d, dtype=dt), [])
-    if sh.tp > 1:  # vocab-parallel embedding: each device looks up its rows, then all-reduce
-        tok = b.add("embed_allreduce", tp_allreduce(T, d, dt, sh.tp))
+    # vocab-parallel embedding under TP: each device looks up its rows, then all-reduce
+    tok = b.add("embed_tokens", Embedding(tokens=T, vocab=spec.vocab, dim=d, dtype=dt), [],
+                ("tp:vocab", allreduce_tag("embed_allreduce", T * d)))
     extra = []
     if spec.learned_positions:
         extra.append(("embed_positions", spec.max_positions))
@@ -189,30 +196,34 @@ def build_transformer(spec: TransformerSpec, o: BuildOptions) -> WorkloadGraph:
     if spec.post_norm:
         x = b.add("embed_norm", Norm(norm=spec.norm, rows=T, cols=d, dtype=dt), [x])
 
-    block = _layer(spec, o, sh)
-    x = g.add_repeat("layers", block, spec.layers, [x])
+    block = _layer(spec, o)
+    x = g.add_repeat("layers", block, spec.layers, [x], tags=("layers",))
     if spec.final_norm:
         x = b.add("final_norm", Norm(norm=spec.norm, rows=T, cols=d, dtype=dt), [x])
     if spec.family == "decoder":
         # Prefill and decode only need the logits of each sequence's last position to sample
         # the next token, so the LM head runs on m=batch rows; forward/train on every token.
         rows = o.batch if o.phase in ("prefill", "decode") else T
-        b.add("lm_head", MatMul(m=rows, n=sh.vocab, k=d, weight=True, dtype=dt), [x])
+        tied = ("tied:embed_tokens",) if spec.tied_embeddings else ()
+        b.add("lm_head", MatMul(m=rows, n=spec.vocab, k=d, weight=True, dtype=dt), [x],
+              ("tp:vocab_head", *tied))
         if spec.tied_embeddings:  # lm_head reuses embed_tokens' matrix: count it once
-            g.meta["tied_params"] = float(sh.vocab * d)
-            g.meta["tied_weight_bytes"] = sh.vocab * d * dt.bytes
+            g.meta["tied_params"] = float(spec.vocab * d)
+            g.meta["tied_weight_bytes"] = spec.vocab * d * dt.bytes
     if spec.pooler:
         # BERT pooler: dense on the [CLS] token of each sequence (its tanh is not modelled).
         b.add("pooler", MatMul(m=o.batch, n=d, k=d, weight=True, bias=True, dtype=dt), [x])
 
-    params, wbytes = g.params(), g.weight_bytes()
+    g.meta[TP_DIMS_KEY] = {"heads": spec.heads, "kv_heads": spec.kv_heads,
+                           "head_dim": spec.head_dim, "d_ff": spec.d_ff, "vocab": spec.vocab,
+                           "d_model": d, "embed_bytes": dt.bytes}
     if spec.is_moe:  # experts not hit this step are still resident in memory
         active = moe_active_experts(T, spec.n_experts, spec.top_k)
-        per_expert = 3 * d * sh.d_ff + (2 * sh.d_ff + d if spec.mlp_bias else 0)
+        per_expert = 3 * d * spec.d_ff + (2 * spec.d_ff + d if spec.mlp_bias else 0)
         idle = (spec.n_experts - active) * per_expert * spec.layers
-        params += idle
-        wbytes += idle * (o.weight_dtype or dt).bytes
+        g.meta["idle_params_per_layer"] = float(idle / spec.layers)
+        g.meta["idle_weight_bytes_per_layer"] = idle / spec.layers * (o.weight_dtype or dt).bytes
         g.meta["active_experts"] = active
-    g.meta["params_per_device"] = params
-    g.meta["weight_bytes"] = wbytes
+    g.meta["params_per_device"] = g.params() + idle_params(g)
+    g.meta["weight_bytes"] = g.weight_bytes() + idle_params(g, "weight_bytes")
     return g

@@ -1,0 +1,145 @@
+"""Memory footprint of a workload graph, per device.
+
+What one device must hold to run its share of the graph (bytes):
+
+- ``weights``: the parameters of the forward ops placed on it (a tied LM head counts once when
+  the embedding it shares is on the same device), plus experts of a mixture-of-experts layer
+  that this step does not route to (still resident);
+- ``kv_cache``: the attention KV cache of prefill and decode steps;
+- ``activations``: the largest set of tensors live during one op, plus, in a training step,
+  the forward activations kept for the backward pass (with full recomputation, only each
+  layer's input and one layer's activations: Chen et al. 2016; Korthikanti et al. 2022);
+- ``gradients`` and ``optimizer_state`` (training): mixed-precision Adam keeps a gradient in the
+  training dtype and fp32 master weights plus two fp32 moments, 2 + 12 bytes per parameter with
+  bf16 weights, 16 in all (Rajbhandari et al., "ZeRO", SC 2020, sec. 3.1).
+
+Placement comes from the graph's device groups (see :mod:`workloads.graph`): every device of a
+node's group holds that node's share.
+
+>>> from workloads.zoo import build
+>>> fp = footprint_by_device(build("llama2-7b", phase="train", seq=256))[0]
+>>> round((fp.weights + fp.gradients + fp.optimizer_state) / fp.params)
+16
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workloads.graph import Group, Repeat, WorkloadGraph
+from workloads.ops import Attention, Op
+
+__all__ = ["Footprint", "footprint_by_device", "footprint", "live_bytes",
+           "OPTIMIZER_BYTES_PER_PARAM"]
+
+#: fp32 master weights + Adam's first and second moments (ZeRO, sec. 3.1).
+OPTIMIZER_BYTES_PER_PARAM = 12.0
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes one device holds, by part (SI bytes)."""
+
+    weights: float = 0.0
+    kv_cache: float = 0.0
+    activations: float = 0.0
+    gradients: float = 0.0
+    optimizer_state: float = 0.0
+    params: float = 0.0
+    parts: tuple[str, ...] = field(default=("weights", "kv_cache", "activations", "gradients",
+                                            "optimizer_state"))
+
+    @property
+    def total(self) -> float:
+        return (self.weights + self.kv_cache + self.activations + self.gradients
+                + self.optimizer_state)
+
+    def to_dict(self) -> dict[str, float]:
+        d = {p: float(getattr(self, p)) for p in self.parts}
+        d["total"] = self.total
+        return d
+
+
+def live_bytes(op: Op) -> float:
+    """Activation bytes live while ``op`` runs: its activation inputs and its output."""
+    if isinstance(op, Attention):  # Q, the new K/V and O (the cache is counted separately)
+        kv_dt = op.kv_dtype or op.dtype
+        new_kv = 2.0 * op.batch * op.seq * op.kv_heads * op.head_dim * kv_dt.bytes
+        return 2.0 * op.output_bytes() + new_kv
+    return op.min_bytes - op.weight_bytes()
+
+
+class _Acc:
+    def __init__(self) -> None:
+        self.weights = 0.0
+        self.params = 0.0
+        self.kv = 0.0
+        self.live = 0.0
+        self.stored = 0.0
+
+
+def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
+          train: bool, inference_kv: bool, placed: dict[str, Group], meta: dict) -> None:
+    recompute = meta.get("recompute", "none")
+    for name in graph.topo():
+        data = graph.g.nodes[name]
+        item, tags = data["item"], data["tags"]
+        grp = data["group"] or group
+        if "backward" in tags or "optimizer" in tags:
+            continue
+        if isinstance(item, Repeat):
+            inner_train = train and not (recompute == "full" and "layers" in tags)
+            _walk(item.block, grp, times * item.times, acc, inner_train, inference_kv, placed,
+                  meta)
+            if train and recompute == "full" and "layers" in tags:
+                # keep each layer's input; recompute one layer's activations at a time
+                per_layer_in = sum(item.block._out_bytes(s) for s in item.block.sinks())
+                one_layer = sum(op.output_bytes() for op, _ in _ops(item.block))
+                for d in grp:
+                    acc[d].stored += times * item.times * per_layer_in + one_layer
+            if "layers" in tags and meta.get("idle_params_per_layer"):
+                for d in grp:
+                    acc[d].params += times * item.times * meta["idle_params_per_layer"]
+                    acc[d].weights += times * item.times * meta["idle_weight_bytes_per_layer"]
+            continue
+        placed[name] = grp
+        tied_to = next((t[len("tied:"):] for t in tags if t.startswith("tied:")), None)
+        for d in grp:
+            a = acc.setdefault(d, _Acc())
+            if tied_to is None or d not in placed.get(tied_to, ()):
+                a.weights += times * item.weight_bytes()
+                a.params += times * item.params()
+            if inference_kv and isinstance(item, Attention):
+                a.kv += times * item.kv_cache_bytes()
+            a.live = max(a.live, live_bytes(item))
+            if train:
+                a.stored += times * item.output_bytes()
+
+
+def _ops(graph: WorkloadGraph):
+    from workloads.transforms.walk import ops_with_counts
+
+    return ops_with_counts(graph)
+
+
+def footprint_by_device(graph: WorkloadGraph) -> dict[int, Footprint]:
+    """Per-device footprint of ``graph`` (every device any node is placed on)."""
+    m = graph.meta
+    train = graph.phase == "train"
+    inference_kv = graph.phase in ("prefill", "decode")
+    acc: dict[int, _Acc] = {d: _Acc() for d in graph.devices()}
+    _walk(graph, (0,), 1, acc, train, inference_kv, {}, m)
+    grad_bytes = float(m.get("grad_bytes_per_param", 2.0))
+    out = {}
+    for d, a in sorted(acc.items()):
+        out[d] = Footprint(
+            weights=a.weights, kv_cache=a.kv, activations=a.live + a.stored,
+            gradients=a.params * grad_bytes if train else 0.0,
+            optimizer_state=a.params * OPTIMIZER_BYTES_PER_PARAM if train else 0.0,
+            params=a.params)
+    return out
+
+
+def footprint(graph: WorkloadGraph) -> Footprint:
+    """The footprint of the most loaded device."""
+    return max(footprint_by_device(graph).values(), key=lambda f: f.total)
