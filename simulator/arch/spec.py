@@ -91,10 +91,13 @@ class Link:
 
 @dataclass(frozen=True)
 class Power:
-    """TDP and static (idle/leakage) power drawn whenever the device is powered."""
+    """TDP; static (idle/leakage) power drawn whenever the device is powered; and optionally
+    ``active_w``, the floor drawn while the device has work (clocks up, units and memory
+    controllers powered), before the dynamic energy of the work itself."""
 
     tdp_w: float
     static_w: float
+    active_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,10 +194,11 @@ class System:
     topology: str = "single"
     link: Link | None = None
     host_link: Link | None = None
-    extra_power_w: float = 0.0
+    extra_power_w: float = 0.0  # host, switches, fans at full load
     pricing: Pricing | None = None
     description: str = ""
     source: str = ""
+    extra_idle_power_w: float | None = None  # the same overhead when the devices idle
 
     @property
     def kind(self) -> str:

@@ -1,32 +1,43 @@
-"""Discrete-event run of a WorkloadGraph on a System's resources (simpy).
+"""Discrete-event run of a WorkloadGraph over every device of its groups (simpy).
 
-The engine knows nothing about GPUs or layers: each device owns three streams (``compute``,
-``copy``, ``comm``), each a simpy ``Resource`` of capacity one, so ops on one stream serialise
-while a collective on ``comm`` can overlap compute on the same device. Every op is a simpy
-process that waits for its predecessors' completion events, takes its stream, holds it for the
-op's latency (from a cost function) and records a :class:`TimelineEntry`.
+The engine knows nothing about GPUs or layers. Each device owns three streams, each a simpy
+``Resource`` of capacity one: ``compute``, ``copy`` (its host link: the copy engine) and
+``comm`` (its port onto the interconnect). Ops on one stream serialise; a collective takes the
+``comm`` port of every device of its group at once (acquired in device order, so two
+collectives can never deadlock) and so can overlap compute on the same devices.
 
-The graph is the per-rank program: under tensor parallelism every rank runs the same ops at
-the same time, so one rank is simulated and the caller scales energy by the ranks in use.
+A node placed on a group of devices runs as one task per device (SPMD); each task waits for the
+tasks of its predecessors on the same device, or for all of them when the predecessor ran on
+other devices (a pipeline hand-off). A collective is one task over its whole group. Tasks are
+driven by resource-request and timeout callbacks rather than one generator process per op,
+and the timeline is stored column-wise, so a million-op graph fits in a few hundred bytes per
+op.
+
+Deterministic: ties resolve in the graph's topological order, then by device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import simpy
 
 from simulator.mapping.base import OpCost
-from workloads.graph import FlatNode, WorkloadGraph
+from workloads.graph import WorkloadGraph
 from workloads.ops import Collective, Memcpy, Op
 
-__all__ = ["TimelineEntry", "stream_of", "run_graph"]
+__all__ = ["TimelineEntry", "Timeline", "STREAMS", "stream_of", "run_graph"]
+
+STREAMS = ("compute", "copy", "comm")
 
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    """One op as executed: where, when, and what it cost."""
+    """One op on one device as executed: where, when, and what it cost."""
 
     name: str
     op: Op
@@ -38,7 +49,7 @@ class TimelineEntry:
 
 
 def stream_of(op: Op) -> str:
-    """Collectives use the communication stream, copies the copy engine, the rest compute."""
+    """Collectives use the communication port, copies the copy engine, the rest compute."""
     if isinstance(op, Collective):
         return "comm"
     if isinstance(op, Memcpy) and op.src != op.dst:
@@ -46,47 +57,207 @@ def stream_of(op: Op) -> str:
     return "compute"
 
 
-def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
-              progress: Callable[[int], None] | None = None) -> list[TimelineEntry]:
-    """Simulate ``graph``; ``cost_of`` maps an op to its cost (usually a cached Mapper).
+class Timeline(Sequence[TimelineEntry]):
+    """Column-wise record of a run: one row per (op instance, device), sorted by start time.
 
-    Returns the timeline sorted by start time. Deterministic: ties resolve in the graph's
-    topological order.
+    ``node`` indexes ``names``/``ops``/``costs`` (one entry per op instance of the graph);
+    ``device``, ``stream`` (index into :data:`STREAMS`), ``start`` and ``end`` are numpy
+    arrays of one row each. Indexing or iterating builds :class:`TimelineEntry` objects on the
+    fly.
+    """
+
+    def __init__(self, names: list[str], ops: list[Op], costs: list[OpCost], node: np.ndarray,
+                 device: np.ndarray, stream: np.ndarray, start: np.ndarray, end: np.ndarray):
+        order = np.lexsort((device, end, start))
+        self.names, self.ops, self.costs = names, ops, costs
+        self.node = node[order]
+        self.device = device[order]
+        self.stream = stream[order]
+        self.start = start[order]
+        self.end = end[order]
+
+    def __len__(self) -> int:
+        return int(self.node.shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        n = int(self.node[i])
+        return TimelineEntry(self.names[n], self.ops[n], int(self.device[i]),
+                             STREAMS[int(self.stream[i])], float(self.start[i]),
+                             float(self.end[i]), self.costs[n])
+
+    def __iter__(self) -> Iterator[TimelineEntry]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def makespan_s(self) -> float:
+        return float(self.end.max()) if len(self) else 0.0
+
+    def devices(self) -> list[int]:
+        return sorted(int(d) for d in np.unique(self.device))
+
+    def busy_s(self, device: int, stream: str | None = None) -> float:
+        """Time ``device`` had at least one op on ``stream`` (any stream if None)."""
+        sel = self.device == device
+        if stream is not None:
+            sel &= self.stream == STREAMS.index(stream)
+        return _union_length(self.start[sel], self.end[sel])
+
+    def nbytes(self) -> int:
+        """Bytes held by the numpy columns (the lists of shared names/ops/costs excluded)."""
+        return sum(a.nbytes for a in (self.node, self.device, self.stream, self.start, self.end))
+
+
+def _union_length(start: np.ndarray, end: np.ndarray) -> float:
+    """Total length of the union of intervals [start, end)."""
+    if start.size == 0:
+        return 0.0
+    o = np.argsort(start, kind="stable")
+    s, e = start[o], end[o]
+    reach = np.maximum.accumulate(e)
+    # an interval starts a new cluster when it begins after everything before it ended
+    new = np.empty(s.size, dtype=bool)
+    new[0] = True
+    new[1:] = s[1:] > reach[:-1]
+    idx = np.flatnonzero(new)
+    ends = np.append(idx[1:] - 1, s.size - 1)
+    return float(np.sum(reach[ends] - s[idx]))
+
+
+def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
+              progress: Callable[[int], None] | None = None) -> Timeline:
+    """Simulate ``graph`` on every device of its groups; ``cost_of`` maps an op to its cost on
+    one device (usually a memoised mapper).
+
+    Raises
+    ------
+    RuntimeError
+        If some op never ran (a dependency cycle or a dangling name): an engine bug, never a
+        silent partial result.
     """
     env = simpy.Environment()
-    streams: dict[tuple[int, str], simpy.Resource] = {}
-    done: dict[str, simpy.Event] = {}
-    timeline: list[TimelineEntry] = []
+    names: list[str] = []
+    ops: list[Op] = []
+    costs: list[OpCost] = []
+    index: dict[str, int] = {}
+    node_group: list[tuple[int, ...]] = []
+    node_tasks: list[tuple[int, ...]] = []  # task ids of each node
+    # per task (compact arrays: a million-op graph must fit in little memory)
+    t_node = array("i")
+    t_dev = array("i")             # -1 for a collective (its devices are the node's group)
+    t_rec = array("q")             # first record row
+    t_wait = array("i")            # unfinished dependencies
+    t_succ: list[list[int] | None] = []
+    r_node, r_dev, r_stream = array("i"), array("i"), array("b")
+    n_rec = 0
 
-    def stream(device: int, name: str) -> simpy.Resource:
-        key = (device, name)
-        if key not in streams:
-            streams[key] = simpy.Resource(env, capacity=1)
-        return streams[key]
-
-    def process(node: FlatNode, cost: OpCost, finished: simpy.Event):
-        preds = [done[p] for p in node.preds]
-        if preds:
-            yield simpy.AllOf(env, preds)
-        sname = stream_of(node.op)
-        with stream(node.device, sname).request() as req:
-            yield req
-            start = env.now
-            yield env.timeout(cost.latency_s)
-            timeline.append(TimelineEntry(node.name, node.op, node.device, sname, start, env.now,
-                                          cost))
-        finished.succeed()
-
-    for i, node in enumerate(graph.flat()):
-        cost = cost_of(node.op)
-        ev = env.event()
-        done[node.name] = ev
-        env.process(process(node, cost, ev))
+    for i, fn in enumerate(graph.flat()):
+        index[fn.name] = i
+        names.append(fn.name)
+        ops.append(fn.op)
+        costs.append(cost_of(fn.op))
+        grp = fn.devices
+        node_group.append(grp)
+        preds = [index[p] for p in fn.preds]
+        collective = isinstance(fn.op, Collective)
+        stream = STREAMS.index(stream_of(fn.op))
+        mine = []
+        for d in ((-1,) if collective else grp):
+            t = len(t_node)
+            t_node.append(i)
+            t_dev.append(d)
+            t_rec.append(n_rec)
+            for dd in (grp if d == -1 else (d,)):
+                r_node.append(i)
+                r_dev.append(dd)
+                r_stream.append(stream)
+                n_rec += 1
+            deps: list[int] = []
+            for p in preds:
+                pt = node_tasks[p]
+                if d != -1 and len(pt) > 1 and d in node_group[p]:
+                    deps.append(pt[node_group[p].index(d)])
+                else:
+                    deps.extend(pt)
+            t_wait.append(len(deps))
+            t_succ.append(None)
+            for q in deps:
+                lst = t_succ[q]
+                if lst is None:
+                    t_succ[q] = [t]
+                else:
+                    lst.append(t)
+            mine.append(t)
+        node_tasks.append(tuple(mine))
         if progress is not None and i % 1000 == 0:
             progress(i)
+    del index
+
+    rec_node = np.frombuffer(r_node, dtype=np.int32).copy()
+    rec_dev = np.frombuffer(r_dev, dtype=np.int32).copy()
+    rec_stream = np.frombuffer(r_stream, dtype=np.int8).copy()
+    del r_node, r_dev, r_stream
+    rec_start = np.full(n_rec, np.nan)
+    rec_end = np.full(n_rec, np.nan)
+    resources: dict[tuple[int, int], simpy.Resource] = {}
+
+    def resource(dev: int, stream: int) -> simpy.Resource:
+        key = (dev, stream)
+        r = resources.get(key)
+        if r is None:
+            r = resources[key] = simpy.Resource(env, capacity=1)
+        return r
+
+    def devices_of(t: int) -> tuple[int, ...]:
+        return node_group[t_node[t]] if t_dev[t] == -1 else (t_dev[t],)
+
+    def ready(t: int) -> None:
+        stream = STREAMS.index(stream_of(ops[t_node[t]]))
+        keys = [(d, stream) for d in sorted(devices_of(t))]
+        _acquire(t, keys, 0, [])
+
+    def _acquire(t: int, keys: list[tuple[int, int]], k: int, held: list[Any]) -> None:
+        while k < len(keys):
+            res = resource(*keys[k])
+            req = res.request()
+            held.append((res, req))
+            k += 1
+            if not req.triggered:
+                req.callbacks.append(lambda _e, t=t, keys=keys, k=k, held=held:
+                                     _acquire(t, keys, k, held))
+                return
+        _start(t, held)
+
+    def _start(t: int, held: list[Any]) -> None:
+        n = t_node[t]
+        r0 = t_rec[t]
+        rec_start[r0:r0 + len(devices_of(t))] = env.now
+        ev = env.timeout(costs[n].latency_s)
+        ev.callbacks.append(lambda _e, t=t, held=held: _done(t, held))
+
+    def _done(t: int, held: list[Any]) -> None:
+        r0 = t_rec[t]
+        k = len(devices_of(t))
+        rec_end[r0:r0 + k] = env.now
+        for res, req in held:
+            res.release(req)
+        succ = t_succ[t]
+        t_succ[t] = None  # free as we go
+        for s in succ or ():
+            t_wait[s] -= 1
+            if t_wait[s] == 0:
+                ready(s)
+
+    for t in range(len(t_node)):
+        if t_wait[t] == 0:
+            ready(t)
     env.run()
-    if len(timeline) != len(done):  # a dependency never completed: a cycle or a bad name
-        missing = sorted(set(done) - {t.name for t in timeline})[:5]
-        raise RuntimeError(f"engine: {len(done) - len(timeline)} ops never ran, e.g. {missing}")
-    timeline.sort(key=lambda t: (t.start_s, t.end_s))
-    return timeline
+    missing = int(np.isnan(rec_end).sum())
+    if missing:  # a dependency never completed: a cycle or a bad name
+        bad = sorted({names[int(rec_node[i])] for i in np.flatnonzero(np.isnan(rec_end))[:5]})
+        raise RuntimeError(f"engine: {missing} op instances never ran, e.g. {bad}")
+    return Timeline(names, ops, costs, rec_node, rec_dev, rec_stream, rec_start, rec_end)

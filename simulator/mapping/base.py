@@ -10,7 +10,7 @@ the bound, utilisation and dynamic energy filled in the same way for every famil
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.arch.spec import Device
@@ -65,11 +65,6 @@ class OpCost:
     @property
     def dram_bytes(self) -> float:
         return next(iter(self.bytes_by_level.values()), 0.0)
-
-    def scaled_time(self, factor: float) -> OpCost:
-        """The same op with every time multiplied (used by calibration profiles)."""
-        return replace(self, latency_s=self.latency_s * factor, compute_s=self.compute_s * factor,
-                       memory_s=self.memory_s * factor, overhead_s=self.overhead_s * factor)
 
 
 @dataclass(frozen=True)

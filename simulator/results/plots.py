@@ -6,13 +6,12 @@ machines without a display.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from simulator.arch.spec import Device
 from simulator.results.result import Result
 
-__all__ = ["roofline_plot", "breakdown_plot"]
+__all__ = ["roofline_plot"]
 
 
 def _plt():
@@ -64,27 +63,6 @@ def roofline_plot(result: Result, device: Device, out: str | Path, dtype: str = 
     ax.grid(True, which="both", alpha=0.2)
     out = Path(out)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-def breakdown_plot(results: Sequence[Result], out: str | Path, title: str = "") -> Path:
-    """Stacked bars: time per op kind for each result (e.g. one per part)."""
-    plt = _plt()
-    kinds = sorted({k["kind"] for r in results for k in r.by_kind()})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(results)), 4.5))
-    bottom = [0.0] * len(results)
-    for k in kinds:
-        vals = [next((x["latency_s"] * 1e3 for x in r.by_kind() if x["kind"] == k), 0.0)
-                for r in results]
-        ax.bar([r.arch for r in results], vals, bottom=bottom, label=k)
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_ylabel("time (ms)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

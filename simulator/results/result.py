@@ -9,14 +9,18 @@ open.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.cost.dollars import CostBreakdown
 from simulator.frozen import FrozenMap
 
-__all__ = ["OpRecord", "EnergyBreakdown", "Result"]
+if TYPE_CHECKING:
+    from simulator.engine.runner import Timeline
+
+__all__ = ["OpRecord", "EnergyBreakdown", "DeviceEnergy", "RecordTable", "Result"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,76 @@ class OpRecord:
     notes: tuple[str, ...] = ()
 
 
+class RecordTable(Sequence[OpRecord]):
+    """The per-op records of a run, stored column-wise (a Timeline) and materialised as
+    :class:`OpRecord` objects only when indexed or iterated: a million-op run stays small."""
+
+    def __init__(self, timeline: Timeline):
+        self._tl = timeline
+
+    def __len__(self) -> int:
+        return len(self._tl)
+
+    def _row(self, i: int) -> OpRecord:
+        tl = self._tl
+        n = int(tl.node[i])
+        c, op = tl.costs[n], tl.ops[n]
+        return OpRecord(
+            name=tl.names[n], kind=op.kind, device=int(tl.device[i]),
+            stream=("compute", "copy", "comm")[int(tl.stream[i])], start_s=float(tl.start[i]),
+            end_s=float(tl.end[i]), latency_s=c.latency_s, energy_j=c.energy_j, bound=c.bound,
+            flops=c.flops.total, dram_bytes=c.dram_bytes, compute_s=c.compute_s,
+            memory_s=c.memory_s, utilization=c.utilization, compute_class=c.compute_class,
+            describe=op.describe(), details=c.details, notes=c.notes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._row(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._row(i)
+
+    def __iter__(self) -> Iterator[OpRecord]:
+        for i in range(len(self)):
+            yield self._row(i)
+
+    def total_flops(self) -> float:
+        """FLOPs of every op on every device (vectorised)."""
+        import numpy as np
+
+        per_node = np.array([c.flops.total for c in self._tl.costs])
+        return float(per_node[self._tl.node].sum()) if len(self) else 0.0
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """One device's share of a run: its busy time and the energy it used (J, W)."""
+
+    device: int
+    busy_s: float
+    compute_j: float
+    memory_j: Mapping[str, float]
+    static_j: float
+    energy_j: float
+    avg_power_w: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "busy_s": self.busy_s, "energy_j": self.energy_j,
+                "compute_j": self.compute_j, "memory_j": dict(self.memory_j),
+                "static_j": self.static_j, "avg_power_w": self.avg_power_w}
+
+
 @dataclass(frozen=True)
 class EnergyBreakdown:
-    """Energy of the run for the whole system (all ranks): J."""
+    """Energy of the run for the whole system (every device, plus the system overhead in
+    ``static_j``, of which ``system_j`` is the host/switch/fan part): J."""
 
     compute_j: float
     memory_j: Mapping[str, float]
     static_j: float
+    system_j: float = 0.0
 
     @property
     def dynamic_j(self) -> float:
@@ -61,7 +128,7 @@ class EnergyBreakdown:
 
     def to_dict(self) -> dict[str, Any]:
         return {"compute_j": self.compute_j, "memory_j": dict(self.memory_j),
-                "static_j": self.static_j, "total_j": self.total_j}
+                "static_j": self.static_j, "system_j": self.system_j, "total_j": self.total_j}
 
 
 @dataclass(frozen=True)
@@ -81,9 +148,10 @@ class Result:
     memory_bytes: float
     memory_capacity_bytes: float
     peak_flops: float
-    records: tuple[OpRecord, ...]
+    records: Sequence[OpRecord]
     warnings: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
+    per_device: tuple[DeviceEnergy, ...] = ()
 
     # -- totals -----------------------------------------------------------------------------
     @property
@@ -107,7 +175,17 @@ class Result:
 
     @property
     def flops(self) -> float:
+        """FLOPs executed on all devices."""
+        if isinstance(self.records, RecordTable):
+            return self.records.total_flops()
         return sum(r.flops for r in self.records)
+
+    @property
+    def peak_fraction(self) -> float:
+        """Achieved FLOP/s over the whole system's peak matrix rate (0 when unknown)."""
+        if self.latency_s <= 0 or self.peak_flops <= 0:
+            return 0.0
+        return self.flops / self.latency_s / self.peak_flops
 
     @property
     def energy_per_sample_j(self) -> float:
@@ -141,10 +219,6 @@ class Result:
                         "share": a["latency_s"] / busy, "energy_j": a["energy_j"],
                         "flops": a["flops"], "bound": bound})
         return out
-
-    def top_ops(self, n: int = 10) -> list[OpRecord]:
-        """The ``n`` longest op instances."""
-        return sorted(self.records, key=lambda r: -r.latency_s)[:n]
 
     def top_op_groups(self, n: int = 10) -> list[dict[str, Any]]:
         """The ``n`` op shapes taking the most total time (80 identical layers are one row).
@@ -186,6 +260,10 @@ class Result:
             "calibration": self.meta.get("calibration"),
             "latency_band_rel": self.meta.get("latency_band_rel"),
             "by_kind": self.by_kind(),
+            "peak_fraction": self.peak_fraction,
+            "layout": {k: self.meta.get(k) for k in ("tp", "pp", "dp", "microbatches")},
+            "footprint": dict(self.meta.get("footprint") or {}),
+            "per_device": [d.to_dict() for d in self.per_device],
         }
         if ops:
             d["ops"] = [{"name": r.name, "kind": r.kind, "latency_s": r.latency_s,
@@ -196,7 +274,8 @@ class Result:
         return d
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(_no_nan(self.to_dict(**kw)), default=_json_default)
+        """The JSON contract; NaN and infinities become null (never invalid JSON tokens)."""
+        return json.dumps(_no_nan(self.to_dict(**kw)), default=_json_default, allow_nan=False)
 
     def to_dataframe(self):
         """Per-op records as a pandas DataFrame (one row per op instance)."""
@@ -237,12 +316,14 @@ class Result:
 
 def _no_nan(o: Any) -> Any:
     """NaN (e.g. the cost of an unpriced part) becomes JSON null, not an invalid token."""
-    if isinstance(o, float) and o != o:
+    if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
         return {k: _no_nan(v) for k, v in o.items()}
-    if isinstance(o, list):
+    if isinstance(o, (list, tuple)):
         return [_no_nan(v) for v in o]
+    if isinstance(o, Mapping):
+        return {k: _no_nan(v) for k, v in o.items()}
     return o
 
 

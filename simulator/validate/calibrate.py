@@ -41,7 +41,7 @@ and refuses a device other than the one it was fitted for unless forced.
 
 Examples
 --------
->>> from simulator.arch.loader import load_arch
+>>> from simulator.arch.loader import PARAM_SCHEMA, load_arch
 >>> s = apply_params(load_arch("h100-sxm"), {"compute_efficiency": {"fp32": 0.5}})
 >>> s.device.params["compute_efficiency"]["fp32"]
 0.5
@@ -51,35 +51,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from simulator.api import resolve_system
-from simulator.arch.loader import PARAM_SCHEMA
+from simulator.arch.calibration import (
+    BOUNDS,
+    CALIBRATABLE,
+    SCHEMA,
+    CalibrationProfile,
+    _bounds_of,
+    _nested,
+    _plain,
+    apply_params,
+    band_for,
+    flat_params,
+)
+from simulator.arch.loader import PARAM_SCHEMA, load_arch
 from simulator.arch.params import default
-from simulator.arch.spec import KIND_EFFICIENCY_KINDS, KIND_EFFICIENCY_MAX, Device, System
+from simulator.arch.spec import KIND_EFFICIENCY_KINDS, Device, System
 from simulator.errors import HwsimError
-from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, cost_op
 from simulator.validate.compare import Comparison, Row, compare, record_op, record_sets
 from simulator.validate.dataset import Dataset, Measurement, load_dataset
-from workloads.dtypes import get_dtype
 from workloads.ops import Op
 
 __all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "MIN_OPS", "PRIOR_WEIGHT", "CalibrationProfile",
            "CalibrationResult", "apply_params", "fit", "split_by_shape", "band_for",
            "flat_params"]
 
-SCHEMA = "hwsim.calibration/1"
-CALIBRATABLE = ("compute_efficiency", "bandwidth_efficiency", "vector_efficiency",
-                "launch_overhead", "attention_efficiency", "kind_efficiency")
-BOUNDS: dict[str, tuple[float, float]] = {"fraction": (0.01, 1.0), "launch_overhead": (0.0, 1e-3),
-                                          "kind_efficiency": (0.01, KIND_EFFICIENCY_MAX)}
 MIN_OPS = 2            # training ops a parameter must move to be fitted
 PRIOR_WEIGHT = 1.0     # weight of a parameter's log distance from its spec value (see fit)
 _SENSITIVITY = 0.05    # ... each by at least this much in log time
@@ -87,120 +90,6 @@ _PROBE = 0.1           # a fraction halving does not identify is also tried at t
 _PROBE_GAIN = 0.05     # ... and fitted from there if that lowers the training loss this much
 _MIN_OVERHEAD_STEP = 5e-6
 _US = 1e-6             # launch_overhead is optimised in microseconds (well-scaled)
-_FIELDS = ("schema", "arch", "created", "params", "fitted", "band", "device", "software",
-           "dataset", "kept", "stats", "holdout_shape_keys")
-_REQUIRED = ("schema", "arch", "created", "params", "fitted", "band")
-
-
-# -- parameters ------------------------------------------------------------------------------
-def _bounds_of(name: str) -> tuple[float, float]:
-    """SI bounds of a parameter, by spec name or flat name (``kind_efficiency.softmax``)."""
-    base = name.split(".", 1)[0]
-    return BOUNDS[base if base in BOUNDS else "fraction"]
-
-
-def _check_value(name: str, v: Any) -> str | None:
-    """Why ``v`` is not a valid value of parameter ``name`` (None if it is)."""
-    lo, hi = _bounds_of(name)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return f"expected a number, got {v!r}"
-    if name == "launch_overhead":
-        if not lo <= v <= hi:
-            return f"expected seconds in [0, 0.001], got {v!r}"
-    elif name == "kind_efficiency":
-        if not 0 < v <= hi:
-            return f"expected a factor in (0, {hi:g}], got {v!r}"
-    elif not 0 < v <= hi:
-        return f"expected a fraction in (0, 1], got {v!r}"
-    return None
-
-
-def _param_problems(params: Mapping[str, Any], family: str | None = None) -> list[str]:
-    """Problems of a calibration ``params`` mapping, each ``field: what is wrong``."""
-    problems = []
-    allowed = CALIBRATABLE if family is None else \
-        tuple(k for k in CALIBRATABLE if k in PARAM_SCHEMA.get(family, {}))
-    for k, v in params.items():
-        if k not in allowed:
-            where = f" for family {family!r}" if family else ""
-            problems.append(f"params.{k}: unknown parameter{where} (calibratable: "
-                            f"{', '.join(allowed)})")
-        elif k == "compute_efficiency":
-            if not isinstance(v, Mapping):
-                problems.append(f"params.{k}: expected a mapping dtype -> fraction, got {v!r}")
-                continue
-            for dt, x in v.items():
-                try:
-                    ok = get_dtype(str(dt)).compute_class == dt
-                except ValueError:
-                    ok = False
-                if not ok:
-                    problems.append(f"params.{k}.{dt}: expected a compute class (fp32, tf32, "
-                                    "bf16, fp16, fp8, int8, int4)")
-                elif (why := _check_value(k, x)) is not None:
-                    problems.append(f"params.{k}.{dt}: {why}")
-        elif k == "kind_efficiency":
-            if not isinstance(v, Mapping):
-                problems.append(f"params.{k}: expected a mapping op kind -> factor, got {v!r}")
-                continue
-            for kind, x in v.items():
-                if kind not in KIND_EFFICIENCY_KINDS:
-                    problems.append(f"params.{k}.{kind}: expected an op kind "
-                                    f"({', '.join(KIND_EFFICIENCY_KINDS)})")
-                elif (why := _check_value(k, x)) is not None:
-                    problems.append(f"params.{k}.{kind}: {why}")
-        elif (why := _check_value(k, v)) is not None:
-            problems.append(f"params.{k}: {why}")
-    return problems
-
-
-def apply_params(system: System, params: Mapping[str, Any]) -> System:
-    """A copy of ``system`` whose device has ``params`` merged into its spec params
-    (``compute_efficiency`` merged per dtype, ``kind_efficiency`` per op kind). No YAML is
-    re-read.
-
-    Raises
-    ------
-    HwsimError
-        Naming a parameter that is not calibratable for the device's family, or a bad value.
-    """
-    dev = system.device
-    problems = _param_problems(params, dev.family)
-    if problems:
-        raise HwsimError(f"{dev.name}: " + "; ".join(problems))
-    merged = dict(dev.params)
-    for k, v in params.items():
-        if isinstance(v, Mapping):  # per-key tables: compute_efficiency, kind_efficiency
-            merged[k] = FrozenMap({**dict(dev.params.get(k) or {}),
-                                          **{d: float(x) for d, x in v.items()}})
-        else:
-            merged[k] = float(v)
-    return replace(system, device=replace(dev, params=FrozenMap(merged)))
-
-
-def flat_params(params: Mapping[str, Any]) -> dict[str, float]:
-    """``{"compute_efficiency": {"fp32": 0.5}, ...}`` -> ``{"compute_efficiency.fp32": 0.5,
-    ...}``."""
-    out: dict[str, float] = {}
-    for k, v in params.items():
-        if isinstance(v, Mapping):
-            out.update({f"{k}.{d}": float(x) for d, x in v.items()})
-        else:
-            out[k] = float(v)
-    return out
-
-
-def _nested(flat: Mapping[str, float]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, v in flat.items():
-        if "." in name:
-            k, d = name.split(".", 1)
-            out.setdefault(k, {})[d] = float(v)
-        else:
-            out[name] = float(v)
-    return out
-
-
 def _family_default(device: Device, name: str, op_cls: str = "") -> float:
     """The value a mapper uses for ``name`` when the spec does not set it (best effort)."""
     fam = device.family
@@ -252,182 +141,6 @@ def _candidates(device: Device, ops: Sequence[Op]) -> list[str]:
     names += [f"kind_efficiency.{k}" for k in KIND_EFFICIENCY_KINDS if k in present
               and not (k == "attention" and "attention_efficiency" in schema)]
     return [n for n in names if n.split(".")[0] in schema]
-
-
-# -- profile ---------------------------------------------------------------------------------
-def _plain(x: Any) -> Any:
-    """Mappings/tuples/numpy scalars -> dict/list/float for YAML."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-@dataclass(frozen=True)
-class CalibrationProfile:
-    """Fitted efficiency factors of one device, with fit statistics and an error band.
-
-    ``params`` is in spec form (``{"compute_efficiency": {"fp32": 0.45},
-    "launch_overhead": 1.2e-5}``) and holds only the fitted parameters; ``kept`` maps each
-    parameter not fitted to ``{"value": ..., "reason": ...}``. ``band`` holds
-    ``overall: {p68, p95, n}``, ``by_class`` and ``by_kind`` (fractions).
-    """
-
-    SCHEMA = SCHEMA
-
-    arch: str
-    params: Mapping[str, Any]
-    fitted: tuple[str, ...]
-    band: Mapping[str, Any]
-    created: str = ""
-    device: Mapping[str, Any] = field(default_factory=dict)
-    software: Mapping[str, Any] = field(default_factory=dict)
-    dataset: str = ""
-    kept: Mapping[str, Any] = field(default_factory=dict)
-    stats: Mapping[str, Any] = field(default_factory=dict)
-    holdout_shape_keys: tuple[str, ...] = ()
-    source: str = field(default="", compare=False)
-
-    def value(self, name: str) -> float | None:
-        """A fitted parameter by flat name (``compute_efficiency.fp32``), else None."""
-        return flat_params(self.params).get(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain({"schema": SCHEMA, "arch": self.arch, "created": self.created,
-                       "device": self.device, "software": self.software,
-                       "dataset": self.dataset, "params": self.params,
-                       "fitted": list(self.fitted), "kept": self.kept, "stats": self.stats,
-                       "band": self.band, "holdout_shape_keys": list(self.holdout_shape_keys)})
-
-    def save(self, path: str | Path) -> Path:
-        """Write the profile as YAML (SI units) and return the path."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        head = (f"# hwsim calibration profile for {self.arch}: fitted efficiency factors "
-                "(SI: launch_overhead in seconds, efficiencies as fractions).\n"
-                "# Applied only when asked for (--calibration); see "
-                "simulator/validate/calibrate.py.\n")
-        p.write_text(head + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-        return p
-
-    @classmethod
-    def load(cls, path: str | Path) -> CalibrationProfile:
-        """Read and validate a profile.
-
-        Raises
-        ------
-        HwsimError
-            Naming the file and every wrong, missing or unknown field.
-        """
-        p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise HwsimError(f"{p}: cannot read calibration profile ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark else ""
-            raise HwsimError(f"{p}: {where}malformed YAML "
-                             f"({getattr(e, 'problem', None) or e})") from None
-        return cls.from_dict(raw, str(p))
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: str = "<profile>") -> CalibrationProfile:
-        """Validate a profile mapping (as read from YAML); errors name ``source`` and fields."""
-        if not isinstance(raw, Mapping):
-            raise HwsimError(f"{source}: expected a mapping of profile fields, got "
-                             f"{type(raw).__name__}")
-        problems: list[str] = []
-        if raw.get("schema") != SCHEMA:
-            problems.append(f"schema: expected {SCHEMA!r}, got {raw.get('schema')!r}")
-        problems += [f"{k}: missing required field" for k in _REQUIRED
-                     if k not in raw and k != "schema"]
-        problems += [f"{k}: unknown field (allowed: {', '.join(_FIELDS)})" for k in raw
-                     if k not in _FIELDS]
-        if "arch" in raw and not (isinstance(raw["arch"], str) and raw["arch"]):
-            problems.append(f"arch: expected a part name, got {raw['arch']!r}")
-        params = raw.get("params", {})
-        if not isinstance(params, Mapping):
-            problems.append(f"params: expected a mapping of parameters, got {params!r}")
-            params = {}
-        else:
-            problems += _param_problems(params)
-        fitted = raw.get("fitted", [])
-        if not isinstance(fitted, list) or not all(isinstance(x, str) for x in fitted):
-            problems.append(f"fitted: expected a list of parameter names, got {fitted!r}")
-            fitted = []
-        else:
-            flat = flat_params(params) if not problems else {}
-            if not problems:
-                problems += [f"fitted: {n!r} has no value in params" for n in fitted
-                             if n not in flat]
-        band = raw.get("band", {})
-        if not isinstance(band, Mapping):
-            problems.append(f"band: expected a mapping (overall, by_class, by_kind), got "
-                            f"{band!r}")
-            band = {}
-        else:
-            for path, b in [("band.overall", band.get("overall"))] + \
-                    [(f"band.{g}.{k}", v) for g in ("by_class", "by_kind")
-                     for k, v in (band.get(g) or {}).items()]:
-                if b is None:
-                    continue
-                if not isinstance(b, Mapping):
-                    problems.append(f"{path}: expected {{p68, p95, n}}, got {b!r}")
-                    continue
-                for q in ("p68", "p95"):
-                    v = b.get(q)
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                        problems.append(f"{path}.{q}: expected a fraction >= 0, got {v!r}")
-        for k in ("device", "software", "kept", "stats"):
-            if k in raw and raw[k] is not None and not isinstance(raw[k], Mapping):
-                problems.append(f"{k}: expected a mapping, got {raw[k]!r}")
-        keys = raw.get("holdout_shape_keys") or []
-        if not isinstance(keys, list):
-            problems.append(f"holdout_shape_keys: expected a list, got {keys!r}")
-            keys = []
-        if problems:
-            raise HwsimError("\n".join(f"{source}: {p}" for p in problems))
-        return cls(arch=str(raw["arch"]), params=_nested(flat_params(params)),
-                   fitted=tuple(fitted), band=dict(band), created=str(raw.get("created", "")),
-                   device=dict(raw.get("device") or {}),
-                   software=dict(raw.get("software") or {}),
-                   dataset=str(raw.get("dataset") or ""), kept=dict(raw.get("kept") or {}),
-                   stats=dict(raw.get("stats") or {}),
-                   holdout_shape_keys=tuple(str(k) for k in keys), source=source)
-
-    def apply(self, system: str | System, force: bool = False) -> System:
-        """``system`` with the fitted parameters applied.
-
-        Raises
-        ------
-        HwsimError
-            If the profile was fitted for another device (unless ``force``), or a parameter
-            does not exist for the device's family.
-        """
-        s = resolve_system(system)
-        if self.arch not in (s.device.name, s.name) and not force:
-            where = f" {self.source}" if self.source else ""
-            raise HwsimError(f"calibration profile{where} was fitted for {self.arch!r}, not "
-                             f"{s.device.name!r}; refit it for this part, or force it "
-                             "(force=True / --force-calibration)")
-        return apply_params(s, self.params)
-
-
-def band_for(profile: CalibrationProfile, op_kind_or_class: str, level: str = "p68") -> float:
-    """Relative error band (``p68`` or ``p95``) for an op class (``matmul/gemm/compute``) or
-    kind (``matmul``), falling back to the kind of a class, then to the overall band."""
-    band = profile.band or {}
-    by_class, by_kind = band.get("by_class") or {}, band.get("by_kind") or {}
-    kind = op_kind_or_class.split("/")[0]
-    for b in (by_class.get(op_kind_or_class), by_kind.get(op_kind_or_class), by_kind.get(kind),
-              band.get("overall")):
-        if b and b.get(level) is not None:
-            return float(b[level])
-    return math.nan
 
 
 # -- split -----------------------------------------------------------------------------------
@@ -675,7 +388,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     from scipy.optimize import least_squares
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    system = resolve_system(arch)
+    system = arch if isinstance(arch, System) else load_arch(arch)
     base = compare(_subset(ds, ds.ops()), system)
     if not base.rows:
         raise HwsimError(f"{ds.path}: no op record the simulator can predict on "

@@ -77,8 +77,11 @@ def test_run_energy_is_sum_of_parts_and_latency_is_bracketed(workload, arch, kw)
     r = simulate(workload, arch, **kw)
     e = r.energy
     assert e.total_j == pytest.approx(e.compute_j + sum(e.memory_j.values()) + e.static_j)
-    ranks = r.meta["tp"]
-    assert e.dynamic_j == pytest.approx(sum(x.energy_j for x in r.records) * ranks, rel=1e-9)
+    # every device is simulated: the dynamic energy is the sum over all of their records, and
+    # the per-device energies plus the system overhead make up the total (no rank multiplier)
+    assert e.dynamic_j == pytest.approx(sum(x.energy_j for x in r.records), rel=1e-9)
+    assert sum(d.energy_j for d in r.per_device) + e.system_j == pytest.approx(e.total_j)
+    assert {x.device for x in r.records} == set(range(r.meta["devices_used"]))
     serial = sum(x.latency_s for x in r.records)
     longest = max(x.latency_s for x in r.records)
     assert longest <= r.latency_s <= serial * (1 + 1e-9)

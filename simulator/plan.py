@@ -1,0 +1,250 @@
+"""Plan: one deployment of a workload on a system, validated once, then built into a graph.
+
+A :class:`Plan` is a frozen, picklable description (system, parallel layout, precision, phase,
+batch and shapes). :func:`make_plan` validates the options and chooses what was left open (the
+tensor-parallel degree, data-parallel replicas); :meth:`Plan.build` makes the graph by running
+the workload transforms in a fixed order:
+
+    zoo builder (unsharded) -> tensor_parallel -> training_step -> fuse_epilogues
+        -> pipeline_parallel (micro-batches) -> data_parallel (replicas)
+
+and :func:`check_capacity` checks every device's footprint (weights, KV cache, activations,
+gradients, optimizer state) against its memory before anything is simulated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from simulator.arch.spec import System
+from simulator.errors import CapacityError, HwsimError, WorkloadError
+from simulator.units import format_quantity
+from workloads.graph import WorkloadGraph
+from workloads.memory import Footprint, footprint_by_device
+
+__all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the devices are used: ``tp`` x ``pp`` devices per replica, ``dp`` replicas, and the
+    micro-batches each pipeline replica splits its batch into."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    microbatches: int = 1
+
+    @property
+    def devices_per_replica(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    def describe(self) -> str:
+        parts = [f"{k} {v}" for k, v in (("tensor-parallel", self.tp),
+                                         ("pipeline-parallel", self.pp),
+                                         ("data-parallel", self.dp)) if v > 1]
+        if self.microbatches > 1:
+            parts.append(f"{self.microbatches} micro-batches")
+        return ", ".join(parts) or "one device"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated deployment. ``workload`` is a shipped model name or config path."""
+
+    workload: str
+    system: System
+    layout: Layout
+    phase: str
+    batch: int
+    dtype: str
+    seq: int | None = None
+    context: int | None = None
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
+    image_size: int | None = None
+    recompute: str = "none"
+    fuse: bool = True
+    dataflow: str | None = None
+
+    def replica_batches(self) -> tuple[int, ...]:
+        """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
+        q, r = divmod(self.batch, self.layout.dp)
+        return tuple(q + 1 if i < r else q for i in range(self.layout.dp))
+
+    def build(self) -> WorkloadGraph:
+        """The graph of this deployment over all its devices (see the module docstring)."""
+        return _build(self)
+
+
+def _replica(plan: Plan, batch: int) -> WorkloadGraph:
+    from workloads.transforms.fuse import fuse_epilogues
+    from workloads.transforms.pipeline_parallel import pipeline_parallel
+    from workloads.zoo import build
+
+    lay = plan.layout
+    mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
+    graphs = []
+    cache: dict[int, WorkloadGraph] = {}
+    for b in mbs:
+        if b not in cache:
+            g = build(plan.workload, phase=plan.phase, batch=b, seq=plan.seq,
+                      context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
+                      kv_dtype=plan.kv_dtype, tp=lay.tp, image_size=plan.image_size,
+                      recompute=plan.recompute)
+            cache[b] = fuse_epilogues(g) if plan.fuse else g
+        graphs.append(cache[b])
+    if lay.pp > 1:
+        return pipeline_parallel(graphs, lay.pp, devices_per_stage=lay.tp)
+    return graphs[0]
+
+
+def _split(n: int, parts: int) -> tuple[int, ...]:
+    q, r = divmod(n, parts)
+    return tuple(q + 1 if i < r else q for i in range(parts))
+
+
+def _build(plan: Plan) -> WorkloadGraph:
+    from workloads.transforms.data_parallel import data_parallel
+
+    replicas = {b: _replica(plan, b) for b in set(plan.replica_batches())}
+    graph = data_parallel([replicas[b] for b in plan.replica_batches()],
+                          plan.layout.devices_per_replica)
+    graph.meta["layout"] = plan.layout
+    return graph
+
+
+def auto_dtype(system: System, requested: str | None) -> str:
+    """``requested``, or for ``None``/``"auto"`` the part's natural precision: int8 on FPGAs and
+    ASICs (inference designs), else bf16 (or fp16) where the matrix units run it natively,
+    else int8 (TPU v1), else fp32."""
+    if requested not in (None, "auto"):
+        return str(requested)
+    order = ("int8", "bf16", "fp16", "fp32") if system.device.kind in ("fpga", "asic") \
+        else ("bf16", "fp16", "int8", "fp32")
+    for d in order:
+        if system.device.native_peak(d, "matrix") > 0:
+            return d
+    return "fp32"
+
+
+def _positive(name: str, v: Any, allow_none: bool = True) -> None:
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise HwsimError(f"--{name} must be a positive integer, got {v!r}")
+
+
+def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int = 1,
+              seq: int | None = None, context: int | None = None, dtype: str | None = None,
+              weight_dtype: str | None = None, kv_dtype: str | None = None,
+              tp: int | None = None, pp: int = 1, dp: int | None = None,
+              microbatches: int = 1, image_size: int | None = None, recompute: str = "none",
+              fuse: bool = True, dataflow: str | None = None) -> Plan:
+    """Validate the options and fill in the layout.
+
+    With no ``tp`` the largest power-of-two share of the devices the model splits evenly over
+    is used (latency first); with no ``dp`` the devices left over serve data-parallel replicas
+    that split the batch (at most one replica per sample). CNNs and MLPs are not
+    tensor-parallel: on a system they run one replica per device.
+
+    Raises
+    ------
+    HwsimError
+        A degree that is not a positive integer, or a layout needing more devices than the
+        system has.
+    WorkloadError
+        An unknown model, or a ``tp`` that does not divide the model.
+    """
+    from workloads.transforms.tensor_parallel import tp_degrees
+    from workloads.zoo import build
+
+    for name, v in (("batch", batch), ("pp", pp), ("microbatches", microbatches)):
+        _positive(name, v, allow_none=False)
+    for name, v in (("tp", tp), ("dp", dp)):
+        _positive(name, v)
+    n = system.count
+    if tp is not None and tp * pp > n:
+        raise HwsimError(f"--tp {tp} x --pp {pp} needs {tp * pp} devices but {system.name} has "
+                         f"{n}")
+    if pp > n:
+        raise HwsimError(f"--pp must be between 1 and the {n} device(s) of {system.name}, "
+                         f"got {pp}")
+    if microbatches > 1 and pp == 1:
+        raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
+    if microbatches > batch:
+        raise HwsimError(f"--microbatches {microbatches} exceeds the batch {batch}")
+    dtype = auto_dtype(system, dtype)
+    if tp is None:
+        probe = build(workload, phase="forward" if phase == "train" else phase, batch=1,
+                      seq=seq, context=context, dtype=dtype, image_size=image_size)
+        per = n // pp
+        tp = next((t for t in tp_degrees(probe, per) if t & (t - 1) == 0), 1)
+    if dp is None:
+        dp = max(1, min(n // (tp * pp), batch))
+    layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches)
+    if layout.devices > n:
+        raise HwsimError(f"layout {layout.describe()} needs {layout.devices} devices but "
+                         f"{system.name} has {n}")
+    if dp > batch:
+        raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
+    if recompute not in ("none", "full"):
+        raise HwsimError(f"--recompute must be none or full, got {recompute!r}")
+    try:
+        from workloads.dtypes import get_dtype
+
+        for d in (dtype, weight_dtype, kv_dtype):
+            if d is not None:
+                get_dtype(d)
+    except ValueError as e:
+        raise WorkloadError(f"dtype: {e}") from None
+    return Plan(workload=str(workload), system=system, layout=layout, phase=phase, batch=batch,
+                dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
+                kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
+                dataflow=dataflow)
+
+
+def check_capacity(graph: WorkloadGraph, system: System, layout: Layout | None = None
+                   ) -> dict[int, Footprint]:
+    """Per-device footprints of ``graph``; raises if any device's exceeds its memory.
+
+    Raises
+    ------
+    CapacityError
+        Naming the device, every part of its footprint, the capacity, and what would help
+        (never the system already in use).
+    """
+    fps = footprint_by_device(graph)
+    cap = system.device.dram.capacity_bytes
+    worst_dev, worst = max(fps.items(), key=lambda kv: kv[1].total)
+    if worst.total <= cap:
+        return fps
+    g = lambda b: format_quantity(b, "B")  # noqa: E731
+    parts = ", ".join(f"{k.replace('_', ' ')} {g(v)}" for k, v in worst.to_dict().items()
+                      if k != "total" and v > 0)
+    lay = layout or graph.meta.get("layout") or Layout(tp=int(graph.meta.get("tp", 1)))
+    need = worst.total * lay.devices_per_replica
+    hints = []
+    if lay.devices_per_replica < system.count:
+        hints.append("split the model over more of its devices (--tp, --pp)")
+    hints.append(f"a system with more than {system.count} device(s) of {system.device.name} "
+                 f"(about {max(2, int(need // cap) + 1)} for the model alone)")
+    if graph.phase == "train":
+        hints.append("activation recomputation (--recompute full)" if
+                     graph.meta.get("recompute", "none") == "none" else "a smaller batch")
+    else:
+        hints.append("--weight-dtype int8/int4, or a smaller batch/context")
+    raise CapacityError(
+        f"{graph.name} ({graph.phase}, {lay.describe()}) needs {g(worst.total)} per device "
+        f"(device {worst_dev}: {parts}) but {system.device.name} has {g(cap)} of "
+        f"{system.device.dram.name}; try {'; or '.join(hints)}")
+
+
+def with_layout(plan: Plan, **changes: Any) -> Plan:
+    """``plan`` with layout fields changed (e.g. ``tp=4``)."""
+    return replace(plan, layout=replace(plan.layout, **changes))

@@ -1,0 +1,242 @@
+"""Predictor: map a graph's ops onto a system (memoised) and run the discrete-event engine.
+
+Build one :class:`Predictor` per (system, calibration) and call :meth:`Predictor.predict` as
+often as needed: op costs are cached by op signature (ops are frozen dataclasses), so a sweep
+or a capacity search that revisits the same shapes maps each one once.
+
+Energy is summed per device from its own timeline: each device pays the dynamic energy of the
+ops it ran, its static power over the whole run, and (when the spec gives ``power.active``) the
+extra power of being active while it has work; the system's own overhead (host CPUs, switches,
+fans) scales between its idle and busy figures with the devices' mean activity. Nothing is
+multiplied by a device count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from simulator.arch.calibration import CalibrationProfile, band_for, load_profile
+from simulator.arch.spec import System
+from simulator.cost.dollars import CostOptions, run_cost
+from simulator.engine.runner import Timeline, run_graph
+from simulator.errors import MappingError
+from simulator.frozen import FrozenMap
+from simulator.mapping.base import EnergyParts, MapOptions, Mapper, OpCost, make_cost
+from simulator.mapping.common import collective_cost
+from simulator.plan import Layout, Plan, check_capacity
+from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
+from workloads.graph import WorkloadGraph
+from workloads.memory import footprint_by_device
+from workloads.ops import Collective, Memcpy, Op
+
+__all__ = ["Predictor", "host_copy_cost"]
+
+
+def host_copy_cost(op: Memcpy, system: System) -> OpCost:
+    """A copy between host memory and a device crosses the system's ``host_link`` (PCIe,
+    NVLink-C2C): alpha + bytes / bandwidth, and the link's energy per byte.
+
+    Raises
+    ------
+    MappingError
+        If the spec has no ``host_link``.
+    """
+    link = system.host_link
+    if link is None:
+        raise MappingError(f"{system.name}: a {op.src} -> {op.dst} copy crosses the host link, "
+                           "but the spec has no host_link (add host_link: {name, bandwidth, "
+                           "latency} to the system spec)")
+    t = link.latency_s + op.bytes / link.bandwidth_Bps
+    dev = system.device
+    c = make_cost(dev, op, compute_s=0.0, memory_s=op.bytes / link.bandwidth_Bps,
+                  overhead_s=link.latency_s, bytes_by_level={}, compute_class="",
+                  peak_flops=0.0, latency_s=t,
+                  details={"link": link.name},
+                  notes=(f"{op.bytes:.3g} B over {link.name} ({link.bandwidth_Bps / 1e9:.0f} GB/s "
+                         f"per direction, {link.latency_s * 1e6:.1f} us)",))
+    return replace(c, bound="communication",
+                   bytes_by_level=FrozenMap({link.name: float(op.bytes)}),
+                   energy=EnergyParts(0.0, FrozenMap({link.name: op.bytes *
+                                                      link.energy_per_byte_j})))
+
+
+@dataclass(frozen=True)
+class _Native:
+    """Whether a dtype runs natively on the device's matrix units, and as what otherwise."""
+
+    dtype: str
+    runs_as: str
+
+
+class Predictor:
+    """Memoised op costs for one system (optionally calibrated); ``predict`` runs graphs.
+
+    Examples
+    --------
+    >>> from simulator.arch.loader import load_arch
+    >>> from simulator.plan import make_plan
+    >>> p = Predictor(load_arch("h100-sxm"))
+    >>> plan = make_plan("gpt2", p.system, batch=4, seq=128)
+    >>> r = p.predict(plan.build(), plan)
+    >>> r.latency_s > 0, p.cache_info()["hits"] > 0
+    (True, True)
+    """
+
+    def __init__(self, system: System, calibration: CalibrationProfile | str | None = None, *,
+                 force_calibration: bool = False, dataflow: str | None = None):
+        self.profile = load_profile(calibration) if calibration is not None else None
+        if self.profile is not None:
+            system = self.profile.apply(system, force=force_calibration)
+        self.system = system
+        self.options = MapOptions(dataflow=dataflow)
+        self._mapper = Mapper(system.device, self.options)
+        self._cache: dict[Op, OpCost] = {}
+        self._hits = 0
+
+    # -- op costs ---------------------------------------------------------------------------
+    def cost(self, op: Op) -> OpCost:
+        """The cost of one op on one device of the system (memoised)."""
+        c = self._cache.get(op)
+        if c is not None:
+            self._hits += 1
+            return c
+        if isinstance(op, Collective):
+            c = collective_cost(op, self.system.device, self.options, link=self.system.link,
+                                topology=self.system.topology)
+        elif isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
+            c = host_copy_cost(op, self.system)
+        else:
+            c = self._mapper.cost(op)
+        self._cache[op] = c
+        return c
+
+    def cache_info(self) -> dict[str, int]:
+        return {"entries": len(self._cache), "hits": self._hits}
+
+    # -- runs -------------------------------------------------------------------------------
+    def predict(self, graph: WorkloadGraph, plan: Plan | None = None, *,
+                cost: CostOptions | None = None, check_capacity_first: bool = True,
+                progress: Callable[[int], None] | None = None) -> Result:
+        """Run ``graph`` (built by ``plan``, or any graph) and return its Result.
+
+        Raises
+        ------
+        CapacityError
+            If a device's footprint exceeds its memory (unless ``check_capacity_first`` is
+            False).
+        UnsupportedOpError, MappingError
+            For an op the device family cannot run.
+        """
+        system = self.system
+        layout = plan.layout if plan else graph.meta.get("layout") or \
+            Layout(tp=int(graph.meta.get("tp", 1)))
+        used = graph.devices()
+        if max(used) >= system.count:
+            raise MappingError(f"{graph.name} is placed on {len(used)} devices (up to index "
+                               f"{max(used)}) but {system.name} has {system.count}")
+        fps = check_capacity(graph, system, layout) if check_capacity_first \
+            else footprint_by_device(graph)
+        timeline = run_graph(graph, self.cost, progress)
+        latency = timeline.makespan_s
+        devices, energy = self._energy(timeline, latency)
+        warnings = list(self._warnings(graph, plan))
+        avg_power = energy.total_j / latency if latency else 0.0
+        if avg_power > system.tdp_w * 1.001:
+            warnings.append(
+                f"average power {avg_power:.0f} W exceeds the TDP of {system.name} "
+                f"({system.tdp_w:.0f} W): the part would throttle; the energy model (pJ/FLOP, "
+                "pJ/byte) or the achievable rates are too optimistic for this workload")
+        money = run_cost(system, latency, energy.total_j, cost or CostOptions())
+        if money.mode == "unpriced":
+            warnings.append(f"{system.name} has no price in its spec (cost.price or "
+                            "cost.hourly): cost is unknown; set one with --set cost.price=...")
+        m = graph.meta
+        dtype = plan.dtype if plan else str(m.get("dtype", "bf16"))
+        batch = plan.batch if plan else int(m.get("batch", 1))
+        samples = float(m.get("samples", batch))
+        tokens = float(m.get("tokens", 0.0)) if m.get("family") in ("decoder", "encoder") else 0.0
+        peak_per_device, _ = system.device.peak(dtype, "matrix")
+        worst = max(fps.values(), key=lambda f: f.total)
+        fp = worst.to_dict()
+        band = band_for(self.profile, "e2e") if self.profile is not None else None
+        meta = {"footprint": fp, "footprint_by_device": {d: f.to_dict() for d, f in fps.items()},
+                "tp": layout.tp, "pp": layout.pp, "dp": layout.dp,
+                "microbatches": layout.microbatches, "layout": layout.describe(),
+                "fused_ops": m.get("fused_ops", 0),
+                "calibration": (self.profile.source or self.profile.arch) if self.profile
+                else None,
+                "latency_band_rel": band, "graph_ops": graph.count_ops(),
+                "unique_ops": len(graph.unique_ops()), "dtype": dtype,
+                "weight_dtype": plan.weight_dtype if plan else m.get("weight_dtype"),
+                "seq": m.get("seq"), "context": m.get("context"), "family": m.get("family"),
+                "params": m.get("params"), "recompute": m.get("recompute"),
+                "devices_used": len(used), "op_cache": self.cache_info()}
+        return Result(
+            workload=graph.name, arch=system.name, phase=graph.phase, batch=batch,
+            devices=system.count, latency_s=latency, energy=energy, cost=money,
+            samples=samples, tokens=tokens, memory_bytes=fp["total"],
+            memory_capacity_bytes=system.device.dram.capacity_bytes,
+            peak_flops=peak_per_device * system.count, records=RecordTable(timeline),
+            warnings=tuple(warnings), meta=FrozenMap(meta), per_device=tuple(devices))
+
+    def _energy(self, tl: Timeline, latency: float) -> tuple[list[DeviceEnergy], EnergyBreakdown]:
+        system, dev = self.system, self.system.device
+        compute = np.array([c.energy.compute_j for c in tl.costs])
+        levels: dict[str, np.ndarray] = {}
+        for i, c in enumerate(tl.costs):
+            for k, v in c.energy.memory_j.items():
+                levels.setdefault(k, np.zeros(len(tl.costs)))[i] = v
+        static_w = dev.power.static_w
+        active_w = max(0.0, dev.power.active_w - static_w) if dev.power.active_w else 0.0
+        out: list[DeviceEnergy] = []
+        mem_tot: dict[str, float] = {}
+        comp_tot = static_tot = 0.0
+        busy_frac = []
+        for d in range(system.count):
+            sel = tl.node[tl.device == d]
+            busy = tl.busy_s(d) if sel.size else 0.0
+            c = float(compute[sel].sum())
+            mem = {k: float(a[sel].sum()) for k, a in levels.items()}
+            st = static_w * latency + active_w * busy
+            total = c + sum(mem.values()) + st
+            out.append(DeviceEnergy(device=d, busy_s=busy, compute_j=c, memory_j=FrozenMap(mem),
+                                    static_j=st, energy_j=total,
+                                    avg_power_w=total / latency if latency else 0.0))
+            comp_tot += c
+            static_tot += st
+            for k, v in mem.items():
+                mem_tot[k] = mem_tot.get(k, 0.0) + v
+            busy_frac.append(busy / latency if latency else 0.0)
+        # system overhead (host, switches, fans): idle figure plus the busy share of the rest
+        idle_x = system.extra_idle_power_w if system.extra_idle_power_w is not None \
+            else system.extra_power_w
+        activity = float(np.mean(busy_frac)) if busy_frac else 0.0
+        extra_j = (idle_x + (system.extra_power_w - idle_x) * activity) * latency
+        energy = EnergyBreakdown(comp_tot, FrozenMap(mem_tot), static_tot + extra_j,
+                                 system_j=extra_j)
+        return out, energy
+
+    def _warnings(self, graph: WorkloadGraph, plan: Plan | None) -> list[str]:
+        out = []
+        dev = self.system.device
+        seen = set()
+        for d in (plan.dtype if plan else None, plan.weight_dtype if plan else None):
+            if d is None or d in seen:
+                continue
+            seen.add(d)
+            from workloads.dtypes import get_dtype
+
+            cls = get_dtype(d).compute_class
+            rate, runs_as = dev.peak(cls, "matrix")
+            if rate > 0 and runs_as != cls:
+                out.append(f"{d} is not native on {dev.name}'s matrix units: it runs at the "
+                           f"{runs_as} rate ({rate / 1e12:.4g} TFLOP/s), with no speed-up "
+                           f"over {runs_as}")
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:  # the cache travels with the predictor
+        return self.__dict__.copy()
