@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,10 @@ from simulator.units import format_quantity as fq
 
 DEFAULT_RUN = {"workload": "llama2-7b", "arch": "h100-sxm", "phase": "decode", "batch": 8,
                "context": 2048}
+#: parts ``hwsim compare`` uses without --arch: one of each family (GPU, TPU, FPGA, ASIC, CPU)
+DEFAULT_COMPARE_ARCHS = "a100-sxm-80gb,tpu-v5e,alveo-u280,eyeriss,cpu-host"
+#: largest integer a size option or a JSONL field accepts (exact as a float; 9.0e15)
+MAX_INT = 2**53
 
 
 # -- formatting helpers ----------------------------------------------------------------------
@@ -32,8 +39,58 @@ def _t(x: float) -> str:
     return fq(x, "s")
 
 
+def _json_safe(o: Any) -> Any:
+    """Plain JSON data: NaN and +-inf become null, mappings dicts, tuples and sets lists."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if o is None or isinstance(o, (str, int)):
+        return o
+    if isinstance(o, Mapping) or hasattr(o, "items"):
+        return {str(k): _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in o]
+    return str(o)
+
+
+def _dumps(obj: Any) -> str:
+    """One JSON document that never holds the invalid tokens NaN or Infinity."""
+    return json.dumps(_json_safe(obj), allow_nan=False)
+
+
 def _dump(obj: Any) -> None:
-    print(json.dumps(obj, default=lambda o: dict(o) if hasattr(o, "items") else str(o)))
+    print(_dumps(obj))
+
+
+def _check_out(path: str | Path, option: str, *, directory: bool = False,
+               make_parents: bool = False) -> None:
+    """Fail fast, in one line, if ``path`` cannot be written: before the long work starts.
+
+    A file needs its folder to exist (unless the writer creates parents, ``make_parents``); a
+    ``directory`` (created with its parents) needs its nearest existing ancestor. Either way a
+    temporary file is created and removed there to prove it is writable.
+    """
+    p = Path(path)
+    if directory:
+        if p.exists() and not p.is_dir():
+            raise HwsimError(f"{option} {path}: exists and is not a folder")
+    elif p.is_dir():
+        raise HwsimError(f"{option} {path}: is a folder, expected a file path")
+    folder = p if directory else (p.parent if str(p.parent) else Path("."))
+    if directory or make_parents:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.exists():
+        raise HwsimError(f"{option} {path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise HwsimError(f"{option} {path}: {folder} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise HwsimError(f"{option} {path}: cannot write in {folder} "
+                         f"({e.strerror or e})") from None
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise HwsimError(f"{option} {path}: file is not writable")
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -183,12 +240,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     for k, v in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    if a.trace:
+        _check_out(a.trace, "--trace")
     r = simulate(a.workload, a.arch, _run_options(a), overrides=a.set or ())
     if a.trace:
-        with open(a.trace, "w") as f:
-            json.dump(r.to_chrome_trace(), f)
+        with open(a.trace, "w", encoding="utf-8") as f:
+            f.write(_dumps(r.to_chrome_trace()))
     if a.json:
-        print(r.to_json())
+        _dump(r.to_dict())
     else:
         _print_result(r, a)
         if a.explain:
@@ -204,7 +263,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     if a.phase is None:
         a.phase = "auto"
-    archs = [x.strip() for x in a.arch.split(",") if x.strip()]
+    archs = [x.strip() for x in (a.arch or DEFAULT_COMPARE_ARCHS).split(",") if x.strip()]
+    if not archs:
+        raise HwsimError(f"--arch {a.arch!r}: expected a comma-separated list of parts")
     out, rows = [], []
     for arch in archs:
         try:
@@ -216,17 +277,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
         tp, unit = r.throughput
         d = r.to_dict(ops=False)
         d["perf_per_watt"] = tp / r.avg_power_w if r.avg_power_w else None
-        # work per dollar: throughput over the $/s the system costs (NaN-safe: unpriced -> None)
-        d["perf_per_usd"] = (tp * 3600 / r.cost.usd_per_hour
-                             if r.cost.usd_per_hour == r.cost.usd_per_hour else None)
+        # work per dollar: throughput over the $/s the system costs (unpriced or free -> None)
+        rate = r.cost.usd_per_hour
+        d["perf_per_usd"] = tp * 3600 / rate if rate and math.isfinite(rate) else None
         out.append(d)
         rows.append([arch, _t(r.latency_s), f"{tp:,.4g} {unit}", fq(r.energy_per_sample_j, "J"),
-                     f"{r.avg_power_w:,.4g} W", f"{d['perf_per_watt']:.4g}",
+                     f"{r.avg_power_w:,.4g} W",
+                     f"{d['perf_per_watt']:.4g}" if d["perf_per_watt"] else "-",
                      f"{d['perf_per_usd']:.4g}" if d["perf_per_usd"] else "-"])
     if a.json:
-        from simulator.results.result import _no_nan
-
-        _dump(_no_nan(out))
+        _dump(out)
     else:
         print(_table(rows, ["part", "latency", "throughput", "energy/sample", "avg power",
                             "perf/W (per J)", "perf/$ (per $)"]))
@@ -235,7 +295,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 OP_FIELDS = {
     "matmul": ("m", "n", "k", "batch"),
-    "conv2d": ("n", "c", "h", "w", "k", "r", "s", "stride", "pad", "groups"),
+    "conv2d": ("batch", "c", "h", "w", "k", "r", "s", "stride", "pad", "groups"),
     "attention": ("batch", "heads", "kv_heads", "head_dim", "seq", "context", "phase", "causal"),
     "softmax": ("rows", "cols"), "layernorm": ("rows", "cols"), "rmsnorm": ("rows", "cols"),
     "gelu": ("numel",), "relu": ("numel",), "silu": ("numel",), "add": ("numel",),
@@ -243,6 +303,12 @@ OP_FIELDS = {
     "allgather": ("bytes", "devices"), "reducescatter": ("bytes", "devices"),
     "alltoall": ("bytes", "devices"), "embedding": ("tokens", "vocab", "dim"),
 }
+#: flags whose op field has another name: conv2d's batch is the op's ``n`` (NCHW)
+OP_RENAMES = {"conv2d": {"batch": "n"}}
+#: old spellings that keep working: ``hwsim op conv2d --n 8`` is ``--batch 8``
+OP_ALIASES = {"conv2d": {"n": "batch"}}
+#: what ``hwsim op`` assumes when a flag is left out (said in the output, and in --json)
+OP_DEFAULTS = {"conv2d": {"batch": 1}, "attention": {"batch": 1, "phase": "prefill"}}
 
 
 def _op_cost_dict(op, cost, system) -> dict[str, Any]:
@@ -284,17 +350,43 @@ def cmd_op(a: argparse.Namespace) -> int:
     from simulator.api import predict_op, resolve_system
     from workloads.ops import op_from_dict
 
-    fields = {f: getattr(a, f) for f in OP_FIELDS.get(a.kind, ()) if getattr(a, f, None) is not None}
-    if a.kind not in OP_FIELDS:
+    kind = a.kind.lower()
+    if kind not in OP_FIELDS:
         raise HwsimError(f"unknown op kind {a.kind!r}; known: {', '.join(OP_FIELDS)}")
+    flag = lambda f: "--" + f.replace("_", "-")  # noqa: E731
+    given = {f for fs in OP_FIELDS.values() for f in fs if getattr(a, f, None) is not None}
+    for alias, target in OP_ALIASES.get(kind, {}).items():
+        if alias in given:
+            if target in given and getattr(a, target) != getattr(a, alias):
+                raise HwsimError(f"{kind}: {flag(target)} {getattr(a, target)} and "
+                                 f"{flag(alias)} {getattr(a, alias)} disagree ({flag(alias)} is an "
+                                 f"old spelling of {flag(target)}); give one")
+            setattr(a, target, getattr(a, alias))
+            given = (given - {alias}) | {target}
+    stray = sorted(given - set(OP_FIELDS[kind]))
+    if stray:
+        raise HwsimError(f"{kind}: {flag(stray[0])} does not apply; {kind} takes "
+                         + ", ".join(map(flag, OP_FIELDS[kind])))
+    assumed = {f: v for f, v in OP_DEFAULTS.get(kind, {}).items() if f not in given}
+    for f, v in assumed.items():
+        setattr(a, f, v)
+    renames = OP_RENAMES.get(kind, {})
+    fields = {renames.get(f, f): getattr(a, f) for f in OP_FIELDS[kind]
+              if getattr(a, f, None) is not None}
     try:
-        op = op_from_dict({"kind": a.kind, "dtype": a.dtype, **fields})
+        op = op_from_dict({"kind": kind, "dtype": a.dtype, **fields})
     except ValueError as e:
         raise HwsimError(str(e)) from None
     system = resolve_system(a.arch, a.set or ())
     cost = predict_op(op, system, dataflow=a.dataflow)
+    notes = [f"{flag(f)} not given: {v} assumed (all --seq tokens new; --phase decode "
+             "--context N is one step against a KV cache)" for f, v in assumed.items()
+             if f == "phase"]
     if a.json:
-        _dump(_op_cost_dict(op, cost, system))
+        d = _op_cost_dict(op, cost, system)
+        if notes:
+            d["assumed"] = {f: v for f, v in assumed.items() if f == "phase"}
+        _dump(d)
         return 0
     rows = [["latency", _t(cost.latency_s)], ["energy", fq(cost.energy_j, "J")],
             ["FLOPs", fq(cost.flops.total, "FLOP")], ["DRAM bytes", fq(cost.dram_bytes, "B")],
@@ -303,38 +395,103 @@ def cmd_op(a: argparse.Namespace) -> int:
         if k in cost.details:
             rows.append([k, str(cost.details[k])])
     print(f"{op.describe()} on {system.name}")
+    for n in notes:
+        print(f"note: {n}")
     print(_table(rows, ["metric", "value"]))
     if a.explain:
         _explain_op(op, cost, system)
     return 0
 
 
-def cmd_ops(a: argparse.Namespace) -> int:
-    from simulator.api import predict_op, resolve_system
+def _json_type(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number")
+
+
+def _bad_value(v: Any) -> str | None:
+    """Why a JSONL field value cannot be an op field, or None when it can."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"{v} is not a finite number"
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > MAX_INT:
+        return f"{v:.4g} is too large (at most 2**53 = {MAX_INT:.3g})"
+    if isinstance(v, dict):
+        return "expected a number, a string or a list of strings, got an object"
+    if isinstance(v, list):
+        inner = [p for x in v if (p := _bad_value(x) if not isinstance(x, (list, dict))
+                                  else "lists may not nest")]
+        return inner[0] if inner else None
+    return None
+
+
+def _op_from_line(line: str, where: str):
+    """One ``hwsim ops`` JSONL line -> an Op; HwsimError naming ``where`` (file:line)."""
+    from dataclasses import fields as dc_fields
+
     from workloads.ops import op_from_dict
 
-    system = resolve_system(a.arch, a.set or ())
+    def no_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a number JSON allows")
+
     try:
-        f = open(a.input, encoding="utf-8")
+        d = json.loads(line, parse_constant=no_constant)
+    except json.JSONDecodeError as e:
+        raise HwsimError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise HwsimError(f"{where}: JSON nested too deeply") from None
+    except ValueError as e:  # NaN / Infinity, or an integer of thousands of digits
+        msg = str(e) if "JSON allows" in str(e) else "an integer of thousands of digits"
+        raise HwsimError(f"{where}: {msg}") from None
+    if not isinstance(d, dict):
+        raise HwsimError(f'{where}: expected a JSON object such as {{"kind": "matmul", "m": 64, '
+                         f'"n": 4096, "k": 4096}}, got {_json_type(d)}')
+    for k, v in d.items():
+        if (problem := _bad_value(v)) is not None:
+            raise HwsimError(f"{where}: field {k!r}: {problem}")
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    try:
+        op = op_from_dict(d)
+    except (ValueError, TypeError) as e:
+        raise HwsimError(f"{where}: {e}") from None
+    for f in dc_fields(op):  # op_from_dict does not check types the shape checks let through
+        v = getattr(op, f.name)
+        if str(f.type).startswith("int") and isinstance(v, float):
+            raise HwsimError(f"{where}: {op.kind}: {f.name} must be a whole number, got {v!r}")
+        if str(f.type) == "bool" and not isinstance(v, bool):
+            raise HwsimError(f"{where}: {op.kind}: {f.name} must be true or false, got {v!r}")
+    return op
+
+
+def cmd_ops(a: argparse.Namespace) -> int:
+    from simulator.api import predict_op, resolve_system
+
+    system = resolve_system(a.arch, a.set or ())
+    ops = []
+    try:
+        with open(a.input, "rb") as f:
+            lines = list(f)
     except OSError as e:
-        raise HwsimError(f"{a.input}: cannot read ({e.strerror})") from None
-    with f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                op = op_from_dict(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise HwsimError(f"{a.input}:{i}: not valid JSON ({e.msg})") from None
-            except ValueError as e:
-                raise HwsimError(f"{a.input}:{i}: {e}") from None
+        raise HwsimError(f"{a.input}: cannot read ({e.strerror or e})") from None
+    for i, raw in enumerate(lines, 1):
+        where = f"{a.input}:{i}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise HwsimError(f"{where}: not UTF-8 text ({e.reason})") from None
+        if line.strip():
+            ops.append((where, _op_from_line(line, where)))
+    if not ops:
+        raise HwsimError(f"{a.input}: no ops (expected one JSON object per line)")
+    for where, op in ops:
+        try:
             cost = predict_op(op, system, dataflow=a.dataflow)
-            d = _op_cost_dict(op, cost, system)
-            if a.json:
-                d.pop("details")
-                _dump(d)
-            else:
-                print(f"{op.describe()}: {_t(cost.latency_s)}, {cost.bound}-bound")
+        except (HwsimError, ValueError, ArithmeticError) as e:
+            raise HwsimError(f"{where}: {e}") from None
+        d = _op_cost_dict(op, cost, system)
+        if a.json:
+            d.pop("details")
+            _dump(d)
+        else:
+            print(f"{op.describe()}: {_t(cost.latency_s)}, {cost.bound}-bound")
     return 0
 
 
@@ -342,6 +499,7 @@ def cmd_roofline(a: argparse.Namespace) -> int:
     from simulator.api import resolve_system, simulate
     from simulator.results.plots import roofline_plot
 
+    _check_out(a.out, "--out")
     system = resolve_system(a.arch, a.set or ())
     r = simulate(a.workload, system, _run_options(a))
     path = roofline_plot(r, system.device, a.out, dtype=r.meta["dtype"])
@@ -360,6 +518,8 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
     if a.suite is None and a.workload is None:
         a.suite = "ops"
+    if a.out:
+        _check_out(a.out, "--out", directory=True)
     settings = MeasureSettings(warmup=a.warmup, min_reps=a.reps, min_time_s=a.min_time,
                                threads=a.threads, energy=a.energy, rotate_sets=a.rotate_sets,
                                passes=a.passes)
@@ -374,21 +534,20 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 def cmd_compare_measured(a: argparse.Namespace) -> int:
     from simulator.validate.calibrate import CalibrationProfile
-    from simulator.validate.compare import compare, write_report
+    from simulator.validate.compare import compare, default_report_dir, write_report
 
+    out = a.out or default_report_dir(a.dataset, a.arch, calibrated=bool(a.calibration))
+    _check_out(out, "--out", directory=True)
     profile = CalibrationProfile.load(a.calibration) if a.calibration else None
     c = compare(a.dataset, a.arch, profile)
-    out = a.out or str(Path(a.dataset) / f"report-{a.arch}{'-calibrated' if profile else ''}")
     report = write_report(c, out, title=f"hwsim {a.arch} vs measured ({Path(a.dataset).name})")
     from dataclasses import asdict
 
     sums = [c.overall, *([c.e2e] if c.e2e.count else []), *c.by_class.values()]
     if a.json:
-        from simulator.results.result import _no_nan
-
-        _dump(_no_nan({"arch": c.arch, "dataset": c.dataset, "report": str(report),
-                       "summaries": [asdict(x) for x in sums],
-                       "unsupported": [asdict(u) for u in c.unsupported]}))
+        _dump({"arch": c.arch, "dataset": c.dataset, "report": str(report),
+               "summaries": [asdict(x) for x in sums],
+               "unsupported": [asdict(u) for u in c.unsupported]})
         return 0
     pct = lambda x: f"{x:+.1%}" if x == x else "-"  # noqa: E731
     print(f"{c.arch} vs measured {c.device} ({c.dataset})"
@@ -406,8 +565,11 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from simulator.validate.calibrate import fit
     from simulator.validate.compare import compare, write_report
 
-    r = fit(a.dataset, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
     out = Path(a.out or f"{a.arch}.calib.yaml")
+    _check_out(out, "--out", make_parents=True)
+    if a.report:
+        _check_out(a.report, "--report", directory=True)
+    r = fit(a.dataset, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
     r.profile.save(out)
     print(r.summary())
     print(f"\ncalibration profile written to {out}; use it with "
@@ -422,8 +584,54 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
-def _add_common(p: argparse.ArgumentParser, arch_default: str | None = None) -> None:
-    p.add_argument("--arch", default=arch_default, help="part or system name, or a spec .yaml")
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _int(lo: int = 1):
+    """argparse type: a whole number in [lo, 2**53]; anything else is a usage error."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip()) if len(text) < 4000 else None  # int() limit: 4,300 digits
+        except ValueError:
+            v = None
+        if v is None:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {_short(text)!r}")
+        if abs(v) > MAX_INT:
+            raise argparse.ArgumentTypeError(f"{v} is too large (at most 2**53 in size)")
+        if v < lo:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a positive' if lo == 1 else f'a >= {lo}'} whole number, got {v}")
+        return v
+    parse.__name__ = "positive int" if lo == 1 else f"int >= {lo}" if lo >= 0 else "int"
+    return parse
+
+
+def _float(lo: float = 0.0, hi: float = math.inf, lo_open: bool = True, hi_open: bool = True):
+    """argparse type: a finite number in the interval (lo, hi) (ends closed on request)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {_short(text)!r}") from None
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and \
+            (v < hi if hi_open else v <= hi)
+        if not ok:
+            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number in {rng}, got {_short(text)!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+# op shape flags take any whole number: the op checks the range and names itself and the field
+POS_INT, NONNEG_INT, SIZE_INT = _int(1), _int(0), _int(-MAX_INT)
+
+
+def _add_common(p: argparse.ArgumentParser, arch_default: str | None = None,
+                arch_help: str = "part or system name, or a spec .yaml") -> None:
+    p.add_argument("--arch", default=arch_default, help=arch_help)
     p.add_argument("--set", action="append", metavar="PATH=VALUE",
                    help='override a spec field, e.g. --set "memory.hbm.bandwidth=4 TB/s"')
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -434,16 +642,17 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
     p.add_argument("--workload", default=default_workload,
                    help="shipped model name or a HuggingFace config.json / YAML")
     p.add_argument("--phase", default=None, choices=("auto", "forward", "prefill", "decode", "train"))
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--seq", type=int, default=None, help="sequence length (prefill/encoder)")
-    p.add_argument("--context", type=int, default=None, help="KV-cache length (decode)")
+    p.add_argument("--batch", type=POS_INT, default=None)
+    p.add_argument("--seq", type=POS_INT, default=None, help="sequence length (prefill/encoder)")
+    p.add_argument("--context", type=NONNEG_INT, default=None, help="KV-cache length (decode)")
     p.add_argument("--dtype", default=None,
                    help="compute precision (default: the part's natural one, bf16 on most)")
     p.add_argument("--weight-dtype", dest="weight_dtype", default=None,
                    help="weights-only quantisation, e.g. int4 with --dtype bf16")
     p.add_argument("--kv-dtype", dest="kv_dtype", default=None)
-    p.add_argument("--tp", type=int, default=None, help="tensor-parallel degree (default: all devices)")
-    p.add_argument("--image-size", dest="image_size", type=int, default=None)
+    p.add_argument("--tp", type=POS_INT, default=None,
+                   help="tensor-parallel degree (default: all devices)")
+    p.add_argument("--image-size", dest="image_size", type=POS_INT, default=None)
     p.add_argument("--cost-mode", dest="cost_mode", default="auto", choices=("auto", "cloud", "tco"))
     p.add_argument("--no-fuse", dest="no_fuse", action="store_true",
                    help="run pointwise ops as separate kernels (default: fused into GEMM/conv "
@@ -474,12 +683,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply a calibration profile (from hwsim calibrate) and print an error band")
     p.add_argument("--force-calibration", dest="force_calibration", action="store_true",
                    help="apply a profile fitted on a different part")
-    p.add_argument("--top", type=int, default=8,
+    p.add_argument("--top", type=POS_INT, default=8,
                    help="how many op shapes to list (identical layers grouped)")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("compare", help="one workload on several parts")
-    _add_common(p)
+    p = sub.add_parser("compare", help="one workload on several parts (default: "
+                       f"{DEFAULT_COMPARE_ARCHS})")
+    _add_common(p, arch_help="comma-separated parts or systems (default: one of each family, "
+                             f"{DEFAULT_COMPARE_ARCHS})")
     _add_workload(p, "bert-base")
     p.set_defaults(fn=cmd_compare, batch=1)
 
@@ -488,15 +699,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, "h100-sxm")
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--explain", action="store_true")
-    for name in sorted({f for fs in OP_FIELDS.values() for f in fs}):
+    for name in sorted({f for fs in OP_FIELDS.values() for f in fs} | {"n"}):
         if name in ("phase",):
-            p.add_argument("--phase", choices=("prefill", "decode"), default=None)
+            p.add_argument("--phase", choices=("prefill", "decode"), default=None,
+                           help="attention: prefill (default) or decode (needs --context)")
         elif name == "causal":
             p.add_argument("--causal", action="store_true", default=None)
         elif name == "bytes":
-            p.add_argument("--bytes", type=float, default=None)
+            p.add_argument("--bytes", type=_float(0.0, float(MAX_INT), hi_open=False),
+                           default=None)
         else:
-            p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
+            helps = {"batch": "batch (matmul, attention, conv2d; default 1)",
+                     "n": "matmul: columns of the output; conv2d: old spelling of --batch"}
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                           type=SIZE_INT, help=helps.get(name))
     p.set_defaults(fn=cmd_op)
 
     p = sub.add_parser("ops", help="predict many ops from a JSONL file")
@@ -512,21 +728,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="dataset folder (default: "
                    "experiments/validation/data/<device>-<what>-<time>)")
     p.add_argument("--phase", default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--seq", type=int, default=None)
-    p.add_argument("--context", type=int, default=None)
+    p.add_argument("--batch", type=POS_INT, default=None)
+    p.add_argument("--seq", type=POS_INT, default=None)
+    p.add_argument("--context", type=NONNEG_INT, default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--no-fuse", dest="no_fuse", action="store_true")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=5, help="minimum repetitions per op")
-    p.add_argument("--min-time", dest="min_time", type=float, default=0.2,
-                   help="minimum seconds of repetitions per op")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    p.add_argument("--passes", type=int, default=1,
+    p.add_argument("--warmup", type=NONNEG_INT, default=3)
+    p.add_argument("--reps", type=POS_INT, default=5, help="minimum repetitions per op")
+    p.add_argument("--min-time", dest="min_time", type=_float(0.0, 3600.0, lo_open=False),
+                   default=0.2, help="minimum seconds of repetitions per op")
+    p.add_argument("--threads", type=POS_INT, default=None, help="CPU threads (default: all)")
+    p.add_argument("--passes", type=POS_INT, default=1,
                    help="measure the op list this many times in turn and keep each op's "
                         "median pass (robust to slow periods on a shared machine)")
     p.add_argument("--energy", action="store_true", help="NVML energy loop per op (CUDA)")
-    p.add_argument("--rotate-sets", dest="rotate_sets", type=int, default=None,
+    p.add_argument("--rotate-sets", dest="rotate_sets", type=POS_INT, default=None,
                    help="input sets rotated per op (default: enough to exceed the last-level "
                         "cache, so operands come from DRAM; 1 = warm caches)")
     p.set_defaults(fn=cmd_validate)
@@ -536,7 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--arch", required=True)
     p.add_argument("--calibration", default=None, help="compare with a calibration applied")
-    p.add_argument("--out", default=None, help="report folder (default: inside the dataset)")
+    p.add_argument("--out", default=None, help="report folder (default: "
+                   "./hwsim-reports/<dataset name>/<arch>[-calibrated] under the current "
+                   "directory; never inside the dataset)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_compare_measured)
 
@@ -545,10 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--arch", required=True)
     p.add_argument("--out", default=None, help="profile path (default: <arch>.calib.yaml)")
-    p.add_argument("--holdout", type=float, default=0.3,
+    p.add_argument("--holdout", type=_float(0.0, 1.0, lo_open=False), default=0.3,
                    help="fraction of shapes per op class held out of the fit")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prior", type=float, default=None,
+    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument("--prior", type=_float(0.0, lo_open=False), default=None,
                    help="weight of each parameter's log distance from its spec value "
                         "(default 0: none; ~1 keeps trading-off parameters near the spec)")
     p.add_argument("--report", default=None, help="also write a calibrated report here")
@@ -557,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("roofline", help="roofline plot with every op of a workload")
     _add_common(p, "h100-sxm")
     _add_workload(p, "gpt2")
-    p.add_argument("--out", default="roofline.png")
+    p.add_argument("--out", default="roofline.png", help="image path (.png, .svg, .pdf)")
     p.set_defaults(fn=cmd_roofline)
     return ap
 
@@ -565,9 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
-    if getattr(a, "phase", "x") is None and a.command != "run":
+    if getattr(a, "phase", "x") is None and a.command not in ("run", "op"):
         a.phase = "auto"
-    if getattr(a, "batch", "x") is None and a.command != "run":
+    if getattr(a, "batch", "x") is None and a.command not in ("run", "op"):
         a.batch = 1
     try:
         return a.fn(a)
@@ -580,6 +798,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `hwsim run --json | head`
         return 0
+    except OSError as e:  # a file that vanished or filled the disk between check and write
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Row", "Summary", "Unsupported", "Comparison", "compare", "summarize", "op_class",
            "shape_class", "record_op", "record_sets", "plot_scatter", "plot_error_by_class",
-           "write_report", "write_csv",
+           "write_report", "write_csv", "default_report_dir",
            "GEMV_MAX"]
 
 GEMV_MAX = 16  # min(m, n) at or below this is a GEMV-like (skinny) matmul
@@ -508,10 +508,33 @@ def _calibration_lines(c: Comparison) -> list[str]:
     return lines
 
 
+def default_report_dir(dataset: str | Path, arch: str, calibrated: bool = False,
+                       base: str | Path | None = None) -> Path:
+    """Where a report goes when no folder is given:
+    ``<base, default the working directory>/hwsim-reports/<dataset name>/<arch>[-calibrated]``.
+
+    Never inside the dataset (which may be a shipped, read-only one) or the installed package.
+
+    Examples
+    --------
+    >>> default_report_dir("data/cpu-host-ops", "cpu-host", base="/tmp").as_posix()
+    '/tmp/hwsim-reports/cpu-host-ops/cpu-host'
+    >>> default_report_dir("d", "specs/my.yaml", calibrated=True, base="/tmp").name
+    'my-calibrated'
+    """
+    name = Path(dataset).resolve().name or "dataset"
+    part = Path(arch).name
+    if part.endswith((".yaml", ".yml")):
+        part = Path(part).stem
+    return (Path(base) if base is not None else Path.cwd()) / "hwsim-reports" / name / \
+        (part + ("-calibrated" if calibrated else ""))
+
+
 def write_report(comparison: Comparison, out_dir: str | Path,
                  title: str = "hwsim validation report") -> Path:
     """Write ``report.md``, ``comparison.csv``, ``scatter.png`` and ``error_by_class.png``
-    under ``out_dir``; returns the report's path."""
+    under ``out_dir`` (created with its parents; see :func:`default_report_dir` for where
+    the CLI puts it by default); returns the report's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     c = comparison
