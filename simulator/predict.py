@@ -185,11 +185,20 @@ class Predictor:
 
     def _energy(self, tl: Timeline, latency: float) -> tuple[list[DeviceEnergy], EnergyBreakdown]:
         system, dev = self.system, self.system.device
-        compute = np.array([c.energy.compute_j for c in tl.costs])
-        levels: dict[str, np.ndarray] = {}
+        # per op instance, by way of the distinct cost objects (shared by identical ops)
+        uniq: dict[int, int] = {}
+        distinct: list[OpCost] = []
+        which = np.empty(len(tl.costs), dtype=np.int64)
         for i, c in enumerate(tl.costs):
-            for k, v in c.energy.memory_j.items():
-                levels.setdefault(k, np.zeros(len(tl.costs)))[i] = v
+            j = uniq.get(id(c))
+            if j is None:
+                j = uniq[id(c)] = len(distinct)
+                distinct.append(c)
+            which[i] = j
+        compute = np.array([c.energy.compute_j for c in distinct])[which]
+        names = sorted({k for c in distinct for k in c.energy.memory_j})
+        levels = {k: np.array([c.energy.memory_j.get(k, 0.0) for c in distinct])[which]
+                  for k in names}
         static_w = dev.power.static_w
         active_w = max(0.0, dev.power.active_w - static_w) if dev.power.active_w else 0.0
         out: list[DeviceEnergy] = []

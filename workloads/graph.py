@@ -154,15 +154,24 @@ class WorkloadGraph:
 
     # -- structure --------------------------------------------------------------------------
     def topo(self) -> list[str]:
-        """Node names in a deterministic topological order (insertion order breaks ties)."""
-        order = {n: i for i, n in enumerate(self.g.nodes)}
-        return list(nx.lexicographical_topological_sort(self.g, key=order.__getitem__))
+        """Node names in a deterministic topological order (insertion order breaks ties).
+
+        Cached until the graph changes (a repeated block is walked once per iteration)."""
+        key = (id(self.g), self.g.number_of_nodes(), self.g.number_of_edges())
+        cached = self.__dict__.get("_topo")
+        if cached is None or cached[0] != key:
+            order = {n: i for i, n in enumerate(self.g.nodes)}
+            names = list(nx.lexicographical_topological_sort(self.g, key=order.__getitem__))
+            sinks = [n for n in names if self.g.out_degree(n) == 0]
+            cached = self.__dict__["_topo"] = (key, names, sinks)
+        return list(cached[1])
 
     def sources(self) -> list[str]:
         return [n for n in self.topo() if self.g.in_degree(n) == 0]
 
     def sinks(self) -> list[str]:
-        return [n for n in self.topo() if self.g.out_degree(n) == 0]
+        self.topo()
+        return list(self.__dict__["_topo"][2])
 
     def flat(self, prefix: str = "", entry: tuple[str, ...] = ()) -> Iterator[FlatNode]:
         """Yield every op instance in topological order with fully-qualified names.
