@@ -73,7 +73,8 @@ def predict_op(op: Op, arch: str | System, overrides: Mapping[str, Any] | Iterab
     ``rotated_sets``: cost it as measured in a loop over that many input sets (see
     :class:`~simulator.mapping.base.MapOptions`) instead of inside a graph.
     """
-    from simulator.mapping.base import MapOptions, Mapper
+    from simulator.mapping.base import MapOptions
+    from simulator.mapping.registry import Mapper
     from workloads.ops import Collective, Memcpy
 
     system = resolve_system(arch, overrides)

@@ -153,6 +153,9 @@ def _run_options(a: argparse.Namespace):
 
     return RunOptions(phase=a.phase, batch=a.batch, seq=a.seq, context=a.context, dtype=a.dtype,
                       weight_dtype=a.weight_dtype, kv_dtype=a.kv_dtype, tp=a.tp,
+                      pp=getattr(a, "pp", None) or 1, dp=getattr(a, "dp", None),
+                      microbatches=getattr(a, "microbatches", None) or 1,
+                      recompute=getattr(a, "recompute", None) or "none",
                       image_size=a.image_size, dataflow=a.dataflow,
                       cost=CostOptions(mode=a.cost_mode), fuse=not a.no_fuse,
                       calibration=getattr(a, "calibration", None),
@@ -165,8 +168,10 @@ def _print_result(r, a: argparse.Namespace) -> None:
     m = r.meta
     head = f"{r.workload} {r.phase} on {r.arch}"
     if r.devices > 1:
-        head += f" ({r.devices} devices, tensor-parallel {m['tp']})"
+        head += f" ({m.get('devices_used', r.devices)} of {r.devices} devices: {m['layout']})"
     head += f": batch {r.batch}"
+    if m.get("dp", 1) > 1:
+        head += f" (split over {m['dp']} replicas)"
     if m.get("seq") and r.phase != "decode" and m.get("family") in ("decoder", "encoder"):
         head += f", seq {m['seq']}"
     if r.phase == "decode":
@@ -190,10 +195,14 @@ def _print_result(r, a: argparse.Namespace) -> None:
                  + (f"; ${r.usd_per_million_tokens:.3g} per 1M tokens"
                     if r.usd_per_million_tokens else f"; ${r.usd_per_sample:.3g} per sample")],
         ["memory / device", f"{fq(fp['total'], 'B')} of {fq(r.memory_capacity_bytes, 'B')} "
-                            f"(weights {fq(fp['weights'], 'B')}, KV {fq(fp['kv_cache'], 'B')}, "
-                            f"activations {fq(fp['activations'], 'B')})"],
-        ["compute", f"{fq(r.flops, 'FLOP')}, {r.flops / r.latency_s / (r.peak_flops or 1):.1%} "
-                    "of peak matrix rate"],
+                            "(" + ", ".join(f"{label} {fq(fp[k], 'B')}" for k, label in
+                                            (("weights", "weights"), ("kv_cache", "KV"),
+                                             ("activations", "activations"),
+                                             ("gradients", "gradients"),
+                                             ("optimizer_state", "optimizer state"))
+                                            if k in fp and (fp[k] or k == "weights")) + ")"],
+        ["compute", f"{fq(r.flops, 'FLOP')} on all devices, {r.peak_fraction:.1%} of the "
+                    "system's peak matrix rate"],
         ["ops", f"{r.meta['graph_ops']} instances, {r.meta['unique_ops']} distinct shapes"
                 + (f", {r.meta['fused_ops']} pointwise ops fused into GEMM/conv epilogues"
                    if r.meta.get("fused_ops") else "")],
@@ -651,7 +660,17 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
                    help="weights-only quantisation, e.g. int4 with --dtype bf16")
     p.add_argument("--kv-dtype", dest="kv_dtype", default=None)
     p.add_argument("--tp", type=POS_INT, default=None,
-                   help="tensor-parallel degree (default: all devices)")
+                   help="tensor-parallel degree (default: the largest power of two of the "
+                        "devices that divides the model)")
+    p.add_argument("--pp", type=POS_INT, default=None,
+                   help="pipeline-parallel stages (default 1; forward/prefill/decode)")
+    p.add_argument("--dp", type=POS_INT, default=None,
+                   help="data-parallel replicas (default: the devices left over, at most one "
+                        "per sample)")
+    p.add_argument("--microbatches", type=POS_INT, default=None,
+                   help="micro-batches per pipeline replica (with --pp)")
+    p.add_argument("--recompute", choices=("none", "full"), default=None,
+                   help="training: activation recomputation (default none)")
     p.add_argument("--image-size", dest="image_size", type=POS_INT, default=None)
     p.add_argument("--cost-mode", dest="cost_mode", default="auto", choices=("auto", "cloud", "tco"))
     p.add_argument("--no-fuse", dest="no_fuse", action="store_true",

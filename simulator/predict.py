@@ -25,8 +25,9 @@ from simulator.cost.dollars import CostOptions, run_cost
 from simulator.engine.runner import Timeline, run_graph
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
-from simulator.mapping.base import EnergyParts, MapOptions, Mapper, OpCost, make_cost
+from simulator.mapping.base import EnergyParts, MapOptions, OpCost, make_cost
 from simulator.mapping.common import collective_cost
+from simulator.mapping.registry import Mapper
 from simulator.plan import Layout, Plan, check_capacity
 from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
 from workloads.graph import WorkloadGraph

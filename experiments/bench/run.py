@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     system = load_arch("h100-sxm")
 
     def predict_all():
-        from simulator.mapping.base import cost_op
+        from simulator.mapping.registry import cost_op
         for op in ops:  # cold: no cache, every op costed from scratch
             cost_op(op, system.device)
 

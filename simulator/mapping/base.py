@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.arch.spec import Device
-from simulator.errors import UnsupportedOpError
 from simulator.frozen import FrozenMap
 from workloads.ops import Flops, Op
 
-__all__ = ["OpCost", "EnergyParts", "MapOptions", "CostFn", "register_cost", "registered",
-           "cost_op", "make_cost", "Mapper"]
+__all__ = ["OpCost", "EnergyParts", "MapOptions", "CostFn", "register_cost", "registry",
+           "make_cost"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,12 @@ CostFn = Callable[[Op, Device, MapOptions], OpCost]
 _REGISTRY: dict[tuple[str, str], CostFn] = {}
 
 
+def registry() -> dict[tuple[str, str], CostFn]:
+    """The cost functions registered so far, by ``(family, op kind)``; families register on
+    import (see :mod:`simulator.mapping.registry`, which imports them all)."""
+    return dict(_REGISTRY)
+
+
 def register_cost(kind: str, family: str) -> Callable[[CostFn], CostFn]:
     """Register ``fn(op, device, options) -> OpCost`` for an op kind on a device family."""
 
@@ -99,40 +104,6 @@ def register_cost(kind: str, family: str) -> Callable[[CostFn], CostFn]:
         return fn
 
     return deco
-
-
-def _load_families() -> None:
-    # Import for their registration side effect; kept lazy so base has no cycles.
-    from simulator.mapping import cpu, fpga, gpu, systolic  # noqa: F401
-
-
-def registered(family: str | None = None) -> dict[tuple[str, str], CostFn]:
-    _load_families()
-    return {k: v for k, v in _REGISTRY.items() if family is None or k[0] == family}
-
-
-def cost_op(op: Op, device: Device, options: MapOptions | None = None) -> OpCost:
-    """Cost one op on one device (no cache; see :class:`Mapper`)."""
-    _load_families()
-    fn = _REGISTRY.get((device.family, op.kind))
-    if fn is None:
-        raise UnsupportedOpError(op.kind, device.family, device.name)
-    return fn(op, device, options or MapOptions())
-
-
-class Mapper:
-    """Per-device cached costing: identical ops (e.g. 80 identical layers) are costed once."""
-
-    def __init__(self, device: Device, options: MapOptions | None = None):
-        self.device = device
-        self.options = options or MapOptions()
-        self._cache: dict[Op, OpCost] = {}
-
-    def cost(self, op: Op) -> OpCost:
-        c = self._cache.get(op)
-        if c is None:
-            c = self._cache[op] = cost_op(op, self.device, self.options)
-        return c
 
 
 def make_cost(device: Device, op: Op, *, compute_s: float, memory_s: float,

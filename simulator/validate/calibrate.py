@@ -74,7 +74,8 @@ from simulator.arch.loader import PARAM_SCHEMA, load_arch
 from simulator.arch.params import default
 from simulator.arch.spec import KIND_EFFICIENCY_KINDS, Device, System
 from simulator.errors import HwsimError
-from simulator.mapping.base import MapOptions, cost_op
+from simulator.mapping.base import MapOptions
+from simulator.mapping.registry import cost_op
 from simulator.validate.compare import Comparison, Row, compare, record_op, record_sets
 from simulator.validate.dataset import Dataset, Measurement, load_dataset
 from workloads.ops import Op

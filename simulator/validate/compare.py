@@ -45,7 +45,7 @@ from simulator.validate.dataset import Dataset, Measurement, load_dataset, shape
 from workloads.ops import MatMul, Op, op_from_dict
 
 if TYPE_CHECKING:
-    from simulator.validate.calibrate import CalibrationProfile
+    from simulator.arch.calibration import CalibrationProfile
 
 __all__ = ["Row", "Summary", "Unsupported", "Comparison", "compare", "summarize", "op_class",
            "shape_class", "record_op", "record_sets", "plot_scatter", "plot_error_by_class",

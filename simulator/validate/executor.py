@@ -71,7 +71,7 @@ from workloads.ops import (
 __all__ = [
     "TORCH_HINT", "NotExecutableError", "OpRunner", "GraphRunner", "import_torch",
     "resolve_device", "device_kind", "make_runner", "auto_sets", "set_bytes", "graph_runner",
-    "run_graph_e2e", "E2ERun", "op_label", "cpu_flags", "cpu_cache_bytes",
+    "op_label", "cpu_flags", "cpu_cache_bytes",
 ]
 
 TORCH_HINT = "torch is not installed: pip install torch==2.13.0"
@@ -802,35 +802,3 @@ def graph_runner(graph: WorkloadGraph, device: str, *, sets: int | None = 1, see
         seen[op] = j + 1
         order.append((node.name, runners[op], j, counts[op]))
     return GraphRunner(graph.name, device, runners, order, skipped)
-
-
-@dataclass(frozen=True)
-class E2ERun:
-    """An end-to-end timing of a graph: the :class:`~simulator.validate.measure.Timing` of
-    one pass over all its ops, how many ran, how many distinct, and those skipped."""
-
-    timing: Any
-    ops: int
-    distinct_ops: int
-    working_set_bytes: int
-    skipped: tuple[tuple[str, str], ...]
-
-
-def run_graph_e2e(graph: WorkloadGraph, device: str, *, warmup: int = 3, min_reps: int = 5,
-                  max_reps: int = 1000, min_time_s: float = 0.2, sets: int | None = 1,
-                  seed: int = 0, skip_unsupported: bool = False,
-                  memory_budget: int | None = None) -> E2ERun:
-    """Materialise every op of ``graph`` (:func:`graph_runner`), run them all in order and
-    time the whole pass with :func:`~simulator.validate.measure.time_callable`."""
-    from simulator.validate.measure import time_callable
-
-    gr = graph_runner(graph, device, sets=sets, seed=seed, skip_unsupported=skip_unsupported,
-                      memory_budget=memory_budget)
-    if not gr.order:
-        raise NotExecutableError(f"{graph.name}: no op of the graph can run on {device} "
-                                 f"({gr.skipped[0][1] if gr.skipped else 'empty graph'})")
-    torch = import_torch()
-    with torch.inference_mode():
-        timing = time_callable(gr, device=device, warmup=warmup, min_reps=min_reps,
-                               max_reps=max_reps, min_time_s=min_time_s)
-    return E2ERun(timing, gr.ops, len(gr.runners), gr.working_set_bytes, tuple(gr.skipped))

@@ -42,12 +42,13 @@ from simulator.validate.executor import (
     cpu_cache_bytes,
     cpu_flags,
     device_kind,
+    graph_runner,
     import_torch,
     make_runner,
     op_label,
-    run_graph_e2e,
 )
 from workloads.dtypes import DType
+from workloads.graph import WorkloadGraph
 from workloads.ops import Op
 
 __all__ = [
@@ -784,3 +785,33 @@ def measure_workload(name: str, phase: str = "auto", batch: int = 1, seq: int | 
         progress(f"[e2e] {tag} ({run.ops} ops): {_ms(run.timing.median)} "
                  f"(sum of op medians {_ms(sum_ops)})")
     return MeasuredWorkload(records, e2e, measured.skipped)
+
+
+@dataclass(frozen=True)
+class E2ERun:
+    """An end-to-end timing of a graph: the :class:`~simulator.validate.measure.Timing` of
+    one pass over all its ops, how many ran, how many distinct, and those skipped."""
+
+    timing: Any
+    ops: int
+    distinct_ops: int
+    working_set_bytes: int
+    skipped: tuple[tuple[str, str], ...]
+
+
+def run_graph_e2e(graph: WorkloadGraph, device: str, *, warmup: int = 3, min_reps: int = 5,
+                  max_reps: int = 1000, min_time_s: float = 0.2, sets: int | None = 1,
+                  seed: int = 0, skip_unsupported: bool = False,
+                  memory_budget: int | None = None) -> E2ERun:
+    """Materialise every op of ``graph`` (:func:`graph_runner`), run them all in order and
+    time the whole pass with :func:`~simulator.validate.measure.time_callable`."""
+    gr = graph_runner(graph, device, sets=sets, seed=seed, skip_unsupported=skip_unsupported,
+                      memory_budget=memory_budget)
+    if not gr.order:
+        raise NotExecutableError(f"{graph.name}: no op of the graph can run on {device} "
+                                 f"({gr.skipped[0][1] if gr.skipped else 'empty graph'})")
+    torch = import_torch()
+    with torch.inference_mode():
+        timing = time_callable(gr, device=device, warmup=warmup, min_reps=min_reps,
+                               max_reps=max_reps, min_time_s=min_time_s)
+    return E2ERun(timing, gr.ops, len(gr.runners), gr.working_set_bytes, tuple(gr.skipped))

@@ -7,7 +7,7 @@ import pytest
 
 from simulator import simulate
 from simulator.arch.loader import list_arch_files, load_arch
-from simulator.mapping.base import cost_op
+from simulator.mapping.registry import cost_op
 from workloads.ops import op_from_dict
 
 pytestmark = pytest.mark.bench

@@ -13,7 +13,8 @@ import math
 import pytest
 
 from simulator.arch.loader import load_arch
-from simulator.mapping.base import MapOptions, cost_op, registered
+from simulator.mapping.base import MapOptions
+from simulator.mapping.registry import cost_op, registered
 from workloads.ops import (
     OP_TYPES,
     Attention,

@@ -15,8 +15,9 @@ import yaml
 from simulator.arch.loader import load_arch
 from simulator.arch.spec import Device
 from simulator.errors import MappingError
-from simulator.mapping.base import MapOptions, cost_op, registered
+from simulator.mapping.base import MapOptions
 from simulator.mapping.fpga import DEFAULT_PE_ARRAY, array_setup, pe_layout
+from simulator.mapping.registry import cost_op, registered
 from workloads.ops import Attention, Conv2d, MatMul, Softmax
 
 

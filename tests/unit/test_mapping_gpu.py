@@ -19,7 +19,8 @@ import pytest
 from simulator import predict_op
 from simulator.arch.loader import load_arch
 from simulator.errors import MappingError
-from simulator.mapping.base import MapOptions, cost_op, registered
+from simulator.mapping.base import MapOptions
+from simulator.mapping.registry import cost_op, registered
 from workloads.ops import (
     OP_TYPES,
     Attention,

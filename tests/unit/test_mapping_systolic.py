@@ -17,8 +17,9 @@ from simulator.arch.loader import load_arch
 from simulator.arch.spec import Device
 from simulator.errors import MappingError
 from simulator.mapping import systolic_core as core
-from simulator.mapping.base import MapOptions, cost_op, registered
+from simulator.mapping.base import MapOptions
 from simulator.mapping.common import STREAMING_KINDS, streaming_cost
+from simulator.mapping.registry import cost_op, registered
 from workloads.ops import Attention, Collective, Conv2d, MatMul, Softmax
 
 MiB = 2**20

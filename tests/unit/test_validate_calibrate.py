@@ -22,7 +22,8 @@ import yaml
 from simulator.api import predict_op
 from simulator.arch.loader import load_arch
 from simulator.errors import HwsimError
-from simulator.mapping.base import MapOptions, cost_op
+from simulator.mapping.base import MapOptions
+from simulator.mapping.registry import cost_op
 from simulator.validate.calibrate import (
     SCHEMA,
     CalibrationProfile,
