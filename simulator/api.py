@@ -51,6 +51,7 @@ class RunOptions:
     pp: int = 1
     dp: int | None = None
     microbatches: int = 1
+    ep: int = 1
     recompute: str = "none"
     image_size: int | None = None
     dataflow: str | None = None
@@ -120,7 +121,7 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
         plan = make_plan(workload, system, phase=o.phase, batch=o.batch, seq=o.seq,
                          context=o.context, dtype=o.dtype, weight_dtype=o.weight_dtype,
                          kv_dtype=o.kv_dtype, tp=o.tp, pp=o.pp, dp=o.dp,
-                         microbatches=o.microbatches, image_size=o.image_size,
+                         microbatches=o.microbatches, ep=o.ep, image_size=o.image_size,
                          recompute=o.recompute, fuse=o.fuse, dataflow=o.dataflow)
         graph = plan.build()
     return predictor.predict(graph, plan, cost=o.cost, check_capacity_first=o.check_capacity,

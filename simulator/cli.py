@@ -105,7 +105,7 @@ def cmd_archs(a: argparse.Namespace) -> int:
         peaks = {k: d.native_peak(k, "matrix") or d.native_peak(k, "vector")
                  for k in ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")}
         hourly = system_hourly_rate(s)
-        price = (s.pricing.price_usd if s.pricing and s.pricing.price_usd else
+        price = (s.pricing.price_usd * s.nodes if s.pricing and s.pricing.price_usd else
                  (d.pricing.price_usd or 0) * s.count)
         info = {"name": name, "kind": s.kind, "family": d.family, "devices": s.count,
                 "peak_flops": {k: v * s.count for k, v in peaks.items() if v},
@@ -155,6 +155,7 @@ def _run_options(a: argparse.Namespace):
                       weight_dtype=a.weight_dtype, kv_dtype=a.kv_dtype, tp=a.tp,
                       pp=getattr(a, "pp", None) or 1, dp=getattr(a, "dp", None),
                       microbatches=getattr(a, "microbatches", None) or 1,
+                      ep=getattr(a, "ep", None) or 1,
                       recompute=getattr(a, "recompute", None) or "none",
                       image_size=a.image_size, dataflow=a.dataflow,
                       cost=CostOptions(mode=a.cost_mode), fuse=not a.no_fuse,
@@ -667,6 +668,8 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
     p.add_argument("--dp", type=POS_INT, default=None,
                    help="data-parallel replicas (default: the devices left over, at most one "
                         "per sample)")
+    p.add_argument("--ep", type=POS_INT, default=None,
+                   help="expert-parallel devices for mixture-of-experts models (default 1)")
     p.add_argument("--microbatches", type=POS_INT, default=None,
                    help="micro-batches per pipeline replica (with --pp)")
     p.add_argument("--recompute", choices=("none", "full"), default=None,

@@ -28,25 +28,27 @@ __all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype"]
 
 @dataclass(frozen=True)
 class Layout:
-    """How the devices are used: ``tp`` x ``pp`` devices per replica, ``dp`` replicas, and the
-    micro-batches each pipeline replica splits its batch into."""
+    """How the devices are used: ``tp`` x ``pp`` x ``ep`` devices per replica, ``dp``
+    replicas, and the micro-batches each pipeline replica splits its batch into."""
 
     tp: int = 1
     pp: int = 1
     dp: int = 1
     microbatches: int = 1
+    ep: int = 1
 
     @property
     def devices_per_replica(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.ep
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.devices_per_replica * self.dp
 
     def describe(self) -> str:
         parts = [f"{k} {v}" for k, v in (("tensor-parallel", self.tp),
                                          ("pipeline-parallel", self.pp),
+                                         ("expert-parallel", self.ep),
                                          ("data-parallel", self.dp)) if v > 1]
         if self.microbatches > 1:
             parts.append(f"{self.microbatches} micro-batches")
@@ -83,11 +85,21 @@ class Plan:
 
 
 def _replica(plan: Plan, batch: int) -> WorkloadGraph:
+    from workloads.transforms.expert_parallel import expert_parallel
     from workloads.transforms.fuse import fuse_epilogues
     from workloads.transforms.pipeline_parallel import pipeline_parallel
     from workloads.zoo import build
 
     lay = plan.layout
+    if lay.ep > 1:
+        if batch % lay.ep:
+            raise HwsimError(f"--ep {lay.ep}: each expert-parallel device takes an equal share "
+                             f"of the batch, but a replica's batch is {batch}")
+        g = build(plan.workload, phase=plan.phase, batch=batch // lay.ep, seq=plan.seq,
+                  context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
+                  kv_dtype=plan.kv_dtype, image_size=plan.image_size, recompute=plan.recompute)
+        g = expert_parallel(g, lay.ep)
+        return fuse_epilogues(g) if plan.fuse else g
     mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
     graphs = []
     cache: dict[int, WorkloadGraph] = {}
@@ -144,7 +156,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               seq: int | None = None, context: int | None = None, dtype: str | None = None,
               weight_dtype: str | None = None, kv_dtype: str | None = None,
               tp: int | None = None, pp: int = 1, dp: int | None = None,
-              microbatches: int = 1, image_size: int | None = None, recompute: str = "none",
+              microbatches: int = 1, ep: int = 1, image_size: int | None = None, recompute: str = "none",
               fuse: bool = True, dataflow: str | None = None) -> Plan:
     """Validate the options and fill in the layout.
 
@@ -164,7 +176,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     from workloads.transforms.tensor_parallel import tp_degrees
     from workloads.zoo import build
 
-    for name, v in (("batch", batch), ("pp", pp), ("microbatches", microbatches)):
+    for name, v in (("batch", batch), ("pp", pp), ("microbatches", microbatches), ("ep", ep)):
         _positive(name, v, allow_none=False)
     for name, v in (("tp", tp), ("dp", dp)):
         _positive(name, v)
@@ -175,6 +187,11 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     if pp > n:
         raise HwsimError(f"--pp must be between 1 and the {n} device(s) of {system.name}, "
                          f"got {pp}")
+    if ep > 1 and ((tp or 1) > 1 or pp > 1):
+        raise HwsimError("--ep together with --tp or --pp is not modelled; use expert "
+                         "parallelism with data parallelism only")
+    if ep > 1:
+        tp = 1
     if microbatches > 1 and pp == 1:
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
     if microbatches > batch:
@@ -183,15 +200,15 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     if tp is None:
         probe = build(workload, phase="forward" if phase == "train" else phase, batch=1,
                       seq=seq, context=context, dtype=dtype, image_size=image_size)
-        per = n // pp
+        per = n // (pp * ep)
         tp = next((t for t in tp_degrees(probe, per) if t & (t - 1) == 0), 1)
     if dp is None:
-        dp = max(1, min(n // (tp * pp), batch))
-    layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches)
+        dp = max(1, min(n // (tp * pp * ep), batch // ep))
+    layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches, ep=ep)
     if layout.devices > n:
         raise HwsimError(f"layout {layout.describe()} needs {layout.devices} devices but "
                          f"{system.name} has {n}")
-    if dp > batch:
+    if dp * ep > batch:
         raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
     if recompute not in ("none", "full"):
         raise HwsimError(f"--recompute must be none or full, got {recompute!r}")
@@ -231,7 +248,8 @@ def check_capacity(graph: WorkloadGraph, system: System, layout: Layout | None =
     need = worst.total * lay.devices_per_replica
     hints = []
     if lay.devices_per_replica < system.count:
-        hints.append("split the model over more of its devices (--tp, --pp)")
+        hints.append("split the model over more of its devices ("
+                     + ("--tp" if graph.phase == "train" else "--tp, --pp") + ")")
     hints.append(f"a system with more than {system.count} device(s) of {system.device.name} "
                  f"(about {max(2, int(need // cap) + 1)} for the model alone)")
     if graph.phase == "train":

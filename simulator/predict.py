@@ -165,7 +165,7 @@ class Predictor:
         fp = worst.to_dict()
         band = band_for(self.profile, "e2e") if self.profile is not None else None
         meta = {"footprint": fp, "footprint_by_device": {d: f.to_dict() for d, f in fps.items()},
-                "tp": layout.tp, "pp": layout.pp, "dp": layout.dp,
+                "tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
                 "microbatches": layout.microbatches, "layout": layout.describe(),
                 "fused_ops": m.get("fused_ops", 0),
                 "calibration": (self.profile.source or self.profile.arch) if self.profile
@@ -222,10 +222,9 @@ class Predictor:
                 mem_tot[k] = mem_tot.get(k, 0.0) + v
             busy_frac.append(busy / latency if latency else 0.0)
         # system overhead (host, switches, fans): idle figure plus the busy share of the rest
-        idle_x = system.extra_idle_power_w if system.extra_idle_power_w is not None \
-            else system.extra_power_w
+        idle_x = system.overhead_idle_power_w
         activity = float(np.mean(busy_frac)) if busy_frac else 0.0
-        extra_j = (idle_x + (system.extra_power_w - idle_x) * activity) * latency
+        extra_j = (idle_x + (system.overhead_power_w - idle_x) * activity) * latency
         energy = EnergyBreakdown(comp_tot, FrozenMap(mem_tot), static_tot + extra_j,
                                  system_j=extra_j)
         return out, energy

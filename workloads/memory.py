@@ -79,7 +79,8 @@ class _Acc:
 
 
 def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
-          train: bool, inference_kv: bool, placed: dict[str, Group], meta: dict) -> None:
+          train: bool, inference_kv: bool, placed: dict[str, Group], meta: dict,
+          shared: bool = False) -> None:
     recompute = meta.get("recompute", "none")
     for name in graph.topo():
         data = graph.g.nodes[name]
@@ -87,17 +88,19 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
         grp = data["group"] or group
         if "backward" in tags or "optimizer" in tags:
             continue
+        # a later micro-batch runs on the weights the first one holds
+        shared_here = shared or "weights:shared" in tags
         if isinstance(item, Repeat):
             inner_train = train and not (recompute == "full" and "layers" in tags)
             _walk(item.block, grp, times * item.times, acc, inner_train, inference_kv, placed,
-                  meta)
+                  meta, shared_here)
             if train and recompute == "full" and "layers" in tags:
                 # keep each layer's input; recompute one layer's activations at a time
                 per_layer_in = sum(item.block._out_bytes(s) for s in item.block.sinks())
                 one_layer = sum(op.output_bytes() for op, _ in _ops(item.block))
                 for d in grp:
                     acc[d].stored += times * item.times * per_layer_in + one_layer
-            if "layers" in tags and meta.get("idle_params_per_layer"):
+            if "layers" in tags and meta.get("idle_params_per_layer") and not shared_here:
                 for d in grp:
                     acc[d].params += times * item.times * meta["idle_params_per_layer"]
                     acc[d].weights += times * item.times * meta["idle_weight_bytes_per_layer"]
@@ -106,7 +109,7 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
         tied_to = next((t[len("tied:"):] for t in tags if t.startswith("tied:")), None)
         for d in grp:
             a = acc.setdefault(d, _Acc())
-            if tied_to is None or d not in placed.get(tied_to, ()):
+            if not shared_here and (tied_to is None or d not in placed.get(tied_to, ())):
                 a.weights += times * item.weight_bytes()
                 a.params += times * item.params()
             if inference_kv and isinstance(item, Attention):

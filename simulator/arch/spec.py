@@ -199,6 +199,27 @@ class System:
     description: str = ""
     source: str = ""
     extra_idle_power_w: float | None = None  # the same overhead when the devices idle
+    # Devices per node as the spec describes it (its ``count``): the system's price and its
+    # overhead power are per node, so ``--set count=64`` on an 8-device system is 8 nodes.
+    devices_per_node: int | None = None
+
+    @property
+    def nodes(self) -> float:
+        """Nodes of ``devices_per_node`` devices (1 for a part or an unscaled system)."""
+        per = self.devices_per_node or self.count
+        return self.count / per
+
+    @property
+    def overhead_power_w(self) -> float:
+        """Host/switch/fan power of all nodes at full load."""
+        return self.extra_power_w * self.nodes
+
+    @property
+    def overhead_idle_power_w(self) -> float:
+        """The same overhead with every device idle (the full-load figure if none is given)."""
+        idle = self.extra_idle_power_w if self.extra_idle_power_w is not None \
+            else self.extra_power_w
+        return idle * self.nodes
 
     @property
     def kind(self) -> str:
@@ -210,4 +231,4 @@ class System:
 
     @property
     def tdp_w(self) -> float:
-        return self.device.power.tdp_w * self.count + self.extra_power_w
+        return self.device.power.tdp_w * self.count + self.overhead_power_w

@@ -38,9 +38,10 @@ class CostBreakdown:
 
 
 def system_hourly_rate(system: System) -> float | None:
-    """Cloud $/hour for the whole system: the system's own price, else parts x count."""
+    """Cloud $/hour for the whole system: the system's own price per node x nodes, else
+    parts x count."""
     if system.pricing and system.pricing.usd_per_hour:
-        return system.pricing.usd_per_hour * 3600
+        return system.pricing.usd_per_hour * 3600 * system.nodes
     if system.device.pricing.usd_per_hour:
         return system.device.pricing.usd_per_hour * 3600 * system.count
     return None
@@ -48,7 +49,7 @@ def system_hourly_rate(system: System) -> float | None:
 
 def _purchase(system: System) -> tuple[float | None, float]:
     if system.pricing and system.pricing.price_usd:
-        return system.pricing.price_usd, system.pricing.lifetime_s
+        return system.pricing.price_usd * system.nodes, system.pricing.lifetime_s
     p = system.device.pricing
     return (p.price_usd * system.count if p.price_usd else None), p.lifetime_s
 

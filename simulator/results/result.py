@@ -261,7 +261,7 @@ class Result:
             "latency_band_rel": self.meta.get("latency_band_rel"),
             "by_kind": self.by_kind(),
             "peak_fraction": self.peak_fraction,
-            "layout": {k: self.meta.get(k) for k in ("tp", "pp", "dp", "microbatches")},
+            "layout": {k: self.meta.get(k) for k in ("tp", "pp", "dp", "ep", "microbatches")},
             "footprint": dict(self.meta.get("footprint") or {}),
             "per_device": [d.to_dict() for d in self.per_device],
         }

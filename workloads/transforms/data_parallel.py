@@ -107,7 +107,7 @@ def _gradient_allreduce(out: WorkloadGraph, replicas: Sequence[WorkloadGraph],
         ar = Collective(collective="allreduce", bytes=max(grad_bytes, 1.0), devices=dp,
                         dtype=dtype)
         reduces.append(out.add_op(f"dp_grad_allreduce.d{d}", ar, every_input, group=grp,
-                                  tags=("dp:collective",)))
+                                  tags=("backward", "dp:collective")))
     for r, g in enumerate(replicas):
         item = g.g.nodes[opt_name]["item"]
         out.add_op(f"dp{r}.{opt_name}", item, reduces, group=_shift(opt_group, r * per),

@@ -91,11 +91,15 @@ def pipeline_parallel(microbatches: Sequence[WorkloadGraph], pp: int,
     for m, g in enumerate(microbatches):
         if g.name != first.name or g.phase != first.phase:
             raise WorkloadError("pipeline_parallel: micro-batches of different graphs")
-        _add_stages(out, g, pp, per, f"mb{m}." if len(microbatches) > 1 else "")
+        _add_stages(out, g, pp, per, f"mb{m}." if len(microbatches) > 1 else "",
+                    ("weights:shared",) if m > 0 else ())
     return out
 
 
-def _add_stages(out: WorkloadGraph, g: WorkloadGraph, pp: int, per: int, pre: str) -> None:
+def _add_stages(out: WorkloadGraph, g: WorkloadGraph, pp: int, per: int, pre: str,
+                extra: tuple[str, ...]) -> None:
+    """Add one micro-batch's stages; ``extra`` tags every node (later micro-batches reuse the
+    first one's weights: ``weights:shared``)."""
     layers = _layers_node(g)
     rep: Repeat = g.item(layers)
     if rep.times < pp:
@@ -112,7 +116,7 @@ def _add_stages(out: WorkloadGraph, g: WorkloadGraph, pp: int, per: int, pre: st
             for s, n_layers in enumerate(stage_layers(rep.times, pp)):
                 grp = _shift(data["group"], s * per)
                 x = out.add_repeat(f"{pre}stage{s}.{name}", rep.block, n_layers, prev, group=grp,
-                                   tags=data["tags"])
+                                   tags=(*data["tags"], *extra))
                 if s < pp - 1:
                     pair = grp + _shift(data["group"], (s + 1) * per)
                     send = Collective(collective="sendrecv", bytes=max(boundary, 1.0),
@@ -127,6 +131,7 @@ def _add_stages(out: WorkloadGraph, g: WorkloadGraph, pp: int, per: int, pre: st
         item = data["item"]
         if isinstance(item, Repeat):
             exit_of[name] = out.add_repeat(pre + name, item.block, item.times, ins, group=grp,
-                                           tags=data["tags"])
+                                           tags=(*data["tags"], *extra))
         else:
-            exit_of[name] = out.add_op(pre + name, item, ins, group=grp, tags=data["tags"])
+            exit_of[name] = out.add_op(pre + name, item, ins, group=grp,
+                                       tags=(*data["tags"], *extra))

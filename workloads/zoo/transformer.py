@@ -221,6 +221,8 @@ def build_transformer(spec: TransformerSpec, o: BuildOptions) -> WorkloadGraph:
         active = moe_active_experts(T, spec.n_experts, spec.top_k)
         per_expert = 3 * d * spec.d_ff + (2 * spec.d_ff + d if spec.mlp_bias else 0)
         idle = (spec.n_experts - active) * per_expert * spec.layers
+        g.meta["moe_dims"] = {"experts": spec.n_experts, "top_k": spec.top_k, "d_model": d,
+                              "d_ff": spec.d_ff, "expert_params": per_expert}
         g.meta["idle_params_per_layer"] = float(idle / spec.layers)
         g.meta["idle_weight_bytes_per_layer"] = idle / spec.layers * (o.weight_dtype or dt).bytes
         g.meta["active_experts"] = active
