@@ -234,6 +234,8 @@ def _print_result(r, a: argparse.Namespace) -> None:
 
 def _explain_result(r) -> None:
     print("\nWhy, op class by op class (reasoning for the longest instance of each):")
+    for w in r.warnings:
+        print(f"- note: {w}")
     for k in r.by_kind():
         rec = max((x for x in r.records if x.kind == k["kind"]), key=lambda x: x.latency_s)
         print(f"- {k['kind']}: {k['share']:.0%} of the time, mostly {k['bound']}-bound. "
@@ -389,6 +391,11 @@ def cmd_op(a: argparse.Namespace) -> int:
         raise HwsimError(str(e)) from None
     system = resolve_system(a.arch, a.set or ())
     cost = predict_op(op, system, dataflow=a.dataflow)
+    from simulator.predict import dtype_warnings
+
+    warns = dtype_warnings(system.device, (op.dtype.name,
+                                           getattr(getattr(op, "weight_dtype", None), "name",
+                                                   None)))
     notes = [f"{flag(f)} not given: {v} assumed (all --seq tokens new; --phase decode "
              "--context N is one step against a KV cache)" for f, v in assumed.items()
              if f == "phase"]
@@ -396,6 +403,7 @@ def cmd_op(a: argparse.Namespace) -> int:
         d = _op_cost_dict(op, cost, system)
         if notes:
             d["assumed"] = {f: v for f, v in assumed.items() if f == "phase"}
+        d["warnings"] = warns
         _dump(d)
         return 0
     rows = [["latency", _t(cost.latency_s)], ["energy", fq(cost.energy_j, "J")],
@@ -407,6 +415,8 @@ def cmd_op(a: argparse.Namespace) -> int:
     print(f"{op.describe()} on {system.name}")
     for n in notes:
         print(f"note: {n}")
+    for w in warns:
+        print(f"warning: {w}")
     print(_table(rows, ["metric", "value"]))
     if a.explain:
         _explain_op(op, cost, system)

@@ -13,14 +13,14 @@ multiplied by a device count.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from simulator.arch.calibration import CalibrationProfile, band_for, load_profile
-from simulator.arch.spec import System
+from simulator.arch.spec import Device, System
 from simulator.cost.dollars import CostOptions, run_cost
 from simulator.engine.runner import Timeline, run_graph
 from simulator.errors import MappingError
@@ -30,11 +30,29 @@ from simulator.mapping.common import collective_cost
 from simulator.mapping.registry import Mapper
 from simulator.plan import Layout, Plan, check_capacity
 from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
+from workloads.dtypes import get_dtype
 from workloads.graph import WorkloadGraph
 from workloads.memory import footprint_by_device
 from workloads.ops import Collective, Memcpy, Op
 
-__all__ = ["Predictor", "host_copy_cost"]
+__all__ = ["Predictor", "host_copy_cost", "dtype_warnings"]
+
+
+def dtype_warnings(device: Device, dtypes: Iterable[str | None]) -> list[str]:
+    """One warning per precision the device's matrix units do not run natively (fp8 on an
+    A100 runs at the fp16 rate): never a silent fallback."""
+    out, seen = [], set()
+    for d in dtypes:
+        if d is None or d in seen:
+            continue
+        seen.add(d)
+        cls = get_dtype(d).compute_class
+        rate, runs_as = device.peak(cls, "matrix")
+        if rate > 0 and runs_as != cls:
+            out.append(f"{d} is not native on {device.name}'s matrix units: it runs at the "
+                       f"{runs_as} rate ({rate / 1e12:.4g} TFLOP/s), with no speed-up over "
+                       f"{runs_as}")
+    return out
 
 
 def host_copy_cost(op: Memcpy, system: System) -> OpCost:
@@ -230,22 +248,8 @@ class Predictor:
         return out, energy
 
     def _warnings(self, graph: WorkloadGraph, plan: Plan | None) -> list[str]:
-        out = []
-        dev = self.system.device
-        seen = set()
-        for d in (plan.dtype if plan else None, plan.weight_dtype if plan else None):
-            if d is None or d in seen:
-                continue
-            seen.add(d)
-            from workloads.dtypes import get_dtype
-
-            cls = get_dtype(d).compute_class
-            rate, runs_as = dev.peak(cls, "matrix")
-            if rate > 0 and runs_as != cls:
-                out.append(f"{d} is not native on {dev.name}'s matrix units: it runs at the "
-                           f"{runs_as} rate ({rate / 1e12:.4g} TFLOP/s), with no speed-up "
-                           f"over {runs_as}")
-        return out
+        dts = (plan.dtype, plan.weight_dtype) if plan else (graph.meta.get("dtype"),)
+        return dtype_warnings(self.system.device, dts)
 
     def __getstate__(self) -> dict[str, Any]:  # the cache travels with the predictor
         return self.__dict__.copy()

@@ -13,7 +13,10 @@ driven by resource-request and timeout callbacks rather than one generator proce
 and the timeline is stored column-wise, so a million-op graph fits in a few hundred bytes per
 op.
 
-Deterministic: ties resolve in the graph's topological order, then by device.
+Each stream runs its ops in program order: when it frees, the waiting op that comes first in
+the graph's topological order starts (as a framework issues kernels into an in-order queue), so
+a pipeline stage finishes one micro-batch before starting the next. Deterministic: ties resolve
+in topological order, then by device.
 """
 
 from __future__ import annotations
@@ -203,13 +206,13 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
     del r_node, r_dev, r_stream
     rec_start = np.full(n_rec, np.nan)
     rec_end = np.full(n_rec, np.nan)
-    resources: dict[tuple[int, int], simpy.Resource] = {}
+    resources: dict[tuple[int, int], simpy.PriorityResource] = {}
 
-    def resource(dev: int, stream: int) -> simpy.Resource:
+    def resource(dev: int, stream: int) -> simpy.PriorityResource:
         key = (dev, stream)
         r = resources.get(key)
         if r is None:
-            r = resources[key] = simpy.Resource(env, capacity=1)
+            r = resources[key] = simpy.PriorityResource(env, capacity=1)
         return r
 
     def devices_of(t: int) -> tuple[int, ...]:
@@ -223,7 +226,7 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
     def _acquire(t: int, keys: list[tuple[int, int]], k: int, held: list[Any]) -> None:
         while k < len(keys):
             res = resource(*keys[k])
-            req = res.request()
+            req = res.request(priority=t_node[t])  # program order among the ready ops
             held.append((res, req))
             k += 1
             if not req.triggered:

@@ -246,6 +246,7 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
         # No data-parallel gradient all-reduce here (out of scope): with DP, add a Collective
         # of the gradient bytes over the DP group before this update.
         od = get_dtype(optimizer_dtype)
+        # every device holding a shard updates it (the whole tensor-parallel group)
         train.add_op("optimizer.adam", Elementwise(fn="adam", numel=n, dtype=od, state_dtype=od),
-                     train.sinks(), tags=("optimizer",))
+                     train.sinks(), group=forward.devices(), tags=("optimizer",))
     return train

@@ -1,0 +1,183 @@
+"""The prediction pipeline (plan -> transforms -> predictor -> result) and the numbers it used to
+get wrong: each test here would have caught one of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import CapacityError, HwsimError, WorkloadError, load_arch, simulate
+from simulator.cli import main
+from simulator.plan import make_plan
+from simulator.predict import Predictor
+from workloads.memory import footprint_by_device
+from workloads.ops import Collective
+from workloads.transforms.walk import ops_with_counts
+from workloads.zoo import build
+
+
+# -- "% of peak" used one rank's FLOPs over the whole system's peak ------------------------------
+def test_tp8_flops_are_the_whole_models_and_peak_fraction_uses_them():
+    r = simulate("llama2-70b", "dgx-h100", phase="decode", batch=16, context=4096)
+    model = build("llama2-70b", phase="decode", batch=16, context=4096).flops().total
+    # all 8 shards together do the model's work; the all-reduces' sums add ~0.1%, and the
+    # replicated norms a little more
+    assert r.flops == pytest.approx(model, rel=0.02)
+    peak = load_arch("h100-sxm").device.peak("bf16", "matrix")[0] * 8
+    assert r.peak_fraction == pytest.approx(r.flops / r.latency_s / peak, rel=1e-12)
+    one = simulate("llama2-70b", "dgx-h100", phase="decode", batch=16, context=4096, tp=8,
+                   dp=1)
+    assert one.peak_fraction == pytest.approx(r.peak_fraction)
+
+
+# -- the run header printed the per-replica batch -------------------------------------------------
+def test_batch_is_the_total_and_an_uneven_split_counts_every_sample(capsys):
+    r = simulate("resnet18", "dgx-a100", batch=9)
+    assert (r.batch, r.samples, r.meta["dp"]) == (9, 9, 8)  # replicas of 2 and 1 samples
+    assert main(["run", "--workload", "resnet18", "--arch", "dgx-a100", "--batch", "9"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "batch 9" in head and "data-parallel 8" in head
+
+
+# -- training memory left out gradients and optimizer state ---------------------------------------
+def test_training_footprint_has_gradients_and_adam_state():
+    g = build("llama2-7b", phase="train", batch=1, seq=2048)
+    fp = footprint_by_device(g)[0]
+    params = build("llama2-7b").meta["params"]
+    # bf16 weights and gradients + fp32 master weights and two Adam moments: 16 B/param
+    assert (fp.weights + fp.gradients + fp.optimizer_state) / params == pytest.approx(16, rel=0.01)
+    assert 105e9 < fp.weights + fp.gradients + fp.optimizer_state < 112e9
+    with pytest.raises(CapacityError, match=r"gradients .* optimizer state"):
+        simulate("llama2-7b", "h100-sxm", phase="train", batch=1, seq=2048)
+
+
+def test_full_recomputation_trades_activation_memory_for_compute():
+    kw = dict(phase="train", batch=1, seq=2048)
+    keep = build("llama2-7b", **kw)
+    redo = build("llama2-7b", recompute="full", **kw)
+    a_keep = footprint_by_device(keep)[0].activations
+    a_redo = footprint_by_device(redo)[0].activations
+    # only each of the 32 layers' input is kept, plus one layer's activations and the logits
+    assert a_redo < a_keep / 5
+    # the recomputed forward of every layer: about a third more FLOPs (forward is ~1/3)
+    assert redo.flops().total / keep.flops().total == pytest.approx(4 / 3, rel=0.05)
+    kw = dict(phase="train", batch=8, seq=1024)
+    r_keep = simulate("gpt2", "h100-sxm", **kw)
+    r_redo = simulate("gpt2", "h100-sxm", recompute="full", **kw)
+    assert r_redo.latency_s > r_keep.latency_s and r_redo.memory_bytes < r_keep.memory_bytes
+
+
+def test_recompute_outside_training_is_an_error():
+    with pytest.raises(WorkloadError, match="recompute"):
+        build("gpt2", recompute="full")
+
+
+# -- fp8 on a part without fp8 ran silently at the fp16 rate --------------------------------------
+def test_fp8_on_an_a100_warns_and_explains(capsys):
+    r = simulate("gpt2", "a100-sxm-80gb", dtype="fp8", seq=128)
+    assert any("fp8 is not native" in w and "fp16 rate" in w for w in r.warnings)
+    assert not simulate("gpt2", "h100-sxm", dtype="fp8", seq=128).warnings
+    assert main(["run", "--workload", "gpt2", "--arch", "a100-sxm-80gb", "--dtype", "fp8",
+                 "--seq", "128", "--explain"]) == 0
+    assert "note: fp8 is not native" in capsys.readouterr().out
+
+
+# -- energy is per device, from its own timeline (no tp*dp multiplier) ----------------------------
+def test_every_device_has_its_own_timeline_and_energy():
+    r = simulate("llama2-13b", "dgx-a100", phase="decode", batch=8, context=1024)
+    assert len(r.per_device) == 8
+    assert {x.device for x in r.records} == set(range(8))
+    busy = [d.busy_s for d in r.per_device]
+    assert max(busy) <= r.latency_s * (1 + 1e-12) and min(busy) > 0
+    assert sum(d.energy_j for d in r.per_device) + r.energy.system_j == \
+        pytest.approx(r.energy_j, rel=1e-12)
+    # an idle device still pays its static power: half the devices, same latency
+    half = simulate("llama2-13b", "dgx-a100", phase="decode", batch=8, context=1024, tp=4, dp=1)
+    idle = [d for d in half.per_device if d.busy_s == 0]
+    assert len(idle) == 4
+    static = load_arch("dgx-a100").device.power.static_w
+    assert all(d.energy_j == pytest.approx(static * half.latency_s) for d in idle)
+
+
+def test_collective_waits_for_every_rank_and_holds_every_port():
+    r = simulate("llama2-7b", "dgx-h100", phase="decode", batch=8, context=512, tp=8)
+    ar = [x for x in r.records if x.kind == "collective"]
+    assert len(ar) % 8 == 0 and ar
+    by_name: dict[str, list] = {}
+    for x in ar:
+        by_name.setdefault(x.name, []).append(x)
+    for recs in by_name.values():  # one collective: all 8 ports, same start and end
+        assert sorted(x.device for x in recs) == list(range(8))
+        assert len({(x.start_s, x.end_s) for x in recs}) == 1
+
+
+# -- data, pipeline and expert parallelism as transforms ------------------------------------------
+def test_data_parallel_training_all_reduces_the_gradients():
+    plan = make_plan("gpt2", load_arch("dgx-a100"), phase="train", batch=8, seq=256, tp=2,
+                     dp=4)
+    g = plan.build()
+    ars = [n for n in g.g.nodes if n.startswith("dp_grad_allreduce")]
+    assert len(ars) == 2  # one per tensor-parallel shard, each over the 4 replicas
+    op = g.item(ars[0])
+    params = build("gpt2", phase="train", batch=2, seq=256, tp=2).meta["params_per_device"]
+    assert (op.devices, op.bytes) == (4, pytest.approx(params * 2))
+    assert g.group_of(ars[0]) == (0, 2, 4, 6)
+
+
+def test_pipeline_bubble_emerges_from_the_schedule():
+    kw = dict(phase="prefill", batch=8, seq=512, tp=1, pp=4, dp=1)
+    one = simulate("llama2-7b", "dgx-h100", microbatches=1, **kw)
+    many = simulate("llama2-7b", "dgx-h100", microbatches=8, **kw)
+    # one micro-batch: the stages run one after another (latency ~ a single device's);
+    # eight: the stages overlap, bounded below by the slowest stage's share of the work
+    single = simulate("llama2-7b", "h100-sxm", phase="prefill", batch=8, seq=512)
+    assert one.latency_s == pytest.approx(single.latency_s, rel=0.05)
+    assert many.latency_s < one.latency_s * 0.6
+    assert many.latency_s > one.latency_s / 4
+    sends = [x for x in many.records if x.name.endswith("pp_send.s0")]
+    assert len(sends) == 8 * 2  # one per micro-batch, on both ends of the hand-off
+
+
+def test_pipeline_training_is_refused_clearly():
+    with pytest.raises(WorkloadError, match="pipeline parallelism of a training step"):
+        simulate("gpt2", "dgx-a100", phase="train", batch=4, seq=128, tp=1, pp=2, dp=1)
+
+
+def test_expert_parallel_spreads_experts_and_exchanges_tokens():
+    r = simulate("mixtral-8x7b", "dgx-h100", phase="decode", batch=16, context=1024, ep=8)
+    kinds = {x.name.rsplit(".", 1)[-1] for x in r.records if x.kind == "collective"}
+    assert {"ep_dispatch", "ep_combine"} <= kinds
+    assert r.meta["footprint"]["weights"] < 47e9 * 2 / 8 * 1.5  # ~1/8 of the experts each
+    with pytest.raises(HwsimError, match="--ep"):
+        simulate("mixtral-8x7b", "dgx-h100", phase="decode", batch=16, ep=8, tp=2)
+    with pytest.raises(WorkloadError, match="mixture-of-experts"):
+        simulate("llama2-7b", "dgx-h100", phase="decode", batch=16, ep=8)
+
+
+def test_tensor_parallel_is_a_transform_of_the_unsharded_graph():
+    g1 = build("llama2-70b", seq=256)
+    assert not [op for op, _ in ops_with_counts(g1) if isinstance(op, Collective)]
+    g8 = build("llama2-70b", seq=256, tp=8)
+    assert g8.devices() == tuple(range(8))
+    assert g1.meta["params_per_device"] / g8.meta["params_per_device"] == pytest.approx(8, rel=0.01)
+
+
+# -- the predictor is built once and reuses its op cache ------------------------------------------
+def test_predictor_reuses_op_costs_across_calls():
+    p = Predictor(load_arch("h100-sxm"))
+    for b in (1, 2, 4, 8):
+        plan = make_plan("llama2-7b", p.system, phase="decode", batch=b, context=1024)
+        p.predict(plan.build(), plan)
+    info = p.cache_info()
+    assert info["hits"] > 10 * info["entries"]  # 32 identical layers, 4 runs
+
+
+def test_plan_rejects_impossible_layouts():
+    system = load_arch("dgx-h100")
+    with pytest.raises(HwsimError, match="needs 16 devices"):
+        make_plan("llama2-7b", system, tp=8, pp=2)
+    with pytest.raises(HwsimError, match="--dp 4 exceeds the batch 2"):
+        make_plan("llama2-7b", system, batch=2, tp=2, dp=4)
+    with pytest.raises(HwsimError, match="micro"):
+        make_plan("llama2-7b", system, microbatches=4)
+    with pytest.raises(HwsimError, match="positive integer"):
+        make_plan("llama2-7b", system, pp=0)
