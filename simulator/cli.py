@@ -403,7 +403,8 @@ def cmd_op(a: argparse.Namespace) -> int:
         d = _op_cost_dict(op, cost, system)
         if notes:
             d["assumed"] = {f: v for f, v in assumed.items() if f == "phase"}
-        d["warnings"] = warns
+        if warns:
+            d["warnings"] = warns
         _dump(d)
         return 0
     rows = [["latency", _t(cost.latency_s)], ["energy", fq(cost.energy_j, "J")],
