@@ -1,16 +1,27 @@
 """Load and validate architecture specs (YAML) into :class:`Device` / :class:`System`.
 
-Every problem in a file is collected and reported at once, each as
+Every problem in a file is collected and reported at once, one line each, as
 ``<file>: <field.path>: expected <what>, got <value>``. ``--set dotted.path=value`` overrides
-are applied to the raw YAML before validation, so an override gets the same checks. List
-items can be addressed by index (``compute.0.count``) or by their ``name``
-(``compute.tensor_core.count``).
+are applied to the raw YAML before validation, so an override gets the same checks (and a
+problem it causes says ``(from --set path=value)``). List items can be addressed by index
+(``compute.0.count``) or by their ``name`` (``compute.tensor_core.count``).
+
+Bad input is an error, never a default or a wrong number:
+
+- every quantity is finite, non-negative and inside the sane range of its kind
+  (:data:`simulator.units.LIMITS`), and positive where a zero makes no sense (clocks,
+  bandwidths, capacities, TDP); counts are integers from 1 to :data:`MAX_COUNT`;
+- a field that is present but empty (``bandwidth:`` or ``null``) is an error, not its default;
+- spec files are read with :class:`~workloads.importers.hf_config.StrictYAMLLoader`: no
+  duplicate keys, no anchors/aliases (no alias bombs), bounded nesting; files over
+  :data:`MAX_SPEC_BYTES` are refused before they are parsed.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import reprlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,13 +49,56 @@ from simulator.cost.energy_tables import default_j_per_flop
 from simulator.errors import SpecError
 from simulator.units import KINDS, UnitError, parse_quantity
 from workloads.dtypes import get_dtype
+from workloads.importers.hf_config import strict_yaml_load
 from workloads.ops import SPECIAL_FUNCTIONS
 
 __all__ = ["SPEC_ROOT", "list_arch_files", "find_arch", "load_arch", "load_arch_file",
-           "parse_overrides", "apply_overrides", "PARAM_SCHEMA"]
+           "parse_overrides", "apply_overrides", "PARAM_SCHEMA", "MAX_SPEC_BYTES", "MAX_COUNT"]
 
 SPEC_ROOT = Path(__file__).resolve().parents[2] / "arch_specs"
 _COMPUTE_CLASSES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+
+#: Largest spec file read; checked before parsing (the largest shipped spec is ~10 KiB).
+MAX_SPEC_BYTES = 1 << 20
+#: Largest integer accepted for a count (units, devices, SMs, threads, array rows/cols).
+MAX_COUNT = 10**9
+#: Largest FLOP per cycle per unit (a 256x256 systolic array does 131,072).
+_MAX_FLOPS_PER_CYCLE = 1e9
+#: Largest energy.datapath_overhead / energy.special_multiplier (shipped: 1-50, 4).
+_MAX_ENERGY_FACTOR = 1e4
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` shortened for a one-line message; None reads as an empty value."""
+    return "an empty value (null)" if value is None else _REPR.repr(value)
+
+
+def _one_line(problem: str) -> str:
+    return problem.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _is_count(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int) and 0 < v <= MAX_COUNT
+
+
+def _count_expected(v: Any) -> str:
+    """What a bad count should have been (says the bound when ``v`` is merely too large)."""
+    big = isinstance(v, int) and not isinstance(v, bool) and v > MAX_COUNT
+    return f"a positive integer of at most {MAX_COUNT:,}" if big else "a positive integer"
+
+
+def _is_number(v: Any, hi: float) -> bool:
+    """A real number (not a bool) in (0, hi]; NaN and infinities fail."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v <= hi
+
+
+def _item_path(prefix: str, item: Any, i: int) -> str:
+    """``memory.hbm`` for a list item named hbm, else ``memory.0`` (as --set addresses it)."""
+    name = item.get("name") if isinstance(item, Mapping) else None
+    return f"{prefix}.{name}" if isinstance(name, str) and name else f"{prefix}.{i}"
 
 # Family-specific tuning parameters: name -> quantity kind ("number", "bytes", ...), "int",
 # "bool", "str:<a>|<b>", "dtypemap" (dtype -> number in (0, 1]), "kindmap" (op kind of
@@ -85,9 +139,11 @@ class _Checker:
     def __init__(self, source: str):
         self.source = source
         self.problems: list[str] = []
+        self.empty: set[str] = set()  # fields reported as present but empty
 
     def bad(self, path: str, expected: str, got: Any) -> None:
-        self.problems.append(f"{path}: expected {expected}, got {got!r}")
+        if path not in self.empty:  # an empty field is reported once, by mapping()
+            self.problems.append(f"{path}: expected {expected}, got {_show(got)}")
 
     def mapping(self, raw: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()
                 ) -> dict[str, Any]:
@@ -96,9 +152,14 @@ class _Checker:
             return {}
         allowed = set(allowed)
         for k in raw:
+            full = f"{path + '.' if path else ''}{k}"
             if k not in allowed:
                 self.problems.append(
-                    f"{path + '.' if path else ''}{k}: unknown field (allowed: {', '.join(sorted(allowed))})")
+                    f"{full}: unknown field (allowed: {', '.join(sorted(allowed))})")
+            elif raw[k] is None:  # `field:` or `field: null` is an error, never the default
+                self.problems.append(f"{full}: expected a value, got an empty value (null); "
+                                     f"give one or leave the field out")
+                self.empty.add(full)
         for k in required:
             if k not in raw:
                 self.problems.append(f"{path + '.' if path else ''}{k}: missing required field")
@@ -108,43 +169,46 @@ class _Checker:
             default: float | None = None, required: bool = True, positive: bool = True
             ) -> float | None:
         full = f"{path}.{key}" if path else key
-        if key not in raw or raw[key] is None:
+        if key not in raw:
             if required and default is None:
-                if key not in raw:  # missing is reported by mapping(); avoid duplicates
-                    self.problems.append(f"{full}: missing required field")
-                return None
+                self.problems.append(f"{full}: missing required field")
+            return default
+        if raw[key] is None:
+            self.bad(full, KINDS[kind], None)
             return default
         try:
             v = parse_quantity(raw[key], kind)
-        except UnitError:
-            self.bad(full, KINDS[kind], raw[key])
+        except UnitError as e:
+            self.problems.append(f"{full}: {e}")
             return default
         if positive and v <= 0:
-            self.bad(full, f"a positive {KINDS[kind].split(' like')[0].replace('a ', '')}", raw[key])
+            noun = KINDS[kind].split(" like")[0].split(" ", 1)[1]
+            self.bad(full, f"a positive {noun}", raw[key])
+            return default
         return v
 
     def integer(self, raw: Mapping[str, Any], key: str, path: str, default: int | None = None
                 ) -> int | None:
         full = f"{path}.{key}" if path else key
-        v = raw.get(key, default)
-        if v is None:
-            if default is None and key in raw:
-                self.bad(full, "a positive integer", v)
+        if key not in raw:
             return default
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            self.bad(full, "a positive integer", v)
+        v = raw[key]
+        if not _is_count(v):
+            self.bad(full, _count_expected(v), v)
             return default
         return v
 
     def string(self, raw: Mapping[str, Any], key: str, path: str, choices: Iterable[str] = (),
-               default: str | None = None) -> str | None:
+               default: str | None = None, empty_ok: bool = False) -> str | None:
         full = f"{path}.{key}" if path else key
-        v = raw.get(key, default)
         choices = tuple(choices)
-        if v is None:
+        if key not in raw:
             return default
-        if not isinstance(v, str) or (choices and v not in choices):
-            self.bad(full, f"one of {', '.join(choices)}" if choices else "a string", v)
+        v = raw[key]
+        if (not isinstance(v, str) or (choices and v not in choices)
+                or (not v.strip() and not empty_ok)):
+            self.bad(full, f"one of {', '.join(choices)}" if choices
+                     else "a string" if empty_ok else "a non-empty string", v)
             return default
         return v
 
@@ -162,12 +226,12 @@ def _compute(c: _Checker, raw: Any) -> tuple[ComputeUnit, ...]:
         return ()
     out = []
     for i, item in enumerate(raw):
-        p = f"compute[{i}]"
+        p = _item_path("compute", item, i)
         d = c.mapping(item, p, ("name", "unit", "count", "clock", "flops_per_cycle", "shape"),
                       ("name", "unit", "count", "clock", "flops_per_cycle"))
         if not d:
             continue
-        p = f"compute.{d.get('name', i)}"
+        name = c.string(d, "name", p)
         unit = c.string(d, "unit", p, UNIT_KINDS, "matrix")
         count = c.integer(d, "count", p, 1)
         clock = c.qty(d, "clock", p, "frequency", 1e9)
@@ -180,19 +244,19 @@ def _compute(c: _Checker, raw: Any) -> tuple[ComputeUnit, ...]:
                 key = _dtype_key(k)
                 if key is None:
                     c.bad(f"{p}.flops_per_cycle.{k}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
-                elif isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                    c.bad(f"{p}.flops_per_cycle.{k}", "a positive number", v)
+                elif not _is_number(v, _MAX_FLOPS_PER_CYCLE):
+                    c.bad(f"{p}.flops_per_cycle.{k}",
+                          f"a positive number of at most {_MAX_FLOPS_PER_CYCLE:g}", v)
                 else:
                     fpc[key] = float(v)
         shape = d.get("shape")
         if shape is not None:
-            if (not isinstance(shape, list) or len(shape) != 2
-                    or not all(isinstance(x, int) and x > 0 for x in shape)):
-                c.bad(f"{p}.shape", "[rows, cols] positive integers", shape)
+            if not isinstance(shape, list) or len(shape) != 2 or not all(map(_is_count, shape)):
+                c.bad(f"{p}.shape", f"[rows, cols], integers from 1 to {MAX_COUNT:,}", shape)
                 shape = None
             else:
                 shape = (shape[0], shape[1])
-        out.append(ComputeUnit(str(d.get("name", f"unit{i}")), unit or "matrix", count or 1,
+        out.append(ComputeUnit(name or f"unit{i}", unit or "matrix", count or 1,
                                clock or 1e9, _frozen(fpc), shape))
     return tuple(out)
 
@@ -203,14 +267,13 @@ def _memory(c: _Checker, raw: Any) -> tuple[MemoryLevel, ...]:
         return ()
     out = []
     for i, item in enumerate(raw):
-        d = c.mapping(item, f"memory[{i}]",
-                      ("name", "capacity", "bandwidth", "latency", "energy_per_byte"),
+        p = _item_path("memory", item, i)
+        d = c.mapping(item, p, ("name", "capacity", "bandwidth", "latency", "energy_per_byte"),
                       ("name", "capacity", "bandwidth"))
         if not d:
             continue
-        p = f"memory.{d.get('name', i)}"
         out.append(MemoryLevel(
-            str(d.get("name", f"mem{i}")),
+            c.string(d, "name", p) or f"mem{i}",
             c.qty(d, "capacity", p, "bytes", 1.0),
             c.qty(d, "bandwidth", p, "bandwidth", 1.0),
             c.qty(d, "latency", p, "time", 0.0, required=False, positive=False),
@@ -226,7 +289,7 @@ def _link(c: _Checker, raw: Any, path: str) -> Link | None:
                   ("name", "bandwidth"))
     if not d:
         return None
-    return Link(str(d.get("name", path)), c.qty(d, "bandwidth", path, "bandwidth", 1.0),
+    return Link(c.string(d, "name", path) or path, c.qty(d, "bandwidth", path, "bandwidth", 1.0),
                 c.qty(d, "latency", path, "time", 0.0, required=False, positive=False),
                 c.qty(d, "energy_per_byte", path, "energy_per_byte", 0.0, required=False,
                       positive=False))
@@ -250,8 +313,8 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
             return None
         return float(v)
     if kind == "int":
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            c.bad(path, "a positive integer", v)
+        if not _is_count(v):
+            c.bad(path, _count_expected(v), v)
             return None
         return v
     if kind == "bool":
@@ -260,7 +323,10 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
             return None
         return v
     if kind == "str":
-        return str(v)
+        if not isinstance(v, str) or not v:
+            c.bad(path, "a name", v)
+            return None
+        return v
     if kind.startswith("str:"):
         choices = kind[4:].split("|")
         if v not in choices:
@@ -314,17 +380,21 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
         d = c.mapping(v, path, ("ifmap", "filter", "ofmap"), ("ifmap", "filter", "ofmap"))
         return _frozen({k: c.qty(d, k, path, "bytes", 1.0) for k in ("ifmap", "filter", "ofmap")})
     if kind == "tiles":
-        if (not isinstance(v, list) or not v
-                or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, int) and x > 0
-                                                                     for x in t) for t in v)):
+        if (not isinstance(v, list) or not v or len(v) > 1000
+                or not all(isinstance(t, list) and len(t) == 2 and all(map(_is_count, t))
+                           for t in v)):
             c.bad(path, "a list of [tile_m, tile_n] positive integers", v)
             return None
         return tuple((t[0], t[1]) for t in v)
     try:
-        return parse_quantity(v, kind)
-    except UnitError:
-        c.bad(path, KINDS[kind], v)
+        q = parse_quantity(v, kind)
+    except UnitError as e:
+        c.problems.append(f"{path}: {e}")
         return None
+    if q <= 0 and kind != "time":  # a zero bandwidth, size or clock divides by zero later
+        c.bad(path, f"a positive {KINDS[kind].split(' like')[0].split(' ', 1)[1]}", v)
+        return None
+    return q
 
 
 def _params(c: _Checker, raw: Any, family: str) -> dict[str, Any]:
@@ -369,10 +439,12 @@ def _published(c: _Checker, raw: Any) -> dict[str, Any]:
 
 
 def _energy(c: _Checker, raw: Any, process_nm: float) -> EnergyModel:
-    d = c.mapping(raw or {}, "energy", ("pj_per_flop", "datapath_overhead", "special_multiplier"))
+    d = c.mapping(raw, "energy", ("pj_per_flop", "datapath_overhead", "special_multiplier")
+                  ) if raw is not None else {}
     overhead = d.get("datapath_overhead", 1.0)
-    if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or overhead <= 0:
-        c.bad("energy.datapath_overhead", "a positive number", overhead)
+    if not _is_number(overhead, _MAX_ENERGY_FACTOR):
+        c.bad("energy.datapath_overhead", f"a positive number of at most {_MAX_ENERGY_FACTOR:g}",
+              overhead)
         overhead = 1.0
     table = default_j_per_flop(process_nm, float(overhead))
     explicit = d.get("pj_per_flop")
@@ -389,7 +461,11 @@ def _energy(c: _Checker, raw: Any, process_nm: float) -> EnergyModel:
                 if q:
                     table[key] = q
     sm = d.get("special_multiplier", 4.0)
-    return EnergyModel(_frozen(table), float(sm) if isinstance(sm, (int, float)) else 4.0)
+    if not _is_number(sm, _MAX_ENERGY_FACTOR):
+        c.bad("energy.special_multiplier", f"a positive number of at most {_MAX_ENERGY_FACTOR:g}",
+              sm)
+        sm = 4.0
+    return EnergyModel(_frozen(table), float(sm))
 
 
 _DEVICE_FIELDS = ("name", "kind", "family", "description", "process_node", "compute", "memory",
@@ -400,20 +476,25 @@ _SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", 
 
 def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
     c = _Checker(source)
+    if raw is None:
+        raise SpecError(source, ["<top>: expected a mapping of spec fields, got an empty file"])
     if not isinstance(raw, Mapping):
         raise SpecError(source, [f"<top>: expected a mapping of spec fields, got {type(raw).__name__}"])
     kind = raw.get("kind")
     if kind == "system":
         d = c.mapping(raw, "", _SYSTEM_FIELDS, ("name", "kind", "device", "count", "link"))
+        sys_name = c.string(d, "name", "")
+        description = c.string(d, "description", "", default="", empty_ok=True)
         dev_name = d.get("device")
         device = None
-        if not isinstance(dev_name, str):
+        if not isinstance(dev_name, str) or not dev_name:
             c.bad("device", "the name of a shipped part", dev_name)
         else:
             try:
                 device = device_loader(dev_name)
             except SpecError as e:
-                c.problems.append(f"device: {dev_name!r} could not be loaded: {e}")
+                c.problems.append(f"device: {_show(dev_name)} could not be loaded: "
+                                  + "; ".join(f"{e.source}: {p}" for p in e.problems))
         count = c.integer(d, "count", "", 1)
         topology = c.string(d, "topology", "", TOPOLOGIES, "switch")
         link = _link(c, d.get("link"), "link") or (device.link if device else None)
@@ -421,10 +502,11 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
         pw = c.mapping(d.get("power", {}), "power", ("extra",))
         extra = c.qty(pw, "extra", "power", "power", 0.0, required=False, positive=False)
         pricing = _pricing(c, d.get("cost"))
-        if c.problems or device is None:
-            raise SpecError(source, c.problems)
-        return System(str(d["name"]), device, count or 1, topology or "switch", link, host_link,
-                      extra or 0.0, pricing, str(d.get("description", "")), source)
+        _published(c, d.get("published"))  # checked; tests compare against the raw figures
+        if c.problems or device is None or sys_name is None:
+            raise SpecError(source, [_one_line(p) for p in c.problems])
+        return System(sys_name, device, count or 1, topology or "switch", link, host_link,
+                      extra or 0.0, pricing, description or "", source)
 
     d = c.mapping(raw, "", _DEVICE_FIELDS,
                   ("name", "kind", "family", "process_node", "compute", "memory", "power"))
@@ -433,6 +515,7 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
         c.bad("name", f"the file name {stem!r}", name)
     dkind = c.string(d, "kind", "", DEVICE_KINDS, "gpu")
     family = c.string(d, "family", "", FAMILIES, "gpu")
+    description = c.string(d, "description", "", default="", empty_ok=True)
     node = c.qty(d, "process_node", "", "length", 7e-9) or 7e-9
     compute = _compute(c, d.get("compute"))
     memory = _memory(c, d.get("memory"))
@@ -446,11 +529,20 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
     params = _params(c, d.get("params"), family or "gpu")
     published = _published(c, d.get("published"))
     link = _link(c, d.get("link"), "link")
+    for what, items in (("compute", compute), ("memory", memory)):
+        names = [x.name for x in items]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            c.problems.append(f"{what}.{dup}: the name {dup!r} is given twice (names must be "
+                              f"unique: --set and the mappers find items by name)")
+    l2 = params.get("l2_level")
+    if l2 is not None and memory and l2 not in {m.name for m in memory}:
+        c.bad("params.l2_level", f"the name of a memory level ({', '.join(m.name for m in memory)})",
+              l2)
     if family == "systolic" and compute and not any(u.shape for u in compute if u.unit == "matrix"):
         c.problems.append("compute: a systolic part needs a matrix unit with shape: [rows, cols]")
     if c.problems:
-        raise SpecError(source, c.problems)
-    return System(name, Device(name, dkind or "gpu", family or "gpu", str(d.get("description", "")),
+        raise SpecError(source, [_one_line(p) for p in c.problems])
+    return System(name, Device(name, dkind or "gpu", family or "gpu", description or "",
                                node * 1e9, compute, memory, power, pricing, energy,
                                _frozen(params), _frozen(published), source, link))
 
@@ -464,11 +556,15 @@ def list_arch_files(root: Path | None = None) -> dict[str, Path]:
 
 def find_arch(name: str) -> Path:
     p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    try:
+        exists = p.suffix in (".yaml", ".yml") and p.exists()
+    except (OSError, ValueError):  # a name too long for the OS, or with a NUL byte
+        exists = False
+    if exists:
         return p
     files = list_arch_files()
     if name not in files:
-        raise SpecError("arch", [f"--arch: unknown part {name!r}; shipped: {', '.join(files)}"])
+        raise SpecError("arch", [f"--arch: unknown part {_show(name)}; shipped: {', '.join(files)}"])
     return files[name]
 
 
@@ -476,8 +572,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     """``["power.tdp=500 W", ...]`` -> ``{"power.tdp": "500 W"}``; errors name the bad item."""
     out = {}
     for it in items or ():
-        if "=" not in it:
-            raise SpecError("--set", [f"{it!r}: expected dotted.path=value"])
+        if not isinstance(it, str) or "=" not in it:
+            raise SpecError("--set", [f"{_show(it)}: expected dotted.path=value"])
         k, v = it.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -487,36 +583,57 @@ def _coerce(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return strict_yaml_load(text)
+    except yaml.YAMLError:  # not YAML (or an alias, a duplicate key): the text itself
         return text
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict:
     """Set each dotted path in a deep copy of ``raw``; unknown list items are errors."""
+    return _apply_overrides(raw, overrides, source)[0]
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str
+                     ) -> tuple[dict, dict[str, str]]:
+    """:func:`apply_overrides`, and the field path the checker will report each override
+    under (list items by name: ``compute.0.count`` -> ``compute.tensor_core.count``) ->
+    ``path=value`` as the user gave it."""
     import copy
 
     raw = copy.deepcopy(raw)
     problems = []
+    fields: dict[str, str] = {}
     for path, value in overrides.items():
+        given = f"{path}={_REPR.repr(value)[1:-1] if isinstance(value, str) else _show(value)}"
         keys = path.split(".")
+        if not path or not all(keys):
+            problems.append(f"--set {_show(path)}: expected a dotted path like "
+                            f"memory.hbm.bandwidth")
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            problems.append(f"--set {given}: expected a value after '=', got an empty value")
+            continue
         node: Any = raw
         ok = True
+        canonical = []
         for i, k in enumerate(keys[:-1]):
             if isinstance(node, list):
                 idx = next((j for j, it in enumerate(node)
                             if isinstance(it, Mapping) and it.get("name") == k), None)
-                if idx is None and k.isdigit() and int(k) < len(node):
+                if idx is None and k.isascii() and k.isdigit() and len(k) < 10 \
+                        and int(k) < len(node):
                     idx = int(k)
                 if idx is None:
                     names = [it.get("name") for it in node if isinstance(it, Mapping)]
-                    problems.append(f"--set {path}: no item {k!r} in "
-                                    f"{'.'.join(keys[:i]) or '<top>'} (items: {names})")
+                    problems.append(f"--set {path}: no item {_show(k)} in "
+                                    f"{'.'.join(keys[:i]) or '<top>'} (items: {_show(names)})")
                     ok = False
                     break
                 node = node[idx]
+                canonical.append(_item_path("", node, idx)[1:])
             elif isinstance(node, dict):
                 node = node.setdefault(k, {})
+                canonical.append(k)
             else:
                 problems.append(f"--set {path}: {'.'.join(keys[:i])} is not a mapping")
                 ok = False
@@ -524,38 +641,72 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: s
         if ok:
             if isinstance(node, dict):
                 node[keys[-1]] = _coerce(value)
+                fields[".".join([*canonical, keys[-1]])] = given
             else:
                 problems.append(f"--set {path}: parent is not a mapping")
     if problems:
-        raise SpecError(source, problems)
-    return raw
+        raise SpecError(source, [_one_line(p) for p in problems])
+    return raw, fields
+
+
+def _from_override(problem: str, fields: Mapping[str, str]) -> str:
+    """``problem`` plus ``(from --set path=value)`` when an override set its field."""
+    field = problem.split(": ", 1)[0]
+    for path, given in fields.items():
+        if field == path or field.startswith(path + "."):
+            return f"{problem} (from --set {given})"
+    return problem
 
 
 def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``: at most MAX_SPEC_BYTES of UTF-8, read strictly."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(MAX_SPEC_BYTES + 1) if size <= MAX_SPEC_BYTES else b""
+        if size > MAX_SPEC_BYTES or len(data) > MAX_SPEC_BYTES:
+            raise SpecError(str(path), [f"file is {max(size, len(data)):,} bytes; spec files are "
+                                        f"limited to {MAX_SPEC_BYTES:,} bytes (1 MiB)"])
+        return strict_yaml_load(data.decode("utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(str(path), [f"{where}malformed YAML ({problem})"]) from None
+        raise SpecError(str(path), [_one_line(f"{where}malformed YAML ({problem})")]) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(str(path), [f"not UTF-8 text (byte {e.start}: {e.reason})"]) from None
     except OSError as e:
-        raise SpecError(str(path), [f"cannot read file ({e.strerror})"]) from None
+        raise SpecError(str(path), [f"cannot read file ({e.strerror or e})"]) from None
+
+
+def _system_device(name: str) -> Device:
+    """The device a system spec names; a system is refused (no system of systems, and so no
+    system that names itself and recurses forever)."""
+    path = find_arch(name)
+    raw = _read_yaml(path)
+    if isinstance(raw, Mapping) and raw.get("kind") == "system":
+        raise SpecError(str(path), ["kind: is a system; a system's device must be a single part"])
+    return load_arch(name).device
 
 
 @functools.lru_cache(maxsize=256)
 def _load_cached(path: str, overrides: tuple[tuple[str, str], ...]) -> System:
     p = Path(path)
-    raw = _read_yaml(p)
-    if overrides:
-        raw = apply_overrides(raw if isinstance(raw, dict) else {}, dict(overrides), p.name)
     try:
         source = str(p.relative_to(SPEC_ROOT.parent))
     except ValueError:
         source = str(p)
+    raw = _read_yaml(p)
+    fields: dict[str, str] = {}
+    if overrides and isinstance(raw, dict):  # else _build reports the top level
+        raw, fields = _apply_overrides(raw, dict(overrides), source)
     shipped = SPEC_ROOT in p.resolve().parents
-    system = _build(raw, source, p.stem if shipped else None, lambda n: load_arch(n).device)
+    try:
+        system = _build(raw, source, p.stem if shipped else None, _system_device)
+    except SpecError as e:
+        if not fields:
+            raise
+        raise SpecError(e.source, [_from_override(pr, fields) for pr in e.problems]) from None
     if system.device.family == "cpu" and system.device.params.get("detect"):
         from simulator.arch.cpu_detect import detect_cpu_host
 

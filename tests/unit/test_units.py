@@ -42,3 +42,36 @@ def test_format_roundtrip_prefixes():
     assert format_quantity(3.35e12, "B/s") == "3.35 TB/s"
     # 999.9 us rounds to 1000 us at 3 digits, so the prefix moves up instead of printing 1e+03
     assert format_quantity(999.9e-6, "s") == "1 ms"
+
+
+@pytest.mark.parametrize("text,kind,needle", [
+    ("3,35 TB/s", "bandwidth", "a comma only separates thousands"),   # not 335 TB/s
+    ("1,0000 B", "bytes", "a comma only separates thousands"),
+    ("-5 pJ/B", "energy_per_byte", "expected a non-negative energy per byte"),
+    (-1, "power", "expected a non-negative power"),
+    ("1e300 B/s", "bandwidth", "between 1 bit/s and 1 EB/s"),
+    ("1e-30 GHz", "frequency", "between 1 Hz and 1 THz"),
+    (10**400, "bytes", "between 1 bit and 1 EB"),               # an int beyond the float range
+    (float("inf"), "time", "not a finite number"),
+    ("$5 W", "power", "(a $ amount)"),
+    ("", "bytes", "got ''"),
+    ("1" * 201, "bytes", "(at most 200)"),
+])
+def test_bad_quantities_are_unit_errors_not_numbers(text, kind, needle):
+    with pytest.raises(UnitError) as e:
+        parse_quantity(text, kind)
+    assert needle in str(e.value) and len(str(e.value)) < 300
+
+
+def test_zero_and_thousands_separators_parse():
+    assert parse_quantity("0 W", "power") == 0.0  # zero passes; the loader decides if it may
+    assert parse_quantity("1,000,000 B", "bytes") == 1e6
+    assert parse_quantity("1_000 B", "bytes") == 1e3
+    assert parse_quantity(".5 GHz", "frequency") == 5e8
+
+
+def test_parser_is_linear_in_the_text():
+    # The old number regex backtracked cubically: "1" * 4000 + " x y" took minutes.
+    for n in (100, 200, 100_000):
+        with pytest.raises(UnitError):
+            parse_quantity("1" * n + " x y", "bytes")

@@ -18,7 +18,10 @@ mlp                          MLPSpec            stack of linear layers (hwsim's 
 ===========================  =================  ============================================
 
 All problems of a config are collected and raised together in one :class:`WorkloadError`, each
-naming the file, the field and the value found.
+naming the file, the field and the value found. Every size field is bounded
+(:data:`FIELD_MAX`); files over :data:`MAX_CONFIG_BYTES` are refused before parsing; JSON
+``NaN``/``Infinity`` and duplicate keys are errors. YAML is read with :class:`StrictYAMLLoader`
+(no anchors or aliases, no duplicate keys, bounded nesting), which the arch-spec loader shares.
 
 Examples
 --------
@@ -32,6 +35,9 @@ Examples
 from __future__ import annotations
 
 import json
+import math
+import os
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +48,92 @@ import yaml
 from workloads.errors import WorkloadError
 
 __all__ = ["TransformerSpec", "ResNetSpec", "LeNetSpec", "MLPSpec", "ModelSpec", "MODEL_TYPES",
-           "parse_config", "parse_config_text", "read_config_file"]
+           "parse_config", "parse_config_text", "read_config_file", "StrictYAMLLoader",
+           "strict_yaml_load", "MAX_CONFIG_BYTES", "MAX_YAML_DEPTH", "FIELD_MAX"]
+
+#: Largest config file (or text) read; a real HF config.json is a few KiB.
+MAX_CONFIG_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists a YAML input may have.
+MAX_YAML_DEPTH = 32
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened for one-line messages."""
+    return _REPR.repr(value)
+
+
+class StrictYAMLLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` for untrusted input files.
+
+    Refuses anchors and aliases (so an alias bomb, "billion laughs", fails at its first anchor
+    instead of expanding), duplicate mapping keys (the second would silently win) and nesting
+    deeper than :data:`MAX_YAML_DEPTH`. Each refusal is a ``yaml.YAMLError`` with the line and
+    column, like any other YAML syntax error.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "aliases (*" if isinstance(event, yaml.AliasEvent) else "anchors (&"
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML {kind}{event.anchor}) are not allowed", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"a mapping key must be a plain value, got {_show(key)}",
+                        key_node.start_mark) from None
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_show(key)} (first given on line {first})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML raises plain ValueError & co for a bad typed scalar (a 5,000-digit int, the
+        # date 2001-13-45, `!!float x`); make each a YAMLError with its line and column.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            what = _show(node.value) if isinstance(node, yaml.ScalarNode) else "value"
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {what} as {tag} ({reason})", node.start_mark) from None
+
+
+def strict_yaml_load(text: str) -> Any:
+    """Parse one YAML document with :class:`StrictYAMLLoader` (raises ``yaml.YAMLError``)."""
+    try:
+        return yaml.load(text, Loader=StrictYAMLLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise yaml.YAMLError(f"cannot read a value ({reason})") from None
 
 
 @dataclass(frozen=True)
@@ -142,6 +233,42 @@ _ACTS = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu", "gelu_pytorch_
          "quick_gelu": "gelu", "silu": "silu", "swish": "silu", "relu": "relu"}
 _REQUIRED = object()
 
+#: Largest value accepted for each size field: sane bounds, far above any real model (the
+#: largest shipped hidden_size is 12,288, vocab 128k, context 128k), so a typo such as
+#: ``hidden_size: 10**30`` is an error naming the field instead of a model of 1e60 FLOP.
+#: Fields not listed are bounded by 2**31 - 1; list fields hold at most 1,000 entries.
+FIELD_MAX: dict[str, int] = {
+    "hidden_size": 1_000_000, "n_embd": 1_000_000, "embedding_size": 1_000_000,
+    "num_hidden_layers": 10_000, "n_layer": 10_000, "depths": 10_000,
+    "num_attention_heads": 100_000, "n_head": 100_000, "num_key_value_heads": 100_000,
+    "head_dim": 100_000, "intermediate_size": 10_000_000, "n_inner": 10_000_000,
+    "vocab_size": 100_000_000, "type_vocab_size": 1_000_000,
+    "max_position_embeddings": 1_000_000_000, "n_positions": 1_000_000_000,
+    "n_ctx": 1_000_000_000, "sliding_window": 1_000_000_000,
+    "num_local_experts": 100_000, "num_experts_per_tok": 100_000,
+    "num_channels": 100_000, "num_labels": 100_000_000, "image_size": 100_000,
+    "kernel_size": 1_000, "hidden_sizes": 1_000_000, "conv_channels": 1_000_000,
+    "fc_sizes": 10_000_000, "layer_sizes": 10_000_000,
+}
+_DEFAULT_MAX = 2**31 - 1
+_MAX_LIST = 1_000
+
+
+def _clip(problem: str, limit: int = 300) -> str:
+    """One short line: newlines escaped, a huge value cut in the middle."""
+    problem = problem.replace("\r", "\\r").replace("\n", "\\n")
+    if len(problem) <= limit:
+        return problem
+    return f"{problem[:limit - 120]} ...({len(problem) - limit + 20:,} characters)... " \
+           f"{problem[-100:]}"
+
+
+def _is_whole(v: Any) -> bool:
+    """An int, or a finite float with no fractional part (not a bool, NaN or infinity)."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
+
 
 class _Fields:
     """Reads typed fields from a config, collecting every problem instead of stopping."""
@@ -164,9 +291,14 @@ class _Fields:
         name, v = self._get(names, default)
         if v is _REQUIRED or (v is default and v is None):
             return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < minimum:
+        hi = FIELD_MAX.get(name, _DEFAULT_MAX)
+        if not _is_whole(v) or v < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            self.problems.append(f"field {name!r}: expected {what}, got {v!r}")
+            self.problems.append(f"field {name!r}: expected {what}, got {_show(v)}")
+            return _REQUIRED
+        if v > hi:
+            self.problems.append(f"field {name!r}: expected an integer from {minimum} to {hi:,}, "
+                                 f"got {_show(v)}")
             return _REQUIRED
         return int(v)
 
@@ -174,23 +306,26 @@ class _Fields:
         _, v = self._get((name,), _REQUIRED)
         if v is _REQUIRED:
             return v
-        if (not isinstance(v, (list, tuple)) or not v
-                or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v)):
-            self.problems.append(f"field {name!r}: expected a list of positive integers, got {v!r}")
+        hi = FIELD_MAX.get(name, _DEFAULT_MAX)
+        if (not isinstance(v, (list, tuple)) or not v or len(v) > _MAX_LIST
+                or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= hi
+                       for x in v)):
+            self.problems.append(f"field {name!r}: expected a list of 1 to {_MAX_LIST} integers "
+                                 f"from 1 to {hi:,}, got {_show(v)}")
             return _REQUIRED
         return tuple(int(x) for x in v)
 
     def bool(self, name: str, default: bool) -> bool:
         _, v = self._get((name,), default)
         if not isinstance(v, bool):
-            self.problems.append(f"field {name!r}: expected true or false, got {v!r}")
+            self.problems.append(f"field {name!r}: expected true or false, got {_show(v)}")
             return default
         return v
 
     def act(self, name: str, default: str) -> str:
         _, v = self._get((name,), default)
         if str(v).lower() not in _ACTS:
-            self.problems.append(f"field {name!r}: unsupported activation {v!r}; "
+            self.problems.append(f"field {name!r}: unsupported activation {_show(v)}; "
                                  f"known: {', '.join(sorted(_ACTS))}")
             return default
         return _ACTS[str(v).lower()]
@@ -201,7 +336,7 @@ class _Fields:
 
     def finish(self) -> None:
         if self.problems:
-            raise WorkloadError("\n".join(f"{self.source}: {p}" for p in self.problems))
+            raise WorkloadError("\n".join(f"{self.source}: {_clip(p)}" for p in self.problems))
 
 
 def _ok(*values: Any) -> bool:
@@ -384,7 +519,7 @@ def parse_config(cfg: Mapping[str, Any], source: str = "<config>") -> ModelSpec:
                             f"{', '.join(MODEL_TYPES)}")
     key = str(mt).lower()
     if key not in MODEL_TYPES:
-        raise WorkloadError(f"{source}: field 'model_type': unsupported value {mt!r}; "
+        raise WorkloadError(f"{source}: field 'model_type': unsupported value {_show(mt)}; "
                             f"supported: {', '.join(MODEL_TYPES)}")
     return MODEL_TYPES[key](_Fields(cfg, source, key))
 
@@ -395,18 +530,48 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     Raises
     ------
     WorkloadError
-        If the file is missing, cannot be parsed (with the line), or is not a mapping.
+        If the file is missing, larger than :data:`MAX_CONFIG_BYTES` (checked before it is
+        read), not UTF-8, cannot be parsed (with the line), or is not a mapping.
     """
     p = Path(path)
-    if p.is_dir():
-        p = p / "config.json"
-    if not p.is_file():
-        raise WorkloadError(f"{p}: no such config file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise WorkloadError(f"{p}: cannot read: {e}") from None
+        if p.is_dir():
+            p = p / "config.json"
+        is_file = p.is_file()
+    except (OSError, ValueError):  # a name too long for the OS, or with a NUL byte
+        is_file = False
+    if not is_file:
+        raise WorkloadError(f"{_show(str(p))}: no such config file")
+    try:
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(MAX_CONFIG_BYTES + 1) if size <= MAX_CONFIG_BYTES else b""
+        if size > MAX_CONFIG_BYTES or len(data) > MAX_CONFIG_BYTES:
+            raise WorkloadError(f"{p}: file is {max(size, len(data)):,} bytes; config files are "
+                                f"limited to {MAX_CONFIG_BYTES:,} bytes (1 MiB)")
+        text = data.decode("utf-8")
+    except OSError as e:
+        raise WorkloadError(f"{p}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise WorkloadError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     return parse_config_text(text, str(p), json_only=p.suffix.lower() == ".json")
+
+
+class _JSONRefused(ValueError):
+    """Valid JSON to Python's parser that a config may not contain."""
+
+
+def _json_constant(name: str) -> Any:
+    raise _JSONRefused(f"malformed JSON: {name} is not a number JSON allows")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _JSONRefused(f"malformed JSON: duplicate key {_show(k)}")
+        out[k] = v
+    return out
 
 
 def parse_config_text(text: str, source: str, json_only: bool = False) -> dict[str, Any]:
@@ -416,20 +581,32 @@ def parse_config_text(text: str, source: str, json_only: bool = False) -> dict[s
     ------
     WorkloadError
         Naming ``source`` and the line of a syntax error, or if the top level is not a mapping.
+        Also for text over :data:`MAX_CONFIG_BYTES`, JSON ``NaN``/``Infinity``, an integer of
+        thousands of digits, duplicate keys, nesting too deep, and YAML anchors or aliases.
     """
+    if len(text) > MAX_CONFIG_BYTES:
+        raise WorkloadError(f"{source}: config is {len(text):,} characters; config files are "
+                            f"limited to {MAX_CONFIG_BYTES:,} bytes (1 MiB)")
     if json_only:
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_json_constant, object_pairs_hook=_json_object)
         except json.JSONDecodeError as e:
             raise WorkloadError(f"{source}: malformed JSON at line {e.lineno}, "
                                 f"column {e.colno}: {e.msg}") from None
+        except _JSONRefused as e:
+            raise WorkloadError(f"{source}: {e}") from None
+        except RecursionError:
+            raise WorkloadError(f"{source}: malformed JSON: nested too deeply") from None
+        except ValueError:  # int(): an integer literal over Python's 4,300-digit limit
+            raise WorkloadError(f"{source}: malformed JSON: an integer of thousands of "
+                                f"digits") from None
     else:
         try:
-            data = yaml.safe_load(text)
+            data = strict_yaml_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise WorkloadError(f"{source}: malformed YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise WorkloadError(f"{source}: expected a mapping of config fields at the top level, "
