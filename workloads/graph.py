@@ -25,8 +25,8 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -50,16 +50,15 @@ class Repeat:
 Group = tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class FlatNode:
+class FlatNode(NamedTuple):
     """One op instance in execution order: its full name, op, predecessors and the device
-    group that runs it."""
+    group that runs it. (A named tuple: a million of them are made per run.)"""
 
     name: str
     op: Op
     preds: tuple[str, ...]
     devices: Group = (0,)
-    tags: tuple[str, ...] = field(default=())
+    tags: tuple[str, ...] = ()
 
     @property
     def device(self) -> int:
@@ -157,21 +156,27 @@ class WorkloadGraph:
         """Node names in a deterministic topological order (insertion order breaks ties).
 
         Cached until the graph changes (a repeated block is walked once per iteration)."""
+        return list(self._plan()[1])
+
+    def _plan(self) -> tuple[Any, list[str], list[str], list[tuple[str, Any, tuple, Any]]]:
+        """(key, topological order, sinks, per node (name, item, preds, data)), cached until
+        the graph changes."""
         key = (id(self.g), self.g.number_of_nodes(), self.g.number_of_edges())
         cached = self.__dict__.get("_topo")
         if cached is None or cached[0] != key:
             order = {n: i for i, n in enumerate(self.g.nodes)}
             names = list(nx.lexicographical_topological_sort(self.g, key=order.__getitem__))
             sinks = [n for n in names if self.g.out_degree(n) == 0]
-            cached = self.__dict__["_topo"] = (key, names, sinks)
-        return list(cached[1])
+            rows = [(n, self.g.nodes[n]["item"], tuple(self.g.predecessors(n)), self.g.nodes[n])
+                    for n in names]
+            cached = self.__dict__["_topo"] = (key, names, sinks, rows)
+        return cached
 
     def sources(self) -> list[str]:
         return [n for n in self.topo() if self.g.in_degree(n) == 0]
 
     def sinks(self) -> list[str]:
-        self.topo()
-        return list(self.__dict__["_topo"][2])
+        return list(self._plan()[2])
 
     def flat(self, prefix: str = "", entry: tuple[str, ...] = ()) -> Iterator[FlatNode]:
         """Yield every op instance in topological order with fully-qualified names.
@@ -185,10 +190,14 @@ class WorkloadGraph:
     def _flat(self, prefix: str, entry: tuple[str, ...], sinks_out: list[str], group: Group
               ) -> Iterator[FlatNode]:
         exits: dict[str, tuple[str, ...]] = {}
-        for name in self.topo():
-            data = self.g.nodes[name]
-            preds = tuple(x for p in self.g.predecessors(name) for x in exits[p]) or entry
-            item = data["item"]
+        _, _, sinks, rows = self._plan()
+        for name, item, pred_names, data in rows:
+            if len(pred_names) == 1:
+                preds = exits[pred_names[0]]
+            else:
+                preds = tuple(x for p in pred_names for x in exits[p]) or entry
+            if not preds:
+                preds = entry
             full = f"{prefix}{name}"
             grp = data["group"] or group
             if isinstance(item, Repeat):
@@ -201,7 +210,7 @@ class WorkloadGraph:
             else:
                 yield FlatNode(full, item, preds, grp, data["tags"])
                 exits[name] = (full,)
-        for s in self.sinks():
+        for s in sinks:
             sinks_out.extend(exits[s])
 
     def count_ops(self) -> int:

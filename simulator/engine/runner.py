@@ -1,10 +1,10 @@
 """Discrete-event run of a WorkloadGraph over every device of its groups (simpy).
 
-The engine knows nothing about GPUs or layers. Each device owns three streams, each a simpy
-``Resource`` of capacity one: ``compute``, ``copy`` (its host link: the copy engine) and
-``comm`` (its port onto the interconnect). Ops on one stream serialise; a collective takes the
-``comm`` port of every device of its group at once (acquired in device order, so two
-collectives can never deadlock) and so can overlap compute on the same devices.
+The engine knows nothing about GPUs or layers. Each device owns three streams, each a resource
+of capacity one on simpy's event calendar: ``compute``, ``copy`` (its host link: the copy
+engine) and ``comm`` (its port onto the interconnect). Ops on one stream serialise; a
+collective takes the ``comm`` port of every device of its group at once and so can overlap
+compute on the same devices.
 
 A node placed on a group of devices runs as one task per device (SPMD); each task waits for the
 tasks of its predecessors on the same device, or for all of them when the predecessor ran on
@@ -21,6 +21,7 @@ in topological order, then by device.
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -156,18 +157,24 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
     t_wait = array("i")            # unfinished dependencies
     t_succ: list[list[int] | None] = []
     r_node, r_dev, r_stream = array("i"), array("i"), array("b")
+    node_stream = array("b")
     n_rec = 0
 
+    per_op: dict[int, tuple[OpCost, int, bool]] = {}  # by op object: shared by repeats
     for i, fn in enumerate(graph.flat()):
-        index[fn.name] = i
-        names.append(fn.name)
-        ops.append(fn.op)
-        costs.append(cost_of(fn.op))
-        grp = fn.devices
+        name, op, fpreds, grp = fn[0], fn[1], fn[2], fn[3]
+        index[name] = i
+        names.append(name)
+        ops.append(op)
+        known = per_op.get(id(op))
+        if known is None:  # ids are stable: every op stays referenced from `ops`
+            known = per_op[id(op)] = (cost_of(op), STREAMS.index(stream_of(op)),
+                                      isinstance(op, Collective))
+        cost, stream, collective = known
+        costs.append(cost)
         node_group.append(grp)
-        preds = [index[p] for p in fn.preds]
-        collective = isinstance(fn.op, Collective)
-        stream = STREAMS.index(stream_of(fn.op))
+        preds = [index[p] for p in fpreds]
+        node_stream.append(stream)
         mine = []
         for d in ((-1,) if collective else grp):
             t = len(t_node)
@@ -182,7 +189,9 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
             deps: list[int] = []
             for p in preds:
                 pt = node_tasks[p]
-                if d != -1 and len(pt) > 1 and d in node_group[p]:
+                if len(pt) == 1:
+                    deps.append(pt[0])
+                elif d != -1 and d in node_group[p]:
                     deps.append(pt[node_group[p].index(d)])
                 else:
                     deps.extend(pt)
@@ -206,58 +215,68 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
     del r_node, r_dev, r_stream
     rec_start = np.full(n_rec, np.nan)
     rec_end = np.full(n_rec, np.nan)
-    resources: dict[tuple[int, int], simpy.PriorityResource] = {}
-
-    def resource(dev: int, stream: int) -> simpy.PriorityResource:
-        key = (dev, stream)
-        r = resources.get(key)
-        if r is None:
-            r = resources[key] = simpy.PriorityResource(env, capacity=1)
-        return r
+    # Streams and link ports: resources of capacity one on simpy's event calendar. Each keeps
+    # a heap of the tasks waiting for it, by program order; a task holding several ports (a
+    # collective) starts when it heads every one of them and all are free, so the task first
+    # in program order can always proceed: no deadlock, no overtaking.
+    waiting: dict[int, list[tuple[int, int]]] = {}
+    busy: set[int] = set()
+    n_streams = len(STREAMS)
 
     def devices_of(t: int) -> tuple[int, ...]:
         return node_group[t_node[t]] if t_dev[t] == -1 else (t_dev[t],)
 
-    def ready(t: int) -> None:
-        stream = STREAMS.index(stream_of(ops[t_node[t]]))
-        keys = [(d, stream) for d in sorted(devices_of(t))]
-        _acquire(t, keys, 0, [])
+    def ports_of(t: int) -> tuple[int, ...]:
+        n, d = t_node[t], t_dev[t]
+        stream = node_stream[n]
+        if d != -1:
+            return (d * n_streams + stream,)
+        return tuple(x * n_streams + stream for x in node_group[n])
 
-    def _acquire(t: int, keys: list[tuple[int, int]], k: int, held: list[Any]) -> None:
-        while k < len(keys):
-            res = resource(*keys[k])
-            req = res.request(priority=t_node[t])  # program order among the ready ops
-            held.append((res, req))
-            k += 1
-            if not req.triggered:
-                req.callbacks.append(lambda _e, t=t, keys=keys, k=k, held=held:
-                                     _acquire(t, keys, k, held))
+    def ready(t: int) -> tuple[int, ...]:
+        ports = ports_of(t)
+        for p in ports:
+            heapq.heappush(waiting.setdefault(p, []), (t_node[t], t))
+        return ports
+
+    def try_start(p: int) -> None:
+        while p not in busy:
+            heap = waiting.get(p)
+            if not heap:
                 return
-        _start(t, held)
+            t = heap[0][1]
+            ports = ports_of(t)
+            if len(ports) > 1 and not all(q not in busy and waiting[q][0][1] == t
+                                          for q in ports):
+                return
+            for q in ports:
+                heapq.heappop(waiting[q])
+                busy.add(q)
+            r0 = t_rec[t]
+            rec_start[r0:r0 + len(ports)] = env.now
+            ev = env.timeout(costs[t_node[t]].latency_s)
+            ev.callbacks.append(lambda _e, t=t, ports=ports: _done(t, ports))
 
-    def _start(t: int, held: list[Any]) -> None:
-        n = t_node[t]
+    def _done(t: int, ports: tuple[int, ...]) -> None:
         r0 = t_rec[t]
-        rec_start[r0:r0 + len(devices_of(t))] = env.now
-        ev = env.timeout(costs[n].latency_s)
-        ev.callbacks.append(lambda _e, t=t, held=held: _done(t, held))
-
-    def _done(t: int, held: list[Any]) -> None:
-        r0 = t_rec[t]
-        k = len(devices_of(t))
-        rec_end[r0:r0 + k] = env.now
-        for res, req in held:
-            res.release(req)
+        rec_end[r0:r0 + len(ports)] = env.now
+        busy.difference_update(ports)
+        touched = list(ports)
         succ = t_succ[t]
         t_succ[t] = None  # free as we go
         for s in succ or ():
             t_wait[s] -= 1
             if t_wait[s] == 0:
-                ready(s)
+                touched.extend(ready(s))
+        for p in sorted(set(touched)):
+            try_start(p)
 
+    first: set[int] = set()
     for t in range(len(t_node)):
         if t_wait[t] == 0:
-            ready(t)
+            first.update(ready(t))
+    for p in sorted(first):
+        try_start(p)
     env.run()
     missing = int(np.isnan(rec_end).sum())
     if missing:  # a dependency never completed: a cycle or a bad name

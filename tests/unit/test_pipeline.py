@@ -164,11 +164,15 @@ def test_tensor_parallel_is_a_transform_of_the_unsharded_graph():
 # -- the predictor is built once and reuses its op cache ------------------------------------------
 def test_predictor_reuses_op_costs_across_calls():
     p = Predictor(load_arch("h100-sxm"))
-    for b in (1, 2, 4, 8):
-        plan = make_plan("llama2-7b", p.system, phase="decode", batch=b, context=1024)
-        p.predict(plan.build(), plan)
-    info = p.cache_info()
-    assert info["hits"] > 10 * info["entries"]  # 32 identical layers, 4 runs
+    plan = make_plan("llama2-7b", p.system, phase="decode", batch=8, context=1024)
+    p.predict(plan.build(), plan)
+    first = p.cache_info()
+    plan = make_plan("llama2-7b", p.system, phase="decode", batch=8, context=2048)
+    p.predict(plan.build(), plan)
+    second = p.cache_info()
+    # a longer context changes only the attention op: everything else comes from the cache
+    assert second["entries"] == first["entries"] + 1
+    assert second["hits"] >= first["entries"] - 1
 
 
 def test_plan_rejects_impossible_layouts():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -68,6 +70,18 @@ class ModelInfo:
     source: str
 
 
+@cache
+def _shipped_text(name: str) -> str:
+    """A shipped config's text (read once per process: sweeps build thousands of graphs)."""
+    return _configs()[name].read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str, source: str) -> dict[str, Any]:
+    return parse_config_text(text, source)
+
+
+@lru_cache(maxsize=1)
 def _configs() -> dict[str, Traversable]:
     root = resources.files("workloads.zoo").joinpath("configs")
     return {p.name[: -len(".yaml")]: p for p in root.iterdir() if p.name.endswith(".yaml")}
@@ -82,7 +96,7 @@ def _resolve(name_or_path: str) -> tuple[dict[str, Any], str, str]:
     if key.lower() in shipped:
         name = key.lower()
         source = f"workloads/zoo/configs/{name}.yaml"
-        return parse_config_text(shipped[name].read_text(encoding="utf-8"), source), source, name
+        return copy.deepcopy(_parsed(_shipped_text(name), source)), source, name
     path = Path(key).expanduser()
     if path.exists() or path.suffix.lower() in (".json", ".yaml", ".yml"):
         cfg = read_config_file(path)
