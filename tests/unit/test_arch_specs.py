@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.arch import cpu_detect
+from simulator.arch import host as host_facts
 from simulator.arch.cpu_detect import detect_cpu_host
 from simulator.arch.loader import SPEC_ROOT, list_arch_files, load_arch
 from simulator.errors import SpecError
@@ -273,11 +273,11 @@ def test_kind_efficiency_kinds_are_the_streaming_kinds_and_attention():
 
 # -- host CPU detection ----------------------------------------------------------------------
 def _fake_machine(monkeypatch, files: dict[str, str], cpus: set[int] | None):
-    monkeypatch.setattr(cpu_detect, "_read", lambda path: files.get(path))
-    monkeypatch.setattr(cpu_detect, "_glob",
+    monkeypatch.setattr(host_facts, "_read", lambda path: files.get(path))
+    monkeypatch.setattr(host_facts, "_glob",
                         lambda pattern: sorted(p for p in {f.rsplit("/", 1)[0] for f in files}
                                                if fnmatch.fnmatch(p, pattern)))
-    monkeypatch.setattr(cpu_detect, "_affinity", lambda: cpus)
+    monkeypatch.setattr(host_facts, "affinity", lambda: cpus)
 
 
 def _cache(files, index, level, ctype, size, shared):
