@@ -7,7 +7,7 @@ or a capacity search that revisits the same shapes maps each one once.
 Energy is summed per device from its own timeline: each device pays the dynamic energy of the
 ops it ran, its static power over the whole run, and (when the spec gives ``power.active``) the
 extra power of being active while it has work; the system's own overhead (host CPUs, switches,
-fans) scales between its idle and busy figures with the devices' mean activity. Nothing is
+fans) scales between its idle and full-load figures with the devices' mean power. Nothing is
 multiplied by a device count.
 """
 
@@ -223,7 +223,7 @@ class Predictor:
         out: list[DeviceEnergy] = []
         mem_tot: dict[str, float] = {}
         comp_tot = static_tot = 0.0
-        busy_frac = []
+        load: list[float] = []
         for d in range(system.count):
             sel = tl.node[tl.device == d]
             busy = tl.busy_s(d) if sel.size else 0.0
@@ -238,10 +238,13 @@ class Predictor:
             static_tot += st
             for k, v in mem.items():
                 mem_tot[k] = mem_tot.get(k, 0.0) + v
-            busy_frac.append(busy / latency if latency else 0.0)
-        # system overhead (host, switches, fans): idle figure plus the busy share of the rest
+            load.append(total / latency if latency else 0.0)
+        # System overhead (host CPUs, switches, fans, PSU losses): its idle figure, plus the
+        # rest in proportion to how far the devices' mean power sits between idle and TDP
+        # (fans and conversion losses follow the heat the devices make).
         idle_x = system.overhead_idle_power_w
-        activity = float(np.mean(busy_frac)) if busy_frac else 0.0
+        span = max(dev.power.tdp_w - static_w, 1e-9)
+        activity = min(1.0, max(0.0, (float(np.mean(load)) - static_w) / span)) if load else 0.0
         extra_j = (idle_x + (system.overhead_power_w - idle_x) * activity) * latency
         energy = EnergyBreakdown(comp_tot, FrozenMap(mem_tot), static_tot + extra_j,
                                  system_j=extra_j)

@@ -52,7 +52,7 @@ from workloads.dtypes import get_dtype
 from workloads.importers.hf_config import strict_yaml_load
 from workloads.ops import SPECIAL_FUNCTIONS
 
-__all__ = ["SPEC_ROOT", "list_arch_files", "find_arch", "load_arch", "load_arch_file",
+__all__ = ["SPEC_ROOT", "list_arch_files", "find_arch", "load_arch",
            "parse_overrides", "apply_overrides", "PARAM_SCHEMA", "MAX_SPEC_BYTES", "MAX_COUNT"]
 
 SPEC_ROOT = Path(__file__).resolve().parents[2] / "arch_specs"
@@ -469,12 +469,15 @@ def _energy(c: _Checker, raw: Any, process_nm: float) -> EnergyModel:
 
 
 _DEVICE_FIELDS = ("name", "kind", "family", "description", "process_node", "compute", "memory",
-                  "link", "power", "cost", "energy", "params", "published", "sources")
+                  "link", "host_link", "power", "cost", "energy", "params", "published",
+                  "sources")
 _SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", "link",
                   "host_link", "power", "cost", "published", "sources")
 
 
-def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
+def _build(raw: Any, source: str, stem: str | None, device_loader,
+           base_count: int | None = None) -> System:
+    """``base_count``: the system's ``count`` before overrides (devices per node)."""
     c = _Checker(source)
     if raw is None:
         raise SpecError(source, ["<top>: expected a mapping of spec fields, got an empty file"])
@@ -499,14 +502,21 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
         topology = c.string(d, "topology", "", TOPOLOGIES, "switch")
         link = _link(c, d.get("link"), "link") or (device.link if device else None)
         host_link = _link(c, d.get("host_link"), "host_link")
-        pw = c.mapping(d.get("power", {}), "power", ("extra",))
+        pw = c.mapping(d.get("power", {}), "power", ("extra", "extra_idle"))
         extra = c.qty(pw, "extra", "power", "power", 0.0, required=False, positive=False)
+        extra_idle = c.qty(pw, "extra_idle", "power", "power", None, required=False,
+                           positive=False)
+        if extra_idle is not None and extra is not None and extra_idle > extra:
+            c.bad("power.extra_idle", f"at most power.extra ({pw.get('extra')})",
+                  pw.get("extra_idle"))
         pricing = _pricing(c, d.get("cost"))
         _published(c, d.get("published"))  # checked; tests compare against the raw figures
         if c.problems or device is None or sys_name is None:
             raise SpecError(source, [_one_line(p) for p in c.problems])
-        return System(sys_name, device, count or 1, topology or "switch", link, host_link,
-                      extra or 0.0, pricing, description or "", source)
+        return System(sys_name, device, count or 1, topology or "switch", link,
+                      host_link or device.host_link, extra or 0.0, pricing, description or "",
+                      source, extra_idle_power_w=extra_idle,
+                      devices_per_node=base_count or count or 1)
 
     d = c.mapping(raw, "", _DEVICE_FIELDS,
                   ("name", "kind", "family", "process_node", "compute", "memory", "power"))
@@ -519,16 +529,21 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
     node = c.qty(d, "process_node", "", "length", 7e-9) or 7e-9
     compute = _compute(c, d.get("compute"))
     memory = _memory(c, d.get("memory"))
-    pw = c.mapping(d.get("power", {}), "power", ("tdp", "static"), ("tdp", "static"))
+    pw = c.mapping(d.get("power", {}), "power", ("tdp", "static", "active"), ("tdp", "static"))
     power = Power(c.qty(pw, "tdp", "power", "power", 1.0) or 1.0,
-                  c.qty(pw, "static", "power", "power", 0.0, positive=False) or 0.0)
+                  c.qty(pw, "static", "power", "power", 0.0, positive=False) or 0.0,
+                  c.qty(pw, "active", "power", "power", None, required=False))
     if power.static_w > power.tdp_w:
         c.bad("power.static", f"at most power.tdp ({pw.get('tdp')})", pw.get("static"))
+    if power.active_w is not None and not power.static_w <= power.active_w <= power.tdp_w:
+        c.bad("power.active", f"between power.static ({pw.get('static')}) and power.tdp "
+              f"({pw.get('tdp')})", pw.get("active"))
     pricing = _pricing(c, d.get("cost"))
     energy = _energy(c, d.get("energy"), node * 1e9)
     params = _params(c, d.get("params"), family or "gpu")
     published = _published(c, d.get("published"))
     link = _link(c, d.get("link"), "link")
+    host_link = _link(c, d.get("host_link"), "host_link")
     for what, items in (("compute", compute), ("memory", memory)):
         names = [x.name for x in items]
         for dup in sorted({n for n in names if names.count(n) > 1}):
@@ -544,7 +559,8 @@ def _build(raw: Any, source: str, stem: str | None, device_loader) -> System:
         raise SpecError(source, [_one_line(p) for p in c.problems])
     return System(name, Device(name, dkind or "gpu", family or "gpu", description or "",
                                node * 1e9, compute, memory, power, pricing, energy,
-                               _frozen(params), _frozen(published), source, link))
+                               _frozen(params), _frozen(published), source, link, host_link),
+                  host_link=host_link)
 
 
 # -- files, names and overrides --------------------------------------------------------------
@@ -698,11 +714,14 @@ def _load_cached(path: str, overrides: tuple[tuple[str, str], ...]) -> System:
         source = str(p)
     raw = _read_yaml(p)
     fields: dict[str, str] = {}
+    base = raw.get("count") if isinstance(raw, dict) else None
+    base_count = base if isinstance(base, int) and not isinstance(base, bool) and base > 0 \
+        else None
     if overrides and isinstance(raw, dict):  # else _build reports the top level
         raw, fields = _apply_overrides(raw, dict(overrides), source)
     shipped = SPEC_ROOT in p.resolve().parents
     try:
-        system = _build(raw, source, p.stem if shipped else None, _system_device)
+        system = _build(raw, source, p.stem if shipped else None, _system_device, base_count)
     except SpecError as e:
         if not fields:
             raise
@@ -731,6 +750,3 @@ def load_arch(name_or_path: str | os.PathLike, overrides: Mapping[str, Any] | It
     return _load_cached(str(path), tuple(sorted(ov.items())))
 
 
-def load_arch_file(path: str | os.PathLike) -> System:
-    """Load one spec file, requiring its ``name`` to match the file name."""
-    return _load_cached(str(Path(path)), ())

@@ -143,6 +143,7 @@ class Device:
     published: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
     source: str = ""
     link: Link | None = None  # the part's own chip-to-chip link (NVLink, ICI, PCIe)
+    host_link: Link | None = None  # to host memory (PCIe, NVLink-C2C): copies cross it
 
     # -- derived rates ----------------------------------------------------------------------
     def units(self, unit: str) -> tuple[ComputeUnit, ...]:
