@@ -115,6 +115,8 @@ class Predictor:
         self._mapper = Mapper(system.device, self.options)
         self._cache: dict[Op, OpCost] = {}
         self._hits = 0
+        self._runs: dict[tuple[Plan, CostOptions], Result] = {}
+        self._run_hits = 0
 
     # -- op costs ---------------------------------------------------------------------------
     def cost(self, op: Op) -> OpCost:
@@ -134,7 +136,28 @@ class Predictor:
         return c
 
     def cache_info(self) -> dict[str, int]:
-        return {"entries": len(self._cache), "hits": self._hits}
+        """Op-cost cache entries and hits, and whole-plan results reused by :meth:`run`."""
+        return {"entries": len(self._cache), "hits": self._hits, "runs": len(self._runs),
+                "run_hits": self._run_hits}
+
+    def run(self, plan: Plan, *, cost: CostOptions | None = None,
+            max_runs: int = 4096) -> Result:
+        """Build ``plan`` and predict it; a plan seen before (same system, layout, shapes and
+        cost options) returns its earlier Result, which is immutable. A serving simulation or
+        a capacity search revisits the same batch compositions many times."""
+        key = (plan, cost or CostOptions())
+        r = self._runs.get(key)
+        if r is not None:
+            self._run_hits += 1
+            return r
+        if plan.system != self.system:
+            raise MappingError(f"plan is for {plan.system.name}, this predictor for "
+                               f"{self.system.name}")
+        r = self.predict(plan.build(), plan, cost=cost)
+        if len(self._runs) >= max_runs:
+            self._runs.pop(next(iter(self._runs)))
+        self._runs[key] = r
+        return r
 
     # -- runs -------------------------------------------------------------------------------
     def predict(self, graph: WorkloadGraph, plan: Plan | None = None, *,

@@ -96,6 +96,7 @@ class WorkloadGraph:
                 raise ValueError(f"{self.name}: node {name!r}: a device group is a non-empty "
                                  f"tuple of distinct device indices, got {group!r}")
         self.g.add_node(name, item=item, group=group, tags=tags)
+        self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
         for src in inputs:
             if src not in self.g:
                 raise ValueError(f"{self.name}: node {name!r} input {src!r} does not exist")
@@ -161,7 +162,7 @@ class WorkloadGraph:
     def _plan(self) -> tuple[Any, list[str], list[str], list[tuple[str, Any, tuple, Any]]]:
         """(key, topological order, sinks, per node (name, item, preds, data)), cached until
         the graph changes."""
-        key = (id(self.g), self.g.number_of_nodes(), self.g.number_of_edges())
+        key = (id(self.g), self.g.number_of_nodes(), self.__dict__.get("_version", 0))
         cached = self.__dict__.get("_topo")
         if cached is None or cached[0] != key:
             order = {n: i for i, n in enumerate(self.g.nodes)}
