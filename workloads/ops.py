@@ -11,6 +11,7 @@ share the same few op objects and a mapper's cost cache hits on all of them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ from workloads.dtypes import BF16, DType, get_dtype
 __all__ = [
     "Flops", "Op", "MatMul", "Conv2d", "Attention", "Elementwise", "Norm", "Softmax",
     "Embedding", "Pool", "Collective", "Memcpy", "OP_TYPES", "ELEMENTWISE_FNS", "EPILOGUE_FNS",
-    "COLLECTIVES", "SPECIAL_FUNCTIONS", "op_from_dict",
+    "COLLECTIVES", "SPECIAL_FUNCTIONS", "MAX_SIZE", "op_from_dict",
 ]
 
 # Transcendental functions an op evaluates (its ``Flops.special``): the cost of one evaluation
@@ -48,11 +49,51 @@ class Flops:
         return Flops(self.matrix * k, self.vector * k, self.special * k)
 
 
-def _positive(op: Op, *names: str) -> None:
+#: Largest value a size field may take. Beyond 2**53 a float (FLOP and byte counts are floats)
+#: no longer holds every integer, and no real tensor dimension or payload comes near it.
+MAX_SIZE = 2**53
+
+
+def _show(v: Any) -> str:
+    """``repr(v)``, shortened for integers too long to print."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and abs(v) > 10**30:
+        return f"about {'-' if v < 0 else ''}2**{int(abs(v)).bit_length() - 1}"
+    try:
+        text = repr(v)
+    except ValueError:  # e.g. a Fraction of huge integers
+        return f"a {type(v).__name__} too long to print"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _sizes(op: Op, *names: str, minimum: int = 1) -> None:
+    """Check integer size fields: an ``int`` (numpy integers are converted; bools, floats such
+    as ``4.0`` or ``inf`` are not sizes) in ``[minimum, MAX_SIZE]``; ValueError otherwise."""
+    what = "a positive number" if minimum == 1 else f">= {minimum}"
     for n in names:
         v = getattr(op, n)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{op.kind}: {n} must be a positive number, got {v!r}")
+        if isinstance(v, numbers.Real) and not isinstance(v, (bool, numbers.Integral)):
+            whole = isinstance(v, float) and v.is_integer() and abs(v) <= MAX_SIZE
+            hint = f" (a float; write {int(v)})" if whole else ""
+            raise ValueError(f"{op.kind}: {n} must be a whole number, got {_show(v)}{hint}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+            raise ValueError(f"{op.kind}: {n} must be {what} (an integer), got {_show(v)}")
+        if v > MAX_SIZE:
+            raise ValueError(f"{op.kind}: {n}={_show(v)} is larger than 2**53; not a real size")
+        if type(v) is not int:
+            object.__setattr__(op, n, int(v))
+
+
+def _positive(op: Op, *names: str) -> None:
+    """Check numeric fields that may be fractional (byte payloads): a finite real number in
+    ``(0, MAX_SIZE]``; ValueError otherwise."""
+    for n in names:
+        v = getattr(op, n)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{op.kind}: {n} must be a positive number, got {_show(v)}")
+        if v != v or v in (math.inf, -math.inf) or v <= 0:  # no float(): ints may be huge
+            raise ValueError(f"{op.kind}: {n} must be a positive finite number, got {_show(v)}")
+        if v > MAX_SIZE:
+            raise ValueError(f"{op.kind}: {n}={_show(v)} is larger than 2**53; not a real size")
 
 
 # Pointwise ops a compiler fuses into a GEMM/conv epilogue (XLA, TensorRT, cuBLASLt):
@@ -65,13 +106,21 @@ EPILOGUE_FNS: dict[str, tuple[int, float, float, int]] = {
 }
 
 
-def _check_epilogue(op: Op, epilogue: tuple[str, ...]) -> None:
-    if not isinstance(epilogue, tuple):
-        object.__setattr__(op, "epilogue", tuple(epilogue))
-        epilogue = tuple(epilogue)
+def _check_epilogue(op: Op, epilogue: Any) -> None:
+    """Normalise ``epilogue`` to a tuple of names (one name given as a string counts as a
+    one-element list) and check each is in :data:`EPILOGUE_FNS`."""
+    if isinstance(epilogue, str):
+        epilogue = (epilogue,)
+    elif not isinstance(epilogue, (list, tuple)):
+        raise ValueError(f"{op.kind}: epilogue must be a list of names from "
+                         f"{', '.join(EPILOGUE_FNS)}, got {_show(epilogue)}")
+    epilogue = tuple(epilogue)
+    if epilogue is not op.epilogue:
+        object.__setattr__(op, "epilogue", epilogue)
     for fn in epilogue:
-        if fn not in EPILOGUE_FNS:
-            raise ValueError(f"{op.kind}: unknown epilogue {fn!r}; known: {', '.join(EPILOGUE_FNS)}")
+        if not isinstance(fn, str) or fn not in EPILOGUE_FNS:
+            raise ValueError(f"{op.kind}: unknown epilogue {_show(fn)}; known: "
+                             f"{', '.join(EPILOGUE_FNS)}")
 
 
 def _epilogue_flops(epilogue: tuple[str, ...], out_elems: float) -> Flops:
@@ -190,7 +239,7 @@ class MatMul(Op):
     epilogue: tuple[str, ...] = ()  # fused pointwise ops on the output (see EPILOGUE_FNS)
 
     def validate(self) -> None:
-        _positive(self, "m", "n", "k", "batch")
+        _sizes(self, "m", "n", "k", "batch")
         _check_epilogue(self, self.epilogue)
 
     @property
@@ -257,10 +306,9 @@ class Conv2d(Op):
     epilogue: tuple[str, ...] = ()  # fused pointwise ops on the output (see EPILOGUE_FNS)
 
     def validate(self) -> None:
-        _positive(self, "n", "c", "h", "w", "k", "r", "s", "stride", "groups")
+        _sizes(self, "n", "c", "h", "w", "k", "r", "s", "stride", "groups")
+        _sizes(self, "pad", minimum=0)
         _check_epilogue(self, self.epilogue)
-        if self.pad < 0:
-            raise ValueError(f"conv2d: pad must be >= 0, got {self.pad}")
         if self.c % self.groups or self.k % self.groups:
             raise ValueError(f"conv2d: groups={self.groups} must divide c={self.c} and k={self.k}")
         if self.p <= 0 or self.q <= 0:
@@ -329,16 +377,15 @@ class Attention(Op):
     kv_dtype: DType | None = None
 
     def validate(self) -> None:
-        _positive(self, "batch", "heads", "head_dim", "seq")
+        _sizes(self, "batch", "heads", "head_dim", "seq")
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
-        _positive(self, "kv_heads")
+        _sizes(self, "kv_heads")
+        _sizes(self, "context", minimum=0)
         if self.heads % self.kv_heads:
             raise ValueError(f"attention: kv_heads={self.kv_heads} must divide heads={self.heads}")
         if self.phase not in ("prefill", "decode"):
             raise ValueError(f"attention: phase must be 'prefill' or 'decode', got {self.phase!r}")
-        if self.context < 0:
-            raise ValueError(f"attention: context must be >= 0, got {self.context}")
         if self.phase == "decode" and self.context <= 0:
             raise ValueError("attention: decode needs a KV cache, context must be > 0")
         if self.kv_dtype is not None and not isinstance(self.kv_dtype, DType):
@@ -418,9 +465,10 @@ class Elementwise(Op):
     state_dtype: DType | None = None  # optimizer state precision (adam), else dtype
 
     def validate(self) -> None:
-        if self.fn not in ELEMENTWISE_FNS:
-            raise ValueError(f"elementwise: unknown fn {self.fn!r}; known: {', '.join(ELEMENTWISE_FNS)}")
-        _positive(self, "numel")
+        if not isinstance(self.fn, str) or self.fn not in ELEMENTWISE_FNS:
+            raise ValueError(f"elementwise: unknown fn {_show(self.fn)}; known: "
+                             f"{', '.join(ELEMENTWISE_FNS)}")
+        _sizes(self, "numel")
         if self.state_dtype is not None and not isinstance(self.state_dtype, DType):
             object.__setattr__(self, "state_dtype", get_dtype(self.state_dtype))
 
@@ -458,7 +506,7 @@ class Norm(Op):
     def validate(self) -> None:
         if self.norm not in ("layernorm", "rmsnorm", "batchnorm"):
             raise ValueError(f"norm: unknown norm {self.norm!r}; known: layernorm, rmsnorm, batchnorm")
-        _positive(self, "rows", "cols")
+        _sizes(self, "rows", "cols")
 
     def flops(self) -> Flops:
         n = self.rows * self.cols
@@ -487,7 +535,7 @@ class Softmax(Op):
     cols: int
 
     def validate(self) -> None:
-        _positive(self, "rows", "cols")
+        _sizes(self, "rows", "cols")
 
     def flops(self) -> Flops:
         n = self.rows * self.cols
@@ -511,7 +559,7 @@ class Embedding(Op):
     weight_dtype: DType | None = None
 
     def validate(self) -> None:
-        _positive(self, "tokens", "vocab", "dim")
+        _sizes(self, "tokens", "vocab", "dim")
 
     def flops(self) -> Flops:
         return Flops()
@@ -547,7 +595,8 @@ class Pool(Op):
     def validate(self) -> None:
         if self.mode not in ("max", "avg"):
             raise ValueError(f"pool: mode must be 'max' or 'avg', got {self.mode!r}")
-        _positive(self, "n", "c", "h", "w", "r", "s", "stride")
+        _sizes(self, "n", "c", "h", "w", "r", "s", "stride")
+        _sizes(self, "pad", minimum=0)
         if self.p <= 0 or self.q <= 0:
             raise ValueError(f"pool: window {self.r}x{self.s} larger than input {self.h}x{self.w}")
 
@@ -585,7 +634,8 @@ class Collective(Op):
         if self.collective not in COLLECTIVES:
             raise ValueError(
                 f"collective: unknown collective {self.collective!r}; known: {', '.join(COLLECTIVES)}")
-        _positive(self, "bytes", "devices")
+        _positive(self, "bytes")
+        _sizes(self, "devices")
 
     def flops(self) -> Flops:
         if self.collective in ("allreduce", "reducescatter"):

@@ -164,8 +164,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
-    import os
-    threads = args.threads or len(os.sched_getaffinity(0))
+    from simulator.arch.host import affinity_count
+    threads = args.threads or affinity_count()
     res = probe(threads)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

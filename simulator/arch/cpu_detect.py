@@ -13,108 +13,46 @@
 
 Each field that cannot be read keeps the spec's value (the YAML defaults), and
 ``params["detected"]`` records what was read, from where, and which fields fell back.
-All file access goes through :func:`_read`, :func:`_glob` and :func:`_affinity`, so tests can
-substitute a fake machine.
+Every fact is read through :mod:`simulator.arch.host` (the one module that reads the machine),
+so tests substitute a fake machine there.
 """
 
 from __future__ import annotations
 
-import glob as _globmod
 import math
-import os
-import re
 from dataclasses import replace
 from typing import Any
 
+from simulator.arch import host
 from simulator.arch.spec import ComputeUnit, MemoryLevel, System
 from simulator.frozen import FrozenMap
 
 __all__ = ["detect_cpu_host", "CACHE_BYTES_PER_CYCLE"]
-
-_CPU = "/sys/devices/system/cpu"
 
 # Load bandwidth per core per cycle used to estimate cache bandwidths (estimates; see the
 # cpu-host.yaml header). L3 is shared, but its slices scale with the core count.
 CACHE_BYTES_PER_CYCLE = {"l1": 64.0, "l2": 32.0, "l3": 16.0}
 
 
-# -- file access (replaced in tests) ----------------------------------------------------------
-def _read(path: str) -> str | None:
-    """The text of a file, or None if it cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _glob(pattern: str) -> list[str]:
-    return sorted(_globmod.glob(pattern))
-
-
-def _affinity() -> set[int] | None:
-    """Logical CPUs this process may run on, or None where the OS cannot say."""
-    try:
-        return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count()
-        return set(range(n)) if n else None
-
-
-# -- parsers ----------------------------------------------------------------------------------
-def _parse_cpu_list(text: str) -> set[int]:
-    """``"0-3,8,10-11"`` -> ``{0, 1, 2, 3, 8, 10, 11}``; raises ValueError on bad text."""
-    out: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out.update(range(int(lo), int(hi) + 1))
-        else:
-            out.add(int(part))
-    return out
-
-
-def _parse_size(text: str) -> float | None:
-    """sysfs cache sizes: ``"32K"``, ``"1024K"``, ``"16M"``, ``"48 KiB"`` -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(i?B)?\s*", text or "")
-    if not m:
-        return None
-    return float(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)]
-
-
-def _cpuinfo_fields(text: str) -> dict[str, list[str]]:
-    """Every ``key : value`` line of /proc/cpuinfo, values collected per key."""
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            out.setdefault(k.strip().lower(), []).append(v.strip())
-    return out
-
-
 # -- detectors: each returns (value, source) or (None, reason) --------------------------------
 def _detect_cores() -> tuple[int | None, int | None, str]:
     """(physical cores, logical CPUs, source) for the CPUs this process may use."""
-    cpus = _affinity()
+    cpus = host.affinity()
     if not cpus:
         return None, None, "affinity unavailable"
     logical = len(cpus)
     source = "sched_getaffinity"
     cores_seen = set()
     for c in cpus:
-        core = _read(f"{_CPU}/cpu{c}/topology/core_id")
-        pkg = _read(f"{_CPU}/cpu{c}/topology/physical_package_id")
-        if core is None or pkg is None:
+        where = host.cpu_topology(c)
+        if where is None:
             cores_seen = set()
             break
-        cores_seen.add((pkg.strip(), core.strip()))
+        cores_seen.add(where)
     physical = len(cores_seen) or logical
     if cores_seen:
         source += " + sysfs topology"
-    quota = _cgroup_cpu_quota()
+    quota = host.cgroup_cpu_quota()
     if quota is not None and quota < physical:
         physical = max(1, math.ceil(quota))
         logical = min(logical, max(1, math.ceil(quota)))
@@ -122,29 +60,8 @@ def _detect_cores() -> tuple[int | None, int | None, str]:
     return physical, logical, source
 
 
-def _cgroup_cpu_quota() -> float | None:
-    text = _read("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota|max> <period>"
-    if text:
-        parts = text.split()
-        if len(parts) == 2 and parts[0] != "max":
-            try:
-                return int(parts[0]) / int(parts[1])
-            except (ValueError, ZeroDivisionError):
-                return None
-        return None
-    q = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")  # cgroup v1
-    p = _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    try:
-        if q and p and int(q) > 0:
-            return int(q) / int(p)
-    except (ValueError, ZeroDivisionError):
-        pass
-    return None
-
-
 def _detect_flags(info: dict[str, list[str]]) -> set[str] | None:
-    line = (info.get("flags") or info.get("features") or [None])[0]
-    return set(line.split()) if line else None
+    return set(host.flags_of(info)) or None
 
 
 def _simd_bits(flags: set[str]) -> int | None:
@@ -153,31 +70,20 @@ def _simd_bits(flags: set[str]) -> int | None:
     if "avx2" in flags or "avx" in flags:
         return 256
     if "sve" in flags:
-        text = _read("/proc/sys/abi/sve_default_vector_length")  # bytes
-        try:
-            return int(text) * 8 if text else 128
-        except ValueError:
-            return 128
+        vl = host.sve_vector_bytes()
+        return vl * 8 if vl is not None else 128
     if flags & {"asimd", "neon", "sse2"}:
         return 128
     return None
 
 
 def _detect_clock(info: dict[str, list[str]]) -> tuple[float | None, str]:
-    text = _read(f"{_CPU}/cpu0/cpufreq/cpuinfo_max_freq")  # kHz
-    if text:
-        try:
-            return float(text) * 1e3, "cpufreq cpuinfo_max_freq"
-        except ValueError:
-            pass
-    mhz = []
-    for v in info.get("cpu mhz", []):
-        try:
-            mhz.append(float(v))
-        except ValueError:
-            continue
-    if mhz and max(mhz) > 0:
-        return max(mhz) * 1e6, "/proc/cpuinfo cpu MHz"
+    hz = host.cpufreq_max_hz()
+    if hz is not None:
+        return hz, "cpufreq cpuinfo_max_freq"
+    hz = host.cpuinfo_max_hz(info)
+    if hz is not None:
+        return hz, "/proc/cpuinfo cpu MHz"
     return None, "no cpufreq or cpu MHz"
 
 
@@ -185,36 +91,25 @@ def _detect_caches(logical: int) -> dict[str, float]:
     """Total bytes per level (``l1``, ``l2``, ``l3``) for ``logical`` CPUs; instruction caches
     are skipped. A cache shared by ``s`` CPUs counts ``ceil(logical / s)`` times."""
     out: dict[str, float] = {}
-    for d in _glob(f"{_CPU}/cpu0/cache/index*"):
-        level, ctype = _read(f"{d}/level"), _read(f"{d}/type")
-        size = _parse_size(_read(f"{d}/size") or "")
-        if level is None or ctype is None or size is None or ctype.strip() == "Instruction":
+    for c in host.cpu_caches():
+        if c.type == "Instruction":
             continue
-        try:
-            shared = len(_parse_cpu_list(_read(f"{d}/shared_cpu_list") or "0")) or 1
-        except ValueError:
-            shared = 1
-        key = f"l{level.strip()}"
-        out[key] = out.get(key, 0.0) + size * max(1, math.ceil(logical / shared))
+        key = f"l{c.level}"
+        out[key] = out.get(key, 0.0) + c.size_bytes * max(1, math.ceil(logical / c.shared_cpus))
     return out
 
 
 def _detect_memory() -> tuple[float | None, str]:
-    text = _read("/proc/meminfo")
-    total = None
-    if text:
-        m = re.search(r"^MemTotal:\s*(\d+)\s*kB", text, re.MULTILINE)
-        if m:
-            total = float(m.group(1)) * 1024
+    info = host.meminfo()
+    mem = (info or {}).get("MemTotal")
+    total = float(mem) if mem else None
     source = ("/proc/meminfo MemTotal" if total else
-              "no MemTotal in /proc/meminfo" if text else "no /proc/meminfo")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        lim = _read(path)
-        if lim and lim.strip().isdigit():
-            v = float(lim.strip())
-            if total is None or v < total:
-                total, source = v, f"cgroup limit {path}"
-            break
+              "no MemTotal in /proc/meminfo" if info is not None else "no /proc/meminfo")
+    limit = host.cgroup_memory_limit()
+    if limit is not None:
+        v, path = float(limit[0]), limit[1]
+        if total is None or v < total:
+            total, source = v, f"cgroup limit {path}"
     return total, source
 
 
@@ -251,8 +146,8 @@ def detect_cpu_host(system: System) -> System:
     sources["cores"] = src
     logical = logical or cores
 
-    info = _cpuinfo_fields(_read("/proc/cpuinfo") or "")
-    model = (info.get("model name") or info.get("cpu model") or [""])[0]
+    info = host.cpuinfo()
+    model = host.model_of(info) or ""
     flags = _detect_flags(info)
     if flags is None:
         fallbacks.append("flags")

@@ -223,8 +223,10 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
     assert isinstance(op, Collective)
     link = link or device.link
     if link is None and op.devices > 1:
-        raise MappingError(f"{device.name}: a {op.collective} over {op.devices} devices needs a "
-                           "link; the spec has none (add link: to the part or use a system)")
+        article = "an" if op.collective[:1] in ("a", "e", "i", "o", "u") else "a"
+        raise MappingError(f"{device.name}: {article} {op.collective} over {op.devices} devices "
+                           "needs a link; the spec has none (add link: to the part or use a "
+                           "system)")
     if link is None:
         link = Link("none", 1.0)
     t, sent, algo = collective_time(op, link, topology)

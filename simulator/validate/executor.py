@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from simulator.arch import host
+from simulator.arch.host import cpu_cache_bytes, cpu_flags
 from simulator.errors import HwsimError
 from workloads.dtypes import DType
 from workloads.graph import WorkloadGraph
@@ -122,42 +121,7 @@ def resolve_device(device: str = "auto") -> str:
     return d
 
 
-# -- host facts (no torch) -------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """CPU feature flags from ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); empty if
-    unknown."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def cpu_cache_bytes() -> dict[str, int]:
-    """Cache sizes of CPU 0 from ``/sys`` as ``{"L1d": bytes, "L2": ..., "L3": ...}``."""
-    out: dict[str, int] = {}
-    root = Path("/sys/devices/system/cpu/cpu0/cache")
-    for idx in sorted(root.glob("index*")):
-        try:
-            level = (idx / "level").read_text().strip()
-            ctype = (idx / "type").read_text().strip()
-            size = (idx / "size").read_text().strip()
-        except OSError:
-            continue
-        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:].upper(), 1)
-        digits = size.rstrip("KMGkmg")
-        if not digits.isdigit():
-            continue
-        suffix = {"Data": "d", "Instruction": "i"}.get(ctype, "")
-        out[f"L{level}{suffix}"] = int(digits) * mult
-    return out
-
-
+# -- host facts (no torch): read by simulator.arch.host, re-exported here -------------------
 def _cpu_native(dtype: str) -> bool:
     f = cpu_flags()
     if dtype == "bf16":
@@ -583,14 +547,7 @@ def _memory_budget(torch: Any, device: str) -> int:
     if device_kind(device) == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(min(free / 4, 16 * 2**30))
-    avail = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-    if not avail:
-        avail = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-                 if hasattr(os, "sysconf") else 8 * 2**30)
+    avail = host.available_memory_bytes() or 8 * 2**30
     return int(min(avail / 4, 4 * 2**30))
 
 

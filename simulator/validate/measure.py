@@ -23,24 +23,21 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import os
 import platform
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simulator.arch import host
 from simulator.errors import HwsimError
 from simulator.validate.dataset import Measurement, shape_key
 from simulator.validate.executor import (
     NotExecutableError,
-    cpu_cache_bytes,
-    cpu_flags,
     device_kind,
     graph_runner,
     import_torch,
@@ -210,13 +207,6 @@ def _time_cuda(fn: Callable[[int], Any], device: str, warmup: int, min_reps: int
 
 
 # -- threads ---------------------------------------------------------------------------------
-def _affinity() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def pinned_threads(device: str, threads: int | None = None) -> Iterator[int | None]:
     """On CPU set ``torch.set_num_threads(threads)`` (default: the CPUs in this process's
@@ -226,7 +216,7 @@ def pinned_threads(device: str, threads: int | None = None) -> Iterator[int | No
         yield None
         return
     torch = import_torch()
-    n = threads if threads is not None else _affinity()
+    n = threads if threads is not None else host.affinity_count()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     old = torch.get_num_threads()
@@ -375,37 +365,6 @@ _FLAGS_OF_INTEREST = (
 )
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
-                return value.strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _meminfo_bytes(key: str) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average: other work on the CPUs inflates CPU timings."""
-    with contextlib.suppress(AttributeError, OSError):
-        return round(os.getloadavg()[0], 2)
-    return None
-
-
-def _cpu_max_hz() -> float | None:
-    p = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    with contextlib.suppress(OSError, ValueError):
-        return int(p.read_text().strip()) * 1e3
-    return None
-
-
 def device_info(device: str) -> dict[str, Any]:
     """``{"kind", "name", "properties"}`` of ``device`` for a dataset's ``meta.json``.
 
@@ -415,13 +374,13 @@ def device_info(device: str) -> dict[str, Any]:
     limit from NVML where available (read only: nothing is changed).
     """
     if device_kind(device) == "cpu":
-        flags = cpu_flags()
+        flags = host.cpu_flags()
         props: dict[str, Any] = {
-            "model": _cpu_model(), "machine": platform.machine(),
-            "logical_cpus": os.cpu_count(), "affinity_cpus": _affinity(),
+            "model": host.cpu_model(), "machine": platform.machine(),
+            "logical_cpus": host.logical_cpus(), "affinity_cpus": host.affinity_count(),
             "flags": [f for f in _FLAGS_OF_INTEREST if f in flags],
-            "cache_bytes": cpu_cache_bytes(), "memory_bytes": _meminfo_bytes("MemTotal"),
-            "max_clock_hz": _cpu_max_hz(), "load_average_1m": _load_average(),
+            "cache_bytes": host.cpu_cache_bytes(), "memory_bytes": host.meminfo_bytes("MemTotal"),
+            "max_clock_hz": host.cpufreq_max_hz(), "load_average_1m": host.load_average(),
         }
         with contextlib.suppress(HwsimError):
             torch = import_torch()
@@ -542,7 +501,7 @@ class MeasureSettings:
         """The settings for ``meta.json``; with ``device``, ``threads`` as it will be used."""
         d = asdict(self)
         if device is not None:
-            d["threads"] = (self.threads or _affinity()) if device_kind(device) == "cpu" \
+            d["threads"] = (self.threads or host.affinity_count()) if device_kind(device) == "cpu" \
                 else None
         d["rotate_sets"] = self.rotate_sets if self.rotate_sets is not None else "auto"
         return d
@@ -668,7 +627,7 @@ def measure_ops(ops: Iterable[tuple[str, str, Op]], device: str,
     skipped: list[Skipped] = []
     width = len(str(len(items)))
     if progress and device_kind(device) == "cpu":
-        load = _load_average()
+        load = host.load_average()
         if load is not None and load >= 0.5:
             progress(f"warning: load average {load} before measuring: other processes "
                      f"on these CPUs inflate and scatter the timings")

@@ -2,11 +2,12 @@
 
 >>> from simulator.validate.run import validate   # doctest: +SKIP
 >>> validate(suite="smoke", device="cpu")          # doctest: +SKIP
-PosixPath('experiments/validation/data/amd-epyc-smoke-20261123-120000')
+PosixPath('/home/me/hwsim-measurements/amd-epyc-smoke-20261123-120000')
 
 Without ``out`` the dataset goes to
-``experiments/validation/data/<device-name-slug>-<suite or workload>-<YYYYMMDD-HHMMSS>``
-(UTC time), relative to the current directory.
+``./hwsim-measurements/<device-name-slug>-<suite or workload>-<YYYYMMDD-HHMMSS>`` (UTC time)
+under the current directory, never into the hwsim checkout or installed package (the shipped
+datasets stay in ``experiments/validation/data``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from simulator.validate.suites import get_suite
 __all__ = ["DEFAULT_ROOT", "validate", "slug", "default_out"]
 
 #: Where datasets go when no ``out`` is given (relative to the current directory).
-DEFAULT_ROOT = Path("experiments") / "validation" / "data"
+DEFAULT_ROOT = Path("hwsim-measurements")
 
 
 def slug(text: str) -> str:
@@ -44,10 +45,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "unknown"
 
 
-def default_out(device_name: str, what: str, when: float | None = None) -> Path:
-    """``DEFAULT_ROOT/<device slug>-<what slug>-<YYYYMMDD-HHMMSS UTC>``."""
+def default_out(device_name: str, what: str, when: float | None = None,
+                base: str | Path | None = None) -> Path:
+    """Where a dataset goes when no ``out`` is given: ``<base, default the working
+    directory>/hwsim-measurements/<device slug>-<what slug>-<YYYYMMDD-HHMMSS UTC>``.
+
+    >>> default_out("AMD EPYC", "smoke", when=0, base="/tmp").as_posix()
+    '/tmp/hwsim-measurements/amd-epyc-smoke-19700101-000000'
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(when))
-    return DEFAULT_ROOT / f"{slug(device_name)}-{slug(what)}-{stamp}"
+    root = (Path(base) if base is not None else Path.cwd()) / DEFAULT_ROOT
+    return root / f"{slug(device_name)}-{slug(what)}-{stamp}"
 
 
 def validate(suite: str | None = None, workload: str | None = None, device: str = "auto",
@@ -69,8 +77,8 @@ def validate(suite: str | None = None, workload: str | None = None, device: str 
     device:
         ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     out:
-        Dataset folder; default ``experiments/validation/data/<device>-<what>-<UTC time>``
-        under the current directory. An existing dataset is never overwritten.
+        Dataset folder; default ``./hwsim-measurements/<device>-<what>-<UTC time>`` under the
+        current directory. An existing dataset is never overwritten.
 
     Raises
     ------

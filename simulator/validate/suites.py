@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from simulator.arch.host import cpu_flags
 from simulator.errors import HwsimError
-from simulator.validate.executor import cpu_flags, device_kind
+from simulator.validate.executor import device_kind
 from workloads.ops import (
     Attention,
     Conv2d,
