@@ -759,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default=None, help="measure a zoo model per op and end to end")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", default=None, help="dataset folder (default: "
-                   "experiments/validation/data/<device>-<what>-<time>)")
+                   "./hwsim-measurements/<device>-<what>-<time>)")
     p.add_argument("--phase", default=None)
     p.add_argument("--batch", type=POS_INT, default=None)
     p.add_argument("--seq", type=POS_INT, default=None)
