@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import HwsimError, SpecError, WorkloadError
+from simulator.errors import HwsimError, WorkloadError
 from simulator.units import format_quantity as fq
 
 DEFAULT_RUN = {"workload": "llama2-7b", "arch": "h100-sxm", "phase": "decode", "batch": 8,
@@ -822,12 +822,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.batch = 1
     try:
         return a.fn(a)
-    except SpecError as e:
-        for line in str(e).splitlines():
+    except (HwsimError, WorkloadError, ValueError) as e:  # SpecError is a HwsimError
+        for line in str(e).splitlines() or [type(e).__name__]:
             print(f"error: {line}", file=sys.stderr)
-        return 2
-    except (HwsimError, WorkloadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `hwsim run --json | head`
         return 0
