@@ -84,31 +84,39 @@ class Plan:
         return _build(self)
 
 
+def _model(plan: Plan, batch: int, tp: int = 1) -> WorkloadGraph:
+    """The zoo's unsharded model, then tensor parallelism and the training step."""
+    from workloads.transforms.tensor_parallel import tensor_parallel
+    from workloads.transforms.training import training_step
+    from workloads.zoo import build_model
+
+    g = build_model(plan.workload, phase=plan.phase, batch=batch, seq=plan.seq,
+                    context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
+                    kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
+    g = tensor_parallel(g, tp)
+    if plan.phase == "train":
+        g = training_step(g, params=g.meta["params_per_device"], recompute=plan.recompute)
+    return g
+
+
 def _replica(plan: Plan, batch: int) -> WorkloadGraph:
     from workloads.transforms.expert_parallel import expert_parallel
     from workloads.transforms.fuse import fuse_epilogues
     from workloads.transforms.pipeline_parallel import pipeline_parallel
-    from workloads.zoo import build
 
     lay = plan.layout
     if lay.ep > 1:
         if batch % lay.ep:
             raise HwsimError(f"--ep {lay.ep}: each expert-parallel device takes an equal share "
                              f"of the batch, but a replica's batch is {batch}")
-        g = build(plan.workload, phase=plan.phase, batch=batch // lay.ep, seq=plan.seq,
-                  context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
-                  kv_dtype=plan.kv_dtype, image_size=plan.image_size, recompute=plan.recompute)
-        g = expert_parallel(g, lay.ep)
+        g = expert_parallel(_model(plan, batch // lay.ep), lay.ep)
         return fuse_epilogues(g) if plan.fuse else g
     mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
     graphs = []
     cache: dict[int, WorkloadGraph] = {}
     for b in mbs:
         if b not in cache:
-            g = build(plan.workload, phase=plan.phase, batch=b, seq=plan.seq,
-                      context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
-                      kv_dtype=plan.kv_dtype, tp=lay.tp, image_size=plan.image_size,
-                      recompute=plan.recompute)
+            g = _model(plan, b, lay.tp)
             cache[b] = fuse_epilogues(g) if plan.fuse else g
         graphs.append(cache[b])
     if lay.pp > 1:

@@ -227,6 +227,9 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
     train = WorkloadGraph(forward.name, "train", dict(forward.meta))
     train.meta["phase"] = "train"
     train.meta["recompute"] = recompute
+    # gradients are kept in the training dtype (mixed precision; ZeRO sec. 3.1)
+    train.meta["grad_bytes_per_param"] = float(get_dtype(str(forward.meta.get("dtype", "bf16"))
+                                                         ).bytes)
     for name in forward.topo():
         data = forward.g.nodes[name]
         item = data["item"]

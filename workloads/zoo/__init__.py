@@ -13,6 +13,15 @@ Examples
 True
 """
 
-from workloads.zoo.api import PHASES, ModelInfo, build, count_params, list_models, load_config
+from workloads.zoo.api import (
+    PHASES,
+    ModelInfo,
+    build,
+    build_model,
+    count_params,
+    list_models,
+    load_config,
+)
 
-__all__ = ["ModelInfo", "PHASES", "list_models", "load_config", "build", "count_params"]
+__all__ = ["ModelInfo", "PHASES", "list_models", "load_config", "build", "build_model",
+           "count_params"]

@@ -33,7 +33,8 @@ from workloads.zoo.mlp import build_mlp, mlp_params
 from workloads.zoo.options import BuildOptions
 from workloads.zoo.transformer import build_transformer, transformer_params
 
-__all__ = ["ModelInfo", "PHASES", "list_models", "load_config", "build", "count_params"]
+__all__ = ["ModelInfo", "PHASES", "list_models", "load_config", "build", "build_model",
+           "count_params"]
 
 #: Phases each family supports; the first is the default for ``phase="auto"``.
 PHASES: dict[str, tuple[str, ...]] = {
@@ -252,35 +253,54 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
     >>> g.meta["tokens"], g.meta["context"]
     (8, 1024)
     """
+    if phase == "train" and recompute not in ("none", "full"):
+        raise WorkloadError(f"recompute must be none or full, got {recompute!r}")
+    if recompute != "none" and phase != "train":
+        raise WorkloadError(f"{name_or_path}: recompute applies to phase 'train' only, not "
+                            f"{phase!r}")
+    forward = build_model(name_or_path, phase=phase, batch=batch, seq=seq, context=context,
+                          dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
+                          image_size=image_size)
+    try:
+        graph = tensor_parallel(forward, tp)
+        if phase == "train":
+            graph = training_step(graph, params=graph.meta["params_per_device"],
+                                  recompute=recompute)
+    except ValueError as e:  # an op rejected a shape
+        raise WorkloadError(f"{forward.name}: {e}") from None
+    fp = footprint_by_device(graph)[0]
+    graph.meta.update({"weight_bytes": fp.weights, "kv_cache_bytes": fp.kv_cache,
+                       "activation_bytes": fp.activations})
+    if phase == "train":
+        graph.meta["gradient_bytes"] = fp.gradients
+        graph.meta["optimizer_state_bytes"] = fp.optimizer_state
+    return graph
+
+
+def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
+                seq: int | None = None, context: int | None = None, dtype: str = "bf16",
+                weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1,
+                image_size: int | None = None) -> WorkloadGraph:
+    """The unsharded model graph the zoo builds (``phase="train"``: the forward pass of a
+    training step), with the model's facts in ``meta``. Transforms do the rest.
+
+    ``tp`` is only checked here (a tensor-parallel degree a CNN or MLP cannot take is an
+    error); :func:`~workloads.transforms.tensor_parallel.tensor_parallel` applies it.
+    """
     cfg, source, name = _resolve(name_or_path)
     spec = parse_config(cfg, source)
     o = _options(name, spec, phase, batch, seq, context, dtype, weight_dtype, kv_dtype, tp,
                  image_size)
-    train = phase == "train"
-    if recompute != "none" and not train:
-        raise WorkloadError(f"{name}: recompute applies to phase 'train' only, not {phase!r}")
     builder, params_fn = _BUILDERS[type(spec)]
     try:
-        forward = tensor_parallel(builder(spec, o), tp)
-        graph = forward
-        if train:
-            graph = training_step(forward, params=forward.meta["params_per_device"],
-                                  recompute=recompute)
-            graph.meta["grad_bytes_per_param"] = float(o.dtype.bytes)
+        graph = builder(spec, o)
     except ValueError as e:  # an op rejected a shape (e.g. an image too small for the net)
         raise WorkloadError(f"{name}: {e}") from None
-
-    graph.phase = "train" if train else o.phase
-    graph.meta.update({"family": spec.family, "tp": tp})
-    fp = footprint_by_device(graph)[0]
-    if train:
-        graph.meta["gradient_bytes"] = fp.gradients
-        graph.meta["optimizer_state_bytes"] = fp.optimizer_state
+    graph.phase = o.phase
     graph.meta.update({
-        "model": name, "family": spec.family, "phase": graph.phase, "batch": o.batch,
+        "model": name, "family": spec.family, "phase": o.phase, "batch": o.batch,
         "seq": o.seq, "context": o.context, "tokens": o.tokens, "samples": o.batch,
-        "params": params_fn(spec), "weight_bytes": fp.weights,
-        "kv_cache_bytes": fp.kv_cache, "activation_bytes": fp.activations, "tp": tp,
+        "params": params_fn(spec), "tp": 1,
         "dtype": o.dtype.name, "weight_dtype": (o.weight_dtype or o.dtype).name,
         "kv_dtype": (o.kv_dtype or o.dtype).name, "config_source": source,
     })
