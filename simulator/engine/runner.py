@@ -21,35 +21,20 @@ in topological order, then by device.
 
 from __future__ import annotations
 
-import heapq
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import simpy
 
+from simulator.engine.ports import Ports
+from simulator.engine.timeline import STREAMS, Timeline, TimelineEntry
 from simulator.mapping.base import OpCost
 from workloads.graph import WorkloadGraph
 from workloads.ops import Collective, Memcpy, Op
 
 __all__ = ["TimelineEntry", "Timeline", "STREAMS", "stream_of", "run_graph"]
 
-STREAMS = ("compute", "copy", "comm")
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One op on one device as executed: where, when, and what it cost."""
-
-    name: str
-    op: Op
-    device: int
-    stream: str
-    start_s: float
-    end_s: float
-    cost: OpCost
 
 
 def stream_of(op: Op) -> str:
@@ -59,77 +44,6 @@ def stream_of(op: Op) -> str:
     if isinstance(op, Memcpy) and op.src != op.dst:
         return "copy"
     return "compute"
-
-
-class Timeline(Sequence[TimelineEntry]):
-    """Column-wise record of a run: one row per (op instance, device), sorted by start time.
-
-    ``node`` indexes ``names``/``ops``/``costs`` (one entry per op instance of the graph);
-    ``device``, ``stream`` (index into :data:`STREAMS`), ``start`` and ``end`` are numpy
-    arrays of one row each. Indexing or iterating builds :class:`TimelineEntry` objects on the
-    fly.
-    """
-
-    def __init__(self, names: list[str], ops: list[Op], costs: list[OpCost], node: np.ndarray,
-                 device: np.ndarray, stream: np.ndarray, start: np.ndarray, end: np.ndarray):
-        order = np.lexsort((device, end, start))
-        self.names, self.ops, self.costs = names, ops, costs
-        self.node = node[order]
-        self.device = device[order]
-        self.stream = stream[order]
-        self.start = start[order]
-        self.end = end[order]
-
-    def __len__(self) -> int:
-        return int(self.node.shape[0])
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        n = int(self.node[i])
-        return TimelineEntry(self.names[n], self.ops[n], int(self.device[i]),
-                             STREAMS[int(self.stream[i])], float(self.start[i]),
-                             float(self.end[i]), self.costs[n])
-
-    def __iter__(self) -> Iterator[TimelineEntry]:
-        for i in range(len(self)):
-            yield self[i]
-
-    @property
-    def makespan_s(self) -> float:
-        return float(self.end.max()) if len(self) else 0.0
-
-    def devices(self) -> list[int]:
-        return sorted(int(d) for d in np.unique(self.device))
-
-    def busy_s(self, device: int, stream: str | None = None) -> float:
-        """Time ``device`` had at least one op on ``stream`` (any stream if None)."""
-        sel = self.device == device
-        if stream is not None:
-            sel &= self.stream == STREAMS.index(stream)
-        return _union_length(self.start[sel], self.end[sel])
-
-    def nbytes(self) -> int:
-        """Bytes held by the numpy columns (the lists of shared names/ops/costs excluded)."""
-        return sum(a.nbytes for a in (self.node, self.device, self.stream, self.start, self.end))
-
-
-def _union_length(start: np.ndarray, end: np.ndarray) -> float:
-    """Total length of the union of intervals [start, end)."""
-    if start.size == 0:
-        return 0.0
-    o = np.argsort(start, kind="stable")
-    s, e = start[o], end[o]
-    reach = np.maximum.accumulate(e)
-    # an interval starts a new cluster when it begins after everything before it ended
-    new = np.empty(s.size, dtype=bool)
-    new[0] = True
-    new[1:] = s[1:] > reach[:-1]
-    idx = np.flatnonzero(new)
-    ends = np.append(idx[1:] - 1, s.size - 1)
-    return float(np.sum(reach[ends] - s[idx]))
 
 
 def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
@@ -215,16 +129,7 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
     del r_node, r_dev, r_stream
     rec_start = np.full(n_rec, np.nan)
     rec_end = np.full(n_rec, np.nan)
-    # Streams and link ports: resources of capacity one on simpy's event calendar. Each keeps
-    # a heap of the tasks waiting for it, by program order; a task holding several ports (a
-    # collective) starts when it heads every one of them and all are free, so the task first
-    # in program order can always proceed: no deadlock, no overtaking.
-    waiting: dict[int, list[tuple[int, int]]] = {}
-    busy: set[int] = set()
     n_streams = len(STREAMS)
-
-    def devices_of(t: int) -> tuple[int, ...]:
-        return node_group[t_node[t]] if t_dev[t] == -1 else (t_dev[t],)
 
     def ports_of(t: int) -> tuple[int, ...]:
         n, d = t_node[t], t_dev[t]
@@ -234,49 +139,34 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
         return tuple(x * n_streams + stream for x in node_group[n])
 
     def ready(t: int) -> tuple[int, ...]:
-        ports = ports_of(t)
-        for p in ports:
-            heapq.heappush(waiting.setdefault(p, []), (t_node[t], t))
-        return ports
+        p = ports_of(t)
+        ports.wait(t, p, priority=t_node[t])  # program order among the ready ops
+        return p
 
-    def try_start(p: int) -> None:
-        while p not in busy:
-            heap = waiting.get(p)
-            if not heap:
-                return
-            t = heap[0][1]
-            ports = ports_of(t)
-            if len(ports) > 1 and not all(q not in busy and waiting[q][0][1] == t
-                                          for q in ports):
-                return
-            for q in ports:
-                heapq.heappop(waiting[q])
-                busy.add(q)
-            r0 = t_rec[t]
-            rec_start[r0:r0 + len(ports)] = env.now
-            ev = env.timeout(costs[t_node[t]].latency_s)
-            ev.callbacks.append(lambda _e, t=t, ports=ports: _done(t, ports))
-
-    def _done(t: int, ports: tuple[int, ...]) -> None:
+    def on_start(t: int, held: tuple[int, ...]) -> None:
         r0 = t_rec[t]
-        rec_end[r0:r0 + len(ports)] = env.now
-        busy.difference_update(ports)
-        touched = list(ports)
+        rec_start[r0:r0 + len(held)] = env.now
+
+    def on_done(t: int, held: tuple[int, ...]) -> None:
+        r0 = t_rec[t]
+        rec_end[r0:r0 + len(held)] = env.now
+        ports.release(held)
+        touched = list(held)
         succ = t_succ[t]
         t_succ[t] = None  # free as we go
         for s in succ or ():
             t_wait[s] -= 1
             if t_wait[s] == 0:
                 touched.extend(ready(s))
-        for p in sorted(set(touched)):
-            try_start(p)
+        ports.dispatch(touched)
 
-    first: set[int] = set()
+    ports = Ports(env, duration=lambda t: costs[t_node[t]].latency_s, on_start=on_start,
+                  on_done=on_done)
+    first: list[int] = []
     for t in range(len(t_node)):
         if t_wait[t] == 0:
-            first.update(ready(t))
-    for p in sorted(first):
-        try_start(p)
+            first.extend(ready(t))
+    ports.dispatch(first)
     env.run()
     missing = int(np.isnan(rec_end).sum())
     if missing:  # a dependency never completed: a cycle or a bad name

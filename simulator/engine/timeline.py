@@ -1,0 +1,100 @@
+"""Timeline: the column-wise record of a discrete-event run (one row per op on a device)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simulator.mapping.base import OpCost
+from workloads.ops import Op
+
+__all__ = ["STREAMS", "TimelineEntry", "Timeline"]
+
+STREAMS = ("compute", "copy", "comm")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One op on one device as executed: where, when, and what it cost."""
+
+    name: str
+    op: Op
+    device: int
+    stream: str
+    start_s: float
+    end_s: float
+    cost: OpCost
+
+
+class Timeline(Sequence[TimelineEntry]):
+    """Column-wise record of a run: one row per (op instance, device), sorted by start time.
+
+    ``node`` indexes ``names``/``ops``/``costs`` (one entry per op instance of the graph);
+    ``device``, ``stream`` (index into :data:`STREAMS`), ``start`` and ``end`` are numpy
+    arrays of one row each. Indexing or iterating builds :class:`TimelineEntry` objects on the
+    fly.
+    """
+
+    def __init__(self, names: list[str], ops: list[Op], costs: list[OpCost], node: np.ndarray,
+                 device: np.ndarray, stream: np.ndarray, start: np.ndarray, end: np.ndarray):
+        order = np.lexsort((device, end, start))
+        self.names, self.ops, self.costs = names, ops, costs
+        self.node = node[order]
+        self.device = device[order]
+        self.stream = stream[order]
+        self.start = start[order]
+        self.end = end[order]
+
+    def __len__(self) -> int:
+        return int(self.node.shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        n = int(self.node[i])
+        return TimelineEntry(self.names[n], self.ops[n], int(self.device[i]),
+                             STREAMS[int(self.stream[i])], float(self.start[i]),
+                             float(self.end[i]), self.costs[n])
+
+    def __iter__(self) -> Iterator[TimelineEntry]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def makespan_s(self) -> float:
+        return float(self.end.max()) if len(self) else 0.0
+
+    def devices(self) -> list[int]:
+        return sorted(int(d) for d in np.unique(self.device))
+
+    def busy_s(self, device: int, stream: str | None = None) -> float:
+        """Time ``device`` had at least one op on ``stream`` (any stream if None)."""
+        sel = self.device == device
+        if stream is not None:
+            sel &= self.stream == STREAMS.index(stream)
+        return _union_length(self.start[sel], self.end[sel])
+
+    def nbytes(self) -> int:
+        """Bytes held by the numpy columns (the lists of shared names/ops/costs excluded)."""
+        return sum(a.nbytes for a in (self.node, self.device, self.stream, self.start, self.end))
+
+
+def _union_length(start: np.ndarray, end: np.ndarray) -> float:
+    """Total length of the union of intervals [start, end)."""
+    if start.size == 0:
+        return 0.0
+    o = np.argsort(start, kind="stable")
+    s, e = start[o], end[o]
+    reach = np.maximum.accumulate(e)
+    # an interval starts a new cluster when it begins after everything before it ended
+    new = np.empty(s.size, dtype=bool)
+    new[0] = True
+    new[1:] = s[1:] > reach[:-1]
+    idx = np.flatnonzero(new)
+    ends = np.append(idx[1:] - 1, s.size - 1)
+    return float(np.sum(reach[ends] - s[idx]))
