@@ -100,6 +100,7 @@ from typing import Any
 from simulator.arch.params import default
 from simulator.arch.spec import Device, MemoryLevel
 from simulator.errors import MappingError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, OpCost, make_cost, register_cost
 from simulator.mapping.common import (
     STREAMING_KINDS,
@@ -595,6 +596,8 @@ def attention_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     )
     details = {"kernel": "flash-cpu", "threads": used, "cores": cores, "q_block": qs,
                "dram_bytes": tr.by_level[device.dram.name], "pack_s": pack_s,
+               "page_fault_s": tr.fault_s, "resident": tr.in_level,
+               "output_resident": tr.out_level,
                "parts": {"matrix": {"compute_s": matrix_s, "memory_s": 0.0},
                          "softmax": {"compute_s": softmax_s, "memory_s": 0.0},
                          "pack": {"compute_s": pack_s, "memory_s": 0.0},
@@ -632,6 +635,9 @@ def cpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                 f"tensors written {passes[1]:g}x" if passes != (1.0, 1.0) else ""))
     cost = streaming_cost(op, device, options, overhead_s=_launch(device) + tr.fault_s,
                           traffic=(tr.memory_s, tr.by_level, where))
+    cost = replace(cost, details=FrozenMap({**cost.details, "page_fault_s": tr.fault_s,
+                                            "resident": tr.in_level,
+                                            "output_resident": tr.out_level}))
     cycles = device.params.get("maxpool_cycles")
     if isinstance(op, Pool) and op.mode == "max" and cycles:
         unit = max(_vector_units(device), key=lambda u: u.count)

@@ -46,7 +46,11 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       saves more (and only when that dimension has at least c tiles). cuBLAS's Hopper kernels
       run in 2x1 clusters, hence 2 in the H100/H200 specs.
     * Split-K, only when ``tiles < SMs``: K is cut into ``s <= SMs / tiles`` chunks (each at
-      least 64 deep) so ``tiles * s`` blocks fill the idle SMs. The fp32 partials
+      least 64 deep) so ``tiles * s`` blocks fill the idle SMs; ``s`` is a power of two, the
+      factors a problem with twice the tiles can halve and still fill its one wave (with
+      ``s = 3`` on ``t`` tiles, ``2t`` tiles would have no split between 1 and 3 that fits,
+      and a GEMM with twice the rows would run up to 1.5x slower than its two halves in
+      turn). The fp32 partials
       (``s*M*N*4`` B per batch, in the L2 when they fit, else DRAM) are summed by the cheaper
       of the two schemes cuBLASLt documents (``cublasLtReductionScheme_t``): in place, where
       split i waits on a counter for split i-1, reads the partial tile and writes the sum
@@ -59,7 +63,9 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       the other as the SMs allow) whose A and B panels stay in the L2 while it runs, so A is
       read ``ceil(N_tiles / wn)`` times and B ``ceil(M_tiles / wm)`` times; C is written once.
       Without an L2 level every tile reads its own panels from DRAM (and the feed limit is
-      the DRAM's).
+      the DRAM's). A fused epilogue with a second input (``add``/``mul``: a residual) reads
+      that C-sized tensor once, with the output tiles (``details["epilogue_bytes"]``); its
+      vector work runs on the CUDA cores under the MMAs.
     * ``memory = DRAM bytes / (DRAM bandwidth * bandwidth_efficiency)``;
       ``latency = max(compute, memory, feed) + split-K reduction + fill + launch_overhead``.
       The reported ``memory_s`` is ``max(memory, feed) + reduction``.
@@ -287,10 +293,14 @@ def _rereads(m_t: int, n_t: int, sms: int) -> tuple[int, int, tuple[int, int]]:
     return math.ceil(n_t / wn), math.ceil(m_t / wm), (wm, wn)
 
 
-def _splits(tiles: int, k: int, sms: int) -> range:
+def _splits(tiles: int, k: int, sms: int) -> list[int]:
+    """Split-K factors to cost: powers of two up to the SMs the tiles leave idle (one wave),
+    each chunk at least ``_MIN_SPLIT_K`` deep. Powers of two so that twice the tiles can
+    always use half the factor (see the module docstring)."""
     if tiles >= sms:
-        return range(1, 2)
-    return range(1, max(1, min(sms // tiles, k // _MIN_SPLIT_K)) + 1)
+        return [1]
+    top = max(1, min(sms // tiles, k // _MIN_SPLIT_K))
+    return [1 << j for j in range(top.bit_length())]
 
 
 def _feed_per_k(g: GemmOperands, tm: int, tn: int, m_t: int, n_t: int, cluster: int
@@ -329,11 +339,12 @@ def _reduce_time(s: int, red: float, red_l2: bool, part: float, hw: _Gpu) -> flo
     return min(serial, second)
 
 
-def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]) -> GemmPlan:
+def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]],
+               epilogue_bytes: float = 0.0) -> GemmPlan:
     """Evaluate every tile shape and split-K factor; return the fastest plan (ties: fewer L2
     bytes, then the smaller split). Only the winner is built as a :class:`GemmPlan`."""
     l2 = hw.l2
-    l2_hit = l2 is not None and g.compulsory / g.batch <= l2.capacity_bytes
+    l2_hit = l2 is not None and (g.compulsory + epilogue_bytes) / g.batch <= l2.capacity_bytes
     best: dict[str, Any] = {}
     best_key: tuple[float, float, int] | None = None
     for tm, tn in tile_shapes:
@@ -346,8 +357,9 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
             a_r, b_r, block = n_t, m_t, (1, 1)
         else:
             a_r, b_r, block = _rereads(m_t, n_t, hw.sms)
-        dram_main = g.a_bytes * a_r + g.b_bytes * b_r + g.c_bytes
-        l2_main = max(tiles * g.k * (tm_e * g.a_elem + tn_e * g.b_elem) + g.c_bytes, dram_main)
+        dram_main = g.a_bytes * a_r + g.b_bytes * b_r + g.c_bytes + epilogue_bytes
+        l2_main = max(tiles * g.k * (tm_e * g.a_elem + tn_e * g.b_elem) + g.c_bytes
+                      + epilogue_bytes, dram_main)
         memory_s = dram_main / hw.dram_bw
         blk_row, all_row = _feed_per_k(g, tm_e, tn_e, m_t, n_t, hw.multicast)
         blk_part = min(tm_e, g.m) * min(tn_e, g.n) * _PARTIAL_BYTES  # one tile's fp32 partial
@@ -480,7 +492,9 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
                extra: dict[str, Any] | None = None) -> OpCost:
     hw = _gpu(device, dtype)
     shapes = tuple(device.params.get("tile_shapes") or DEFAULT_TILES)
-    p = _plan_gemm(g, hw, shapes)
+    # C-sized inputs of a fused epilogue (a residual add): read once, with the output tiles
+    epi = max(0.0, op.bytes_read() - g.a_bytes - g.b_bytes)
+    p = _plan_gemm(g, hw, shapes, epi)
     asked = next(((tm, tn) for tm, tn in shapes
                   if (min(tm, _round_up(g.m, _MMA_GRANULE)),
                       min(tn, _round_up(g.n, _MMA_GRANULE))) == p.tile), None)
@@ -493,8 +507,10 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
                      memory_s=max(p.memory_s, p.feed_s) + p.reduce_s,
                      latency_s=p.busy_s + fixed, overhead_s=fixed,
                      bytes_by_level=by_level, compute_class=hw.cls, peak_flops=hw.peak,
-                     details=_gemm_details(p, hw, extra),
-                     notes=_gemm_notes(label, g, p, hw, dtype, fl.matrix, asked))
+                     details=_gemm_details(p, hw, {**(extra or {}), "epilogue_bytes": epi}),
+                     notes=_gemm_notes(label, g, p, hw, dtype, fl.matrix, asked)
+                     + ((f"the fused epilogue also reads {_b(epi)} (a C-sized input such as a "
+                         f"residual), streamed from DRAM with the output tiles",) if epi else ()))
 
 
 def _gemm_label(m: int, n: int, k: int, batch: int, dtype: DType, what: str = "GEMM") -> str:

@@ -103,11 +103,15 @@ Several arrays
 ``arrays`` identical arrays (``ComputeUnit.count``; TPU v4 = 2 cores x 4 MXUs = 8) split a
 GEMM over N, over M, or (for batched GEMMs) over the batch; each array gets ``ceil(d/a)`` of
 the split dimension ``d``, so the imbalance of a ragged split is counted by the ceiling. The
-mapper tries ``a`` = all arrays, half of them, a quarter, ... and one array, and keeps the
-fewest cycles (so more arrays are never slower). ``params.sram`` sizes are device totals,
+mapper tries every ``a`` from one array to all of them (an implementation can leave arrays
+idle), and keeps the fewest cycles, so a part with more arrays, by any number, is never
+slower. ``params.sram`` sizes are device totals,
 divided evenly over ``params.cores`` (default 1). The operand a split does not divide (A when
 N is split, B when M is split) is fetched once per core and broadcast to that core's arrays,
 using the core's whole SRAM for it; split operands and outputs use a per-array share of it.
+An op-level choice that depends on the per-array SRAM share (a convolution's im2col on chip,
+attention's scores kept on chip) is costed both ways: on the most arrays whose shares still
+hold the data, and off chip on all arrays; the faster wins.
 
 DRAM stalls
 -----------
@@ -125,7 +129,10 @@ Ops
 plus the softmax on the vector unit) build :class:`Gemm` problems and run them on the
 :class:`ArraySetup` a family derives from its spec (``systolic.py``: the shaped matrix unit;
 ``fpga.py``: a PE array sized from the DSP budget). The dataflow is ``MapOptions.dataflow``,
-else ``params.dataflow``, else ``ws``.
+else ``params.dataflow``, else ``ws``. A fused epilogue with a second input (``add``/``mul``:
+a residual) reads that C-sized tensor from DRAM as the output drains: its bytes join the DRAM
+traffic (and the stall arithmetic above); its pointwise work is left to the vector unit,
+overlapped.
 """
 
 from __future__ import annotations
@@ -144,7 +151,7 @@ from simulator.mapping.base import MapOptions, OpCost, make_cost
 from simulator.mapping.common import param, scale_busy, vector_time
 from simulator.units import format_quantity
 from workloads.dtypes import DType
-from workloads.ops import Attention, Conv2d, MatMul, Op
+from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, MatMul, Op
 
 __all__ = ["DATAFLOWS", "OPERANDS", "Gemm", "ArraySetup", "SystolicRun", "fold_cycles",
            "resolve_dataflow", "sram_capacities", "onchip_level", "array_compute_class",
@@ -579,14 +586,24 @@ def _run(g: Gemm, s: ArraySetup, split: str, alloc: int) -> SystolicRun:
         block_order=t.order)
 
 
-def simulate_gemm(g: Gemm, s: ArraySetup) -> SystolicRun:
+def _allocations(d: int, arrays: int) -> list[int]:
+    """Array counts worth costing for a split of dimension ``d`` over 2 .. ``arrays`` arrays:
+    a split's cost depends on its count ``a`` only through the share ``ceil(d/a)``, so one
+    count per distinct share (the fewest arrays that give it)."""
+    return sorted({math.ceil(d / math.ceil(d / a)) for a in range(2, min(arrays, d) + 1)})
+
+
+def simulate_gemm(g: Gemm, s: ArraySetup, max_arrays: int | None = None) -> SystolicRun:
     """Run a (batched) GEMM on the setup's arrays, choosing how to split it across them.
 
-    Candidates: one array alone, and for ``a`` = arrays, arrays/2, arrays/4, ... > 1 a split
-    of N, M or the batch over ``a`` arrays; the fewest cycles win (ties: fewer compute cycles,
-    then fewer DRAM bytes). Trying fewer arrays keeps the law "more arrays never slower": a
-    device with twice the arrays has every candidate of the smaller one (a GEMV whose shared
-    SRAM share would shrink may be better on fewer arrays).
+    Candidates: one array alone, and for every ``a`` from 2 to the arrays (at most
+    ``max_arrays``) a split of N, M or the batch over ``a`` arrays; the fewest cycles win
+    (ties: fewer compute cycles, then fewer DRAM bytes). Every count of arrays is a candidate,
+    not only halvings, so a device with more arrays (any number more) has every mapping of the
+    smaller one and is never slower: an implementation can always leave arrays idle (a GEMV
+    whose shared SRAM share would shrink may be better on fewer arrays). A split's cost
+    depends on ``a`` only through the share ``ceil(d/a)``, so each distinct share is costed
+    once.
 
     Examples
     --------
@@ -595,12 +612,10 @@ def simulate_gemm(g: Gemm, s: ArraySetup) -> SystolicRun:
     >>> simulate_gemm(Gemm(64, 64, 64), s).compute_cycles
     504.0
     """
+    arrays = s.arrays if max_arrays is None else max(1, min(s.arrays, max_arrays))
     cands = [_run(g, s, "none", 1)]
-    alloc = s.arrays
-    while alloc > 1:  # fewer arrays are candidates too, so more arrays are never slower
-        cands += [_run(g, s, sp, alloc) for sp in ("n", "m", "batch")
-                  if {"n": g.n, "m": g.m, "batch": g.batch}[sp] > 1]
-        alloc //= 2
+    for sp, d in (("n", g.n), ("m", g.m), ("batch", g.batch)):
+        cands += [_run(g, s, sp, a) for a in _allocations(d, arrays)]
     return min(cands, key=lambda x: (x.cycles, x.compute_cycles, x.dram_total))
 
 
@@ -728,14 +743,33 @@ def _finish(op: Op, device: Device, s: ArraySetup, *, compute_cycles: float,
         notes=(*s.notes, *notes))
 
 
+def _epilogue_bytes(op: MatMul | Conv2d) -> float:
+    """Bytes of the C-sized inputs a fused epilogue reads (``add``/``mul``: a residual)."""
+    return sum(EPILOGUE_FNS[f][0] for f in op.epilogue) * op.bytes_written()
+
+
 def _single(op: Op, device: Device, s: ArraySetup, g: Gemm, label: str,
-            extra_notes: tuple[str, ...] = (), extra: Mapping[str, Any] | None = None) -> OpCost:
-    run = simulate_gemm(g, s)
+            extra_notes: tuple[str, ...] = (), extra: Mapping[str, Any] | None = None,
+            run: SystolicRun | None = None, epilogue_bytes: float = 0.0) -> OpCost:
+    """One GEMM's cost; ``epilogue_bytes`` more are read from DRAM as the output drains (a
+    fused residual), overlapped with compute like every other load when double buffered."""
+    run = run or simulate_gemm(g, s)
     head, *rest = run_notes(run, s, label)
+    memory, cycles, dram = run.memory_cycles, run.cycles, run.dram_total
+    details = {**run_details(run), **(extra or {})}
+    if epilogue_bytes:
+        memory += epilogue_bytes / s.dram_bytes_per_cycle
+        dram += epilogue_bytes
+        first = run.first_load_cycles
+        cycles = (first + max(run.compute_cycles, memory - first) if s.double_buffered
+                  else run.compute_cycles + memory)
+        details.update(memory_cycles=memory, cycles=cycles,
+                       stall_cycles=cycles - run.compute_cycles, epilogue_bytes=epilogue_bytes)
+        rest.append(f"the fused epilogue reads {_b(epilogue_bytes)} more from DRAM (a C-sized "
+                    f"input such as a residual) as the output drains")
     return _finish(op, device, s, compute_cycles=run.compute_cycles,
-                   memory_cycles=run.memory_cycles, cycles=run.cycles, dram=run.dram_total,
-                   onchip=sum(run.sram_bytes.values()),
-                   details={**run_details(run), **(extra or {})},
+                   memory_cycles=memory, cycles=cycles, dram=dram,
+                   onchip=sum(run.sram_bytes.values()), details=details,
                    notes=[head, *extra_notes, *rest])
 
 
@@ -744,7 +778,7 @@ def matmul_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
     assert isinstance(op, MatMul)
     s = setup(op, device, options)
     g = Gemm(op.m, op.n, op.k, op.batch, op.dtype.bytes, op.b_dtype.bytes, op.dtype.bytes)
-    return _single(op, device, s, g, "matmul")
+    return _single(op, device, s, g, "matmul", epilogue_bytes=_epilogue_bytes(op))
 
 
 def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
@@ -763,16 +797,35 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
     raw = op.n * (op.c // groups) * op.h * op.w * ea
     dense = float(m) * k * ea
     band = op.r * (op.w + 2 * op.pad) * (op.c // groups) * ea
-    on_chip = band <= s.usable_sram["ifmap"] / s.arrays
-    ua = raw / dense if on_chip else max(1.0, raw / dense)
-    g = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (ua, 1.0, 1.0))
+    # The band must fit each array's share of the ifmap SRAM, so on fewer arrays it may fit
+    # where on all of them it does not: cost both and keep the faster (more arrays never
+    # slower). ``fit`` is the most arrays whose shares hold the band.
+    fit = next((a for a in range(s.arrays, 0, -1) if band <= s.usable_sram["ifmap"] / a), 0)
+    runs = []
+    if fit >= 1:
+        g_on = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (raw / dense, 1.0, 1.0))
+        runs.append((simulate_gemm(g_on, s, max_arrays=fit), True))
+    if fit < s.arrays:
+        g_off = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (max(1.0, raw / dense), 1.0, 1.0))
+        runs.append((simulate_gemm(g_off, s), False))
+    run, on_chip = min(runs, key=lambda x: (x[0].cycles, x[0].compute_cycles,
+                                            x[0].dram_total))
     expansion = dense / raw
+    if on_chip and fit < s.arrays:
+        where = (f"fits the ifmap SRAM share of {fit} of the {s.arrays} arrays (not of all: "
+                 f"the GEMM runs on at most {fit}, faster than reading the expanded matrix)")
+    else:
+        where = "fits the ifmap SRAM"
+    off = ("does not fit the ifmap SRAM" if fit < 1 else
+           f"fits the ifmap SRAM share of at most {fit} of the {s.arrays} arrays, slower than "
+           f"all of them reading the expanded matrix")
     note = (f"im2col: {groups} GEMM{'s' if groups > 1 else ''} of M={m}, N={n}, K={k} "
             f"(expansion {expansion:.2f}x of the input); input rows band {_b(band)} "
-            + ("fits the ifmap SRAM: expanded on chip, DRAM reads the raw input"
-               if on_chip else "does not fit the ifmap SRAM: DRAM reads the expanded matrix"))
-    return _single(op, device, s, g, "conv2d", (note,),
-                   {"gemm": [groups, m, n, k], "im2col_on_chip": on_chip})
+            + (f"{where}: expanded on chip, DRAM reads the raw input"
+               if on_chip else f"{off}: DRAM reads the expanded matrix"))
+    return _single(op, device, s, run.gemm, "conv2d", (note,),
+                   {"gemm": [groups, m, n, k], "im2col_on_chip": on_chip}, run=run,
+                   epilogue_bytes=_epilogue_bytes(op))
 
 
 def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
@@ -792,19 +845,31 @@ def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) 
     kvb = (op.kv_dtype or op.dtype).bytes
     u_kv = op.kv_len / qk.n
     score_bytes = qk.m * qk.n * e
-    fused = score_bytes <= s.usable_sram["ofmap"] / s.arrays
-    u_s = 0.0 if fused else 1.0
-    g1 = Gemm(qk.m, qk.n, qk.k, qk.batch, e, kvb, e, (1.0, u_kv, u_s))
-    g2 = Gemm(pv.m, pv.n, pv.k, pv.batch, e, kvb, e, (u_s, u_kv, 1.0))
-    r1, r2 = simulate_gemm(g1, s), simulate_gemm(g2, s)
+    # The scores must fit each array's share of the ofmap SRAM, so on fewer arrays they may
+    # stay on chip where on all of them they do not: cost both and keep the faster (more
+    # arrays never slower). ``fit`` is the most arrays whose shares hold them.
+    fit = next((a for a in range(s.arrays, 0, -1)
+                if score_bytes <= s.usable_sram["ofmap"] / a), 0)
+    pairs = []
+    for fused, limit in ((True, fit), (False, s.arrays)):
+        if limit < 1 or (not fused and fit == s.arrays):
+            continue
+        u_s = 0.0 if fused else 1.0
+        g1 = Gemm(qk.m, qk.n, qk.k, qk.batch, e, kvb, e, (1.0, u_kv, u_s))
+        g2 = Gemm(pv.m, pv.n, pv.k, pv.batch, e, kvb, e, (u_s, u_kv, 1.0))
+        pairs.append((simulate_gemm(g1, s, limit), simulate_gemm(g2, s, limit), fused))
+    r1, r2, fused = min(pairs, key=lambda x: (x[0].cycles + x[1].cycles,
+                                              x[0].compute_cycles + x[1].compute_cycles))
     soft_s, _, _ = vector_time(op, device)
     append = 2.0 * op.batch * op.seq * op.kv_heads * op.head_dim * kvb
     append_cycles = append / s.dram_bytes_per_cycle
     cycles = r1.cycles + r2.cycles + append_cycles
     notes = [*run_notes(r1, s, "QK^T"), *run_notes(r2, s, "PV"),
              f"scores {_b(score_bytes)} per (batch, kv head) "
-             + ("stay in the ofmap SRAM (fused)" if fused else "do not fit on chip: written "
-                "to and read back from DRAM"),
+             + (("stay in the ofmap SRAM (fused)" if fit == s.arrays else
+                 f"stay in the ofmap SRAM (fused) on at most {fit} of the {s.arrays} arrays "
+                 f"(whose shares hold them; faster than the round trip to DRAM)")
+                if fused else "do not fit on chip: written to and read back from DRAM"),
              f"softmax on the vector unit: {soft_s * 1e6:.3g} us, added after the GEMMs; "
              f"K/V append {_b(append)} to DRAM: {append_cycles:.0f} cycles"]
     if op.phase == "decode":
