@@ -26,7 +26,7 @@ algorithms are both evaluated and the faster is taken, as NCCL does for its prot
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +39,8 @@ from workloads.ops import Collective, Conv2d, MatMul, Op
 
 __all__ = ["param", "achievable_bandwidth", "vector_time", "streaming_cost",
            "collective_time", "collective_cost", "STREAMING_KINDS", "GemmOperands",
-           "gemm_operands", "kind_efficiency", "scale_busy", "special_vector_flops"]
+           "gemm_operands", "kind_efficiency", "scale_busy", "special_vector_flops",
+           "depthwise_vector_rate", "conv2d_by_gemm"]
 
 STREAMING_KINDS = ("elementwise", "norm", "softmax", "pool", "embedding", "memcpy")
 
@@ -249,3 +250,37 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
 
     return replace(c, bound=bound, memory_s=t,
                    energy=EnergyParts(c.energy.compute_j, FrozenMap(mem_j)))
+
+
+# -- convolution: one rule for every family that runs GEMMs on matrix units --------------------
+def depthwise_vector_rate(op: Conv2d, device: Device) -> tuple[float, float, str, float]:
+    """A depthwise conv has too little reuse for matrix units: its MACs run on the vector
+    units. Returns ``(compute seconds, achievable rate, compute class, vector peak)``.
+
+    Raises
+    ------
+    MappingError
+        If no vector unit can run the dtype.
+    """
+    vpeak, cls = device.peak(op.dtype, "vector")
+    if vpeak <= 0:
+        raise MappingError(f"{device.name}: no vector unit can run a {op.dtype} depthwise conv")
+    rate = vpeak * param(device, "vector_efficiency")
+    return op.flops().total / rate, rate, cls, vpeak
+
+
+def conv2d_by_gemm(op: Op, device: Device, options: MapOptions, *,
+                   depthwise: Callable[[Conv2d, Device, MapOptions], OpCost],
+                   gemm: Callable[[Conv2d, GemmOperands, str], OpCost],
+                   gemm_label: Callable[[int, int, int, int, Any], str]) -> OpCost:
+    """The conv2d rule the GPU and CPU families share: a depthwise conv is a streaming kernel
+    (the family's ``depthwise``), any other conv an implicit GEMM with its groups as the batch
+    (the family's ``gemm`` on :func:`gemm_operands`, described by its ``gemm_label``)."""
+    assert isinstance(op, Conv2d)
+    if op.groups == op.c and op.groups > 1:
+        return depthwise(op, device, options)
+    groups, m, n, k = op.gemm_shape()
+    label = (f"conv {op.r}x{op.s}/{op.stride} {op.c}->{op.k}"
+             f"{f' in {groups} groups' if groups > 1 else ''} as implicit "
+             + gemm_label(m, n, k, groups, op.dtype))
+    return gemm(op, gemm_operands(op), label)

@@ -106,6 +106,8 @@ from simulator.mapping.common import (
     STREAMING_KINDS,
     GemmOperands,
     collective_cost,
+    conv2d_by_gemm,
+    depthwise_vector_rate,
     gemm_operands,
     kind_efficiency,
     param,
@@ -504,12 +506,7 @@ def matmul_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
 
 def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) -> OpCost:
     """Depthwise conv: vectorised over channels, a streaming kernel."""
-    vpeak, cls = device.peak(op.dtype, "vector")
-    if vpeak <= 0:
-        raise MappingError(f"{device.name}: no vector unit can run a {op.dtype} depthwise conv")
-    fl = op.flops()
-    rate = vpeak * param(device, "vector_efficiency")
-    compute_s = fl.total / rate
+    compute_s, rate, cls, vpeak = depthwise_vector_rate(op, device)
     tr = _traffic(device, op.bytes_read(), op.bytes_written(), options)
     notes = (f"depthwise conv ({op.c} channels, {op.r}x{op.s} filters): {op.r * op.s} MACs per "
              f"output, vectorised over channels at {format_quantity(rate, 'FLOP/s')}; "
@@ -524,15 +521,10 @@ def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) ->
 
 @register_cost("conv2d", FAMILY)
 def conv2d_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
-    assert isinstance(op, Conv2d)
-    if op.groups == op.c and op.groups > 1:
-        return _depthwise(op, device, options)
-    groups, m, n, k = op.gemm_shape()
-    g = gemm_operands(op)
-    label = (f"conv {op.r}x{op.s}/{op.stride} {op.c}->{op.k}"
-             f"{f' in {groups} groups' if groups > 1 else ''} as implicit "
-             + _gemm_label(m, n, k, groups, op.dtype))
-    return _gemm_cost(op, device, g, op.dtype, label, {"kernel": "implicit-gemm"}, options)
+    return conv2d_by_gemm(
+        op, device, options, depthwise=_depthwise, gemm_label=_gemm_label,
+        gemm=lambda c, g, label: _gemm_cost(c, device, g, c.dtype, label,
+                                            {"kernel": "implicit-gemm"}, options))
 
 
 def _q_block(seq: int) -> int:

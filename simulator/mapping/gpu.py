@@ -133,6 +133,8 @@ from simulator.mapping.common import (
     STREAMING_KINDS,
     GemmOperands,
     collective_cost,
+    conv2d_by_gemm,
+    depthwise_vector_rate,
     gemm_operands,
     param,
     scale_busy,
@@ -535,11 +537,8 @@ def matmul_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
 
 def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) -> OpCost:
     """Depthwise conv: a streaming kernel, its MACs on the vector units."""
-    vpeak, cls = device.peak(op.dtype, "vector")
-    if vpeak <= 0:
-        raise MappingError(f"{device.name}: no vector unit can run a {op.dtype} depthwise conv")
+    compute_s, _, cls, vpeak = depthwise_vector_rate(op, device)
     fl = op.flops()
-    compute_s = fl.total / (vpeak * param(device, "vector_efficiency"))
     nbytes = op.min_bytes
     l2 = _resident_level(device, nbytes, options)
     lvl = l2 or device.dram
@@ -562,15 +561,10 @@ def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) ->
 
 @register_cost("conv2d", FAMILY)
 def conv2d_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
-    assert isinstance(op, Conv2d)
-    if op.groups == op.c and op.groups > 1:
-        return _depthwise(op, device, options)
-    groups, m, n, k = op.gemm_shape()
-    g = gemm_operands(op)
-    label = (f"conv {op.r}x{op.s}/{op.stride} {op.c}->{op.k}"
-             f"{f' in {groups} groups' if groups > 1 else ''} as implicit "
-             + _gemm_label(m, n, k, groups, op.dtype))
-    return _gemm_cost(op, device, g, op.dtype, label, {"kernel": "implicit-gemm"})
+    return conv2d_by_gemm(
+        op, device, options, depthwise=_depthwise, gemm_label=_gemm_label,
+        gemm=lambda c, g, label: _gemm_cost(c, device, g, c.dtype, label,
+                                            {"kernel": "implicit-gemm"}))
 
 
 @register_cost("attention", FAMILY)
