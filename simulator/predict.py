@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from simulator.arch.calibration import CalibrationProfile, band_for, load_profile
-from simulator.arch.spec import Device, System
+from simulator.arch.spec import Device, Link, System
 from simulator.cost.dollars import CostOptions, run_cost
 from simulator.engine.runner import Timeline, run_graph
 from simulator.errors import MappingError
@@ -113,26 +113,50 @@ class Predictor:
         self.system = system
         self.options = MapOptions(dataflow=dataflow)
         self._mapper = Mapper(system.device, self.options)
-        self._cache: dict[Op, OpCost] = {}
+        self._cache: dict[Op | tuple[Op, str], OpCost] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
         self._run_hits = 0
 
     # -- op costs ---------------------------------------------------------------------------
-    def cost(self, op: Op) -> OpCost:
-        """The cost of one op on one device of the system (memoised)."""
-        c = self._cache.get(op)
+    def link_for(self, group: tuple[int, ...] | None) -> tuple[Link | None, str]:
+        """The link a collective over ``group`` crosses, and its topology: the system's
+        scale-out ``network`` when the devices sit on more than one node, else its
+        in-node ``link``.
+
+        Raises
+        ------
+        MappingError
+            If the group spans nodes and the spec has no ``network``.
+        """
+        s = self.system
+        per = s.devices_per_node or s.count
+        if group and len({d // per for d in group}) > 1:
+            if s.network is None:
+                raise MappingError(f"{s.name}: a collective over devices {group[0]}..{group[-1]} "
+                                   f"spans {len({d // per for d in group})} nodes of {per} "
+                                   "devices, but the spec has no network (the scale-out "
+                                   "fabric between nodes); add network: to the system spec")
+            return s.network, "switch"
+        return s.link, s.topology
+
+    def cost(self, op: Op, group: tuple[int, ...] | None = None) -> OpCost:
+        """The cost of one op on one device of the system (memoised); for a collective,
+        over the devices of ``group`` (see :meth:`link_for`)."""
+        link, topology = self.link_for(group) if isinstance(op, Collective) else (None, "")
+        key = (op, link.name) if link is not None else op
+        c = self._cache.get(key)
         if c is not None:
             self._hits += 1
             return c
         if isinstance(op, Collective):
-            c = collective_cost(op, self.system.device, self.options, link=self.system.link,
-                                topology=self.system.topology)
+            c = collective_cost(op, self.system.device, self.options, link=link,
+                                topology=topology)
         elif isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
             c = host_copy_cost(op, self.system)
         else:
             c = self._mapper.cost(op)
-        self._cache[op] = c
+        self._cache[key] = c
         return c
 
     def cache_info(self) -> dict[str, int]:

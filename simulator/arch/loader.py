@@ -472,7 +472,7 @@ _DEVICE_FIELDS = ("name", "kind", "family", "description", "process_node", "comp
                   "link", "host_link", "power", "cost", "energy", "params", "published",
                   "sources")
 _SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", "link",
-                  "host_link", "power", "cost", "published", "sources")
+                  "host_link", "network", "power", "cost", "published", "sources")
 
 
 def _build(raw: Any, source: str, stem: str | None, device_loader,
@@ -502,6 +502,7 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         topology = c.string(d, "topology", "", TOPOLOGIES, "switch")
         link = _link(c, d.get("link"), "link") or (device.link if device else None)
         host_link = _link(c, d.get("host_link"), "host_link")
+        network = _link(c, d.get("network"), "network")
         pw = c.mapping(d.get("power", {}), "power", ("extra", "extra_idle"))
         extra = c.qty(pw, "extra", "power", "power", 0.0, required=False, positive=False)
         extra_idle = c.qty(pw, "extra_idle", "power", "power", None, required=False,
@@ -516,7 +517,7 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         return System(sys_name, device, count or 1, topology or "switch", link,
                       host_link or device.host_link, extra or 0.0, pricing, description or "",
                       source, extra_idle_power_w=extra_idle,
-                      devices_per_node=base_count or count or 1)
+                      devices_per_node=base_count or count or 1, network=network)
 
     d = c.mapping(raw, "", _DEVICE_FIELDS,
                   ("name", "kind", "family", "process_node", "compute", "memory", "power"))

@@ -203,6 +203,7 @@ class System:
     # Devices per node as the spec describes it (its ``count``): the system's price and its
     # overhead power are per node, so ``--set count=64`` on an 8-device system is 8 nodes.
     devices_per_node: int | None = None
+    network: Link | None = None  # scale-out fabric between nodes, per device (InfiniBand...)
 
     @property
     def nodes(self) -> float:

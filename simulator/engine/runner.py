@@ -46,10 +46,11 @@ def stream_of(op: Op) -> str:
     return "compute"
 
 
-def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
+def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
               progress: Callable[[int], None] | None = None) -> Timeline:
-    """Simulate ``graph`` on every device of its groups; ``cost_of`` maps an op to its cost on
-    one device (usually a memoised mapper).
+    """Simulate ``graph`` on every device of its groups; ``cost_of(op)`` maps an op to its
+    cost on one device (usually a memoised mapper), ``cost_of(op, group)`` a collective over
+    that device group (which links it crosses depends on where the devices are).
 
     Raises
     ------
@@ -80,10 +81,12 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[[Op], OpCost],
         index[name] = i
         names.append(name)
         ops.append(op)
-        known = per_op.get(id(op))
+        collective = isinstance(op, Collective)
+        key = (id(op), grp) if collective else id(op)
+        known = per_op.get(key)
         if known is None:  # ids are stable: every op stays referenced from `ops`
-            known = per_op[id(op)] = (cost_of(op), STREAMS.index(stream_of(op)),
-                                      isinstance(op, Collective))
+            known = per_op[key] = (cost_of(op, grp) if collective else cost_of(op),
+                                   STREAMS.index(stream_of(op)), collective)
         cost, stream, collective = known
         costs.append(cost)
         node_group.append(grp)

@@ -13,7 +13,7 @@ def _cost(t: float) -> OpCost:
     return OpCost(t, t, 0.0, 0.0, "compute", Flops(), FrozenMap({}), 0.0, EnergyParts())
 
 
-def _fixed(op):
+def _fixed(op, group=None):
     # latency encoded in numel (elementwise) or bytes (collective), in microseconds
     return _cost((op.numel if isinstance(op, Elementwise) else op.bytes) * 1e-6)
 

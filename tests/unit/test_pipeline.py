@@ -244,3 +244,26 @@ def test_h100_decode_power_is_in_the_measured_range():
     d = r.per_device[0]
     assert d.busy_s == pytest.approx(r.latency_s, rel=1e-9)
     assert d.static_j == pytest.approx(230 * r.latency_s)  # active floor over the busy time
+
+
+# -- multi-node: collectives that span nodes cross the scale-out network ----------------------------
+def test_collectives_across_nodes_use_the_network():
+    two_nodes = load_arch("dgx-h100", ["count=16"])
+    assert two_nodes.nodes == 2 and two_nodes.network.name == "infiniband-ndr"
+    kw = dict(phase="train", batch=16, seq=256, tp=8, dp=2)
+    r = simulate("llama2-7b", two_nodes, **kw)
+    links = {x.details.get("link") for x in r.records if x.name.startswith("dp_grad")}
+    assert links == {"infiniband-ndr"}
+    tp_links = {x.details.get("link") for x in r.records
+                if x.kind == "collective" and not x.name.startswith("dp_grad")}
+    assert tp_links == {"nvlink4-nvswitch"}  # tensor parallelism stays inside a node
+    ar = next(x for x in r.records if x.name.startswith("dp_grad"))
+    inside = simulate("llama2-7b", "dgx-h100", phase="train", batch=8, seq=256, tp=4, dp=2)
+    ar_in = next(x for x in inside.records if x.name.startswith("dp_grad"))
+    assert ar.latency_s > 3 * ar_in.latency_s  # 50 GB/s InfiniBand vs 450 GB/s NVLink
+    from dataclasses import replace
+
+    from simulator.errors import MappingError
+
+    with pytest.raises(MappingError, match="spans 2 nodes .* no network"):
+        simulate("llama2-7b", replace(two_nodes, network=None), **kw)
