@@ -810,6 +810,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workload(p, "gpt2")
     p.add_argument("--out", default="roofline.png", help="image path (.png, .svg, .pdf)")
     p.set_defaults(fn=cmd_roofline)
+
+    from simulator.cli_serve import add_serve_parser
+
+    add_serve_parser(sub, POS_INT, NONNEG_INT, _float(), _check_out)
     return ap
 
 

@@ -1,0 +1,160 @@
+"""``hwsim serve``: the command-line face of :func:`simulator.serve.serve` (thin)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from simulator.units import format_quantity as fq
+
+__all__ = ["add_serve_parser", "cmd_serve", "serve_options"]
+
+
+def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
+    """Register ``serve`` on the CLI's subparsers (the CLI passes its argument types)."""
+    p = sub.add_parser(
+        "serve", help="simulate serving an LLM: requests, continuous batching, paged KV cache",
+        description="Request-level simulation of LLM serving (vLLM-style continuous batching) "
+                    "on replicas of --tp devices. Give one load: --rate, --offline, --trace or "
+                    "--users.")
+    p.add_argument("--workload", default="llama2-7b", help="decoder model (default llama2-7b)")
+    p.add_argument("--arch", default="h100-sxm", help="part or system (default h100-sxm)")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a spec field")
+    load = p.add_argument_group("load (one of)")
+    load.add_argument("--rate", type=number, help="Poisson arrivals, requests per second")
+    load.add_argument("--offline", action="store_true", help="all requests at t=0 (batch job)")
+    load.add_argument("--trace", metavar="FILE", help="CSV/JSONL: arrival_s, prompt_tokens, "
+                      "output_tokens per request")
+    load.add_argument("--users", type=pos_int, help="closed loop: N users, each sending its "
+                      "next request when the last one finishes")
+    p.add_argument("--burstiness", type=number, default=1.0,
+                   help="coefficient of variation of inter-arrival times with --rate "
+                        "(1 Poisson, >1 bursty gamma)")
+    p.add_argument("--requests", type=pos_int, default=1000, help="requests to simulate")
+    p.add_argument("--prompt-len", dest="prompt_len", type=pos_int, default=512)
+    p.add_argument("--output-len", dest="output_len", type=pos_int, default=128)
+    p.add_argument("--length-cv", dest="length_cv", type=_nonneg(number), default=0.0,
+                   help="log-normal spread of prompt/output lengths (0: fixed)")
+    p.add_argument("--think", type=_nonneg(number), default=0.0,
+                   help="closed loop: seconds between a reply and the next request")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--tp", type=pos_int, default=1, help="devices per replica")
+    p.add_argument("--replicas", type=pos_int, default=1)
+    p.add_argument("--router", choices=("least_outstanding", "round_robin"),
+                   default="least_outstanding")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--weight-dtype", dest="weight_dtype", default=None)
+    p.add_argument("--kv-dtype", dest="kv_dtype", default=None)
+    p.add_argument("--max-batch", dest="max_batch", type=pos_int, default=256,
+                   help="running sequences per replica (vLLM max_num_seqs)")
+    p.add_argument("--max-batched-tokens", dest="max_batched_tokens", type=pos_int,
+                   default=8192, help="tokens per iteration")
+    p.add_argument("--chunked-prefill", dest="chunked_prefill", action="store_true",
+                   help="mix prefill chunks into decode iterations (Sarathi)")
+    p.add_argument("--block-size", dest="block_size", type=pos_int, default=16,
+                   help="KV-cache block, tokens")
+    p.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
+    p.add_argument("--gpu-memory-utilization", dest="gpu_memory_utilization", type=number,
+                   default=0.9, help="fraction of device memory for weights + KV (vLLM 0.9)")
+    p.add_argument("--slo-ttft", dest="slo_ttft", type=number, default=None,
+                   help="time-to-first-token SLO, s (for goodput)")
+    p.add_argument("--slo-tpot", dest="slo_tpot", type=number, default=None,
+                   help="time-per-output-token SLO, s (for goodput)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--trace-out", dest="trace_out", metavar="FILE",
+                   help="write a Perfetto trace of every replica's iterations")
+    p.add_argument("--plot", metavar="FILE", help="latency percentiles (TTFT, TPOT, E2E) plot")
+    p.set_defaults(fn=lambda a: cmd_serve(a, check_out))
+
+
+def _nonneg(number):
+    def parse(text: str) -> float:
+        return 0.0 if text.strip() in ("0", "0.0") else number(text)
+    parse.__name__ = "number"
+    return parse
+
+
+def serve_options(a: argparse.Namespace):
+    from simulator.serve import ServeOptions
+
+    return ServeOptions(
+        rate=a.rate, offline=a.offline, trace=a.trace, users=a.users,
+        burstiness=a.burstiness, requests=a.requests, prompt_len=a.prompt_len,
+        output_len=a.output_len, length_cv=a.length_cv, think_s=a.think, seed=a.seed,
+        tp=a.tp, replicas=a.replicas, router=a.router, dtype=a.dtype,
+        weight_dtype=a.weight_dtype, kv_dtype=a.kv_dtype, max_batch=a.max_batch,
+        max_batched_tokens=a.max_batched_tokens, chunked_prefill=a.chunked_prefill,
+        block_size=a.block_size, preemption=a.preemption,
+        gpu_memory_utilization=a.gpu_memory_utilization, slo_ttft_s=a.slo_ttft,
+        slo_tpot_s=a.slo_tpot)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:,.1f} ms"
+
+
+def cmd_serve(a: argparse.Namespace, check_out) -> int:
+    from simulator.api import resolve_system
+    from simulator.serve import serve
+
+    for path, opt in ((a.trace_out, "--trace-out"), (a.plot, "--plot")):
+        if path:
+            check_out(path, opt)
+    system = resolve_system(a.arch, a.set or ())
+    o = serve_options(a)
+    tty = sys.stderr.isatty() and not a.json
+
+    def progress(done: int, total: int) -> None:
+        if tty and (done == total or done % max(1, total // 20) == 0):
+            print(f"\r  served {done:,}/{total:,} requests", end="", file=sys.stderr,
+                  flush=True)
+
+    r = serve(a.workload, system, o, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    if a.trace_out:
+        with open(a.trace_out, "w", encoding="utf-8") as f:
+            json.dump(r.to_chrome_trace(), f)
+    if a.plot:
+        from simulator.serve.plots import latency_plot
+
+        latency_plot(r, a.plot)
+    if a.json:
+        print(r.to_json())
+        return 0
+    m = r.metrics
+    load = (f"Poisson {a.rate:g} req/s" if a.rate is not None and a.burstiness == 1 else
+            f"bursty {a.rate:g} req/s (CV {a.burstiness:g})" if a.rate is not None else
+            "offline batch" if a.offline else f"trace {a.trace}" if a.trace else
+            f"{a.users} closed-loop users")
+    print(f"{r.workload} served on {m['replicas']} x {m['tp']} {system.device.name} "
+          f"({m['dtype']}), {load}, {r.completed:,} requests")
+    rows = [
+        ("throughput", f"{m['requests_per_s']:,.2f} req/s, {m['output_tokens_per_s']:,.0f} "
+                       "output tokens/s"),
+        ("TTFT p50 / p90 / p99", " / ".join(_ms(m['ttft_s'][k]) for k in ("p50", "p90", "p99"))),
+        ("TPOT p50 / p90 / p99", " / ".join(_ms(m['tpot_s'][k]) for k in ("p50", "p90", "p99"))),
+        ("ITL p50 / p99", f"{_ms(m['itl_s']['p50'])} / {_ms(m['itl_s']['p99'])}"),
+        ("end-to-end p50 / p99", f"{_ms(m['e2e_s']['p50'])} / {_ms(m['e2e_s']['p99'])}"),
+        ("goodput", f"{m['goodput_requests_per_s']:,.2f} req/s "
+                    f"({m['slo']['met_fraction']:.0%} within the SLOs)"
+         if (a.slo_ttft or a.slo_tpot) else "- (give --slo-ttft / --slo-tpot)"),
+        ("KV cache", f"{m['kv_cache']['blocks_per_replica']:,} blocks of "
+                     f"{m['kv_cache']['block_size']} per replica; mean "
+                     f"{m['kv_cache']['mean_utilization']:.0%}, peak "
+                     f"{m['kv_cache']['peak_utilization']:.0%}; {m['preemptions']} preemptions"),
+        ("batching", f"{m['iterations']:,} iterations, {m['mean_batch_tokens']:,.1f} tokens "
+                     f"each on average; devices busy {m['device_utilization']:.0%}"),
+        ("power", f"{m['avg_device_power_w']:,.0f} W per device, {m['avg_power_w']:,.0f} W "
+                  "in all (system share included)"),
+        ("energy", f"{fq(m['energy_per_output_token_j'], 'J')} per output token"),
+        ("cost", "unknown (no price in the spec)" if m['usd_per_hour'] is None else
+                 f"${m['usd_per_hour']:,.2f}/h, ${m['usd_per_million_tokens']:,.3g} per 1M "
+                 "output tokens"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k.ljust(w)}  {v}")
+    return 0
