@@ -82,6 +82,21 @@ class RecordTable(Sequence[OpRecord]):
         for i in range(len(self)):
             yield self._row(i)
 
+    def sum_over(self, field: str, *, device: int | None = None, kind: str | None = None,
+                 name: str | None = None) -> float:
+        """Sum of a cost field (``latency_s``, ``energy_j``) over the rows on ``device`` (all
+        if None) whose op is of ``kind`` or whose name is ``name`` (vectorised)."""
+        import numpy as np
+
+        tl = self._tl
+        sel = np.ones(len(self), dtype=bool) if device is None else tl.device == device
+        if kind is not None or name is not None:
+            ok = np.array([(kind is None or tl.ops[n].kind == kind) and
+                           (name is None or tl.names[n] == name) for n in range(len(tl.names))])
+            sel &= ok[tl.node]
+        per_node = np.array([getattr(c, field) for c in tl.costs])
+        return float(per_node[tl.node[sel]].sum())
+
     def total_flops(self) -> float:
         """FLOPs of every op on every device (vectorised)."""
         import numpy as np

@@ -143,11 +143,11 @@ class IterationModel:
             plan = self._plan(tokens)
             r = self.predictor.run(plan)
             self.predictions += 1
-            dev0 = [x for x in r.records if x.device == 0]
-            attn = sum(x.latency_s for x in dev0 if x.kind == "attention")
-            head = sum(x.latency_s for x in dev0 if x.name == "lm_head")
-            attn_e = sum(x.energy_j for x in r.records if x.kind == "attention")
-            head_e = sum(x.energy_j for x in r.records if x.name == "lm_head")
+            rec = r.records
+            attn = rec.sum_over("latency_s", device=0, kind="attention")
+            head = rec.sum_over("latency_s", device=0, name="lm_head")
+            attn_e = rec.sum_over("energy_j", kind="attention")
+            head_e = rec.sum_over("energy_j", name="lm_head")
             c = self._dense[tokens] = Cost(max(0.0, r.latency_s - attn - head),
                                            max(0.0, r.energy.dynamic_j - attn_e - head_e))
         return c

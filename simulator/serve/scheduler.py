@@ -150,17 +150,23 @@ class Scheduler:
         return step
 
     def _decodes(self, step: Step) -> None:
-        for s in list(self.running):
-            if s not in self.running or not s.decoding:
+        running, kv = self.running, self.kv
+        i = 0
+        while i < len(running):
+            s = running[i]
+            i += 1
+            if not s.decoding:
                 continue
-            need = s.in_cache + 1
-            while not self.kv.can_grow(s.req.rid, need):
-                victim = self.running[-1]
+            rid, need = s.req.rid, s.in_cache + 1
+            preempted_self = False
+            while not kv.can_grow(rid, need):  # free blocks: preempt the latest admitted
+                victim = running[-1]
                 step.swap_bytes += self._preempt(victim)
                 if victim is s:
+                    preempted_self = True
                     break
-            if s in self.running:
-                self.kv.grow(s.req.rid, need)
+            if not preempted_self:
+                kv.grow(rid, need)
                 step.decode.append(s)
 
     def _prefills(self, step: Step, budget: int, whole: bool = False) -> None:
@@ -189,7 +195,10 @@ class Scheduler:
 
     def _preempt(self, s: ReqState) -> float:
         """Take ``s`` off the replica; returns bytes swapped out (0 for recompute)."""
-        self.running.remove(s)
+        if self.running and self.running[-1] is s:
+            self.running.pop()
+        else:
+            self.running.remove(s)
         blocks = self.kv.release(s.req.rid)
         s.preemptions += 1
         self.preemptions += 1
