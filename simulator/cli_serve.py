@@ -29,6 +29,9 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
                       "output_tokens per request")
     load.add_argument("--users", type=pos_int, help="closed loop: N users, each sending its "
                       "next request when the last one finishes")
+    load.add_argument("--rates", metavar="R1,R2,...", type=_rates(number),
+                      help="a load sweep: one Poisson run per rate, a table, and with --plot "
+                           "the latency percentiles against load")
     p.add_argument("--burstiness", type=number, default=1.0,
                    help="coefficient of variation of inter-arrival times with --rate "
                         "(1 Poisson, >1 bursty gamma)")
@@ -67,6 +70,17 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
                    help="write a Perfetto trace of every replica's iterations")
     p.add_argument("--plot", metavar="FILE", help="latency percentiles (TTFT, TPOT, E2E) plot")
     p.set_defaults(fn=lambda a: cmd_serve(a, check_out))
+
+
+def _rates(number):
+    def parse(text: str) -> tuple[float, ...]:
+        parts = [t for t in text.split(",") if t.strip()]
+        if not parts or len(parts) > 50:
+            raise argparse.ArgumentTypeError(f"expected 1 to 50 comma-separated rates, got "
+                                             f"{text[:40]!r}")
+        return tuple(sorted(number(t.strip()) for t in parts))
+    parse.__name__ = "rates"
+    return parse
 
 
 def _nonneg(number):
@@ -111,6 +125,8 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
             print(f"\r  served {done:,}/{total:,} requests", end="", file=sys.stderr,
                   flush=True)
 
+    if a.rates:
+        return _sweep(a, system, o)
     r = serve(a.workload, system, o, progress=progress)
     if tty:
         print(file=sys.stderr)
@@ -157,4 +173,43 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k.ljust(w)}  {v}")
+    return 0
+
+
+def _sweep(a: argparse.Namespace, system, o) -> int:
+    """One Poisson run per rate on shared caches; a table, a plot, or one JSON list."""
+    from dataclasses import replace
+
+    from simulator.errors import HwsimError
+    from simulator.predict import Predictor
+    from simulator.serve import IterationModel, serve
+
+    if o.offline or o.trace or o.users or o.rate is not None:
+        raise HwsimError("--rates is a load sweep of its own: give it without --rate, "
+                         "--offline, --trace or --users")
+    p = Predictor(system)
+    model = IterationModel(p, a.workload, tp=o.tp, dtype=o.dtype, weight_dtype=o.weight_dtype,
+                           kv_dtype=o.kv_dtype, max_tokens=o.max_batched_tokens)
+    results = [serve(a.workload, system, replace(o, rate=r), predictor=p, model=model)
+               for r in a.rates]
+    if a.plot:
+        from simulator.serve.plots import load_sweep_plot
+
+        load_sweep_plot(results, a.plot, a.slo_ttft, a.slo_tpot)
+    if a.json:
+        print("[" + ",".join(r.to_json() for r in results) + "]")
+        return 0
+    print(f"{a.workload} on {o.replicas} x {o.tp} {system.device.name}: load sweep "
+          f"({o.requests:,} requests per point)")
+    head = ["offered req/s", "served req/s", "tokens/s", "TTFT p50", "TTFT p99", "TPOT p50",
+            "TPOT p99", "busy"]
+    rows = [[f"{r.options.rate:g}", f"{r.metrics['requests_per_s']:.2f}",
+             f"{r.metrics['output_tokens_per_s']:,.0f}", _ms(r.metrics['ttft_s']['p50']),
+             _ms(r.metrics['ttft_s']['p99']), _ms(r.metrics['tpot_s']['p50']),
+             _ms(r.metrics['tpot_s']['p99']), f"{r.metrics['device_utilization']:.0%}"]
+            for r in results]
+    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
+    for x in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(x, widths, strict=True)))
     return 0
