@@ -1,31 +1,34 @@
 """Ports: the capacity-one resources of the discrete-event run (device streams, link ports).
 
-Each port keeps a heap of the tasks waiting for it, ordered by program order (a task's
-priority: its position in the graph's topological order), so when a port frees, the waiting
-task that comes first in the program starts, as a framework issues kernels into an in-order
-queue. A task that needs several ports at once (a collective holds the communication port of
-every device in its group) starts only when it heads every one of them and all are free.
-Since priorities are one global order, the first waiting task can always proceed once its ports
-free up: no deadlock and no overtaking.
+Each port runs its tasks strictly in program order, as a CUDA stream runs the kernels issued
+into it: the runner registers every task on its ports in the graph's topological order
+(:meth:`Ports.enqueue`), and a task starts only when it heads the queue of every port it needs,
+its dependencies are done (:meth:`Ports.ready`), and those ports are free. A collective holds the
+communication port of every device in its group at once. Because the program order is a
+topological order, the first task not yet started can always start once its dependencies
+finish: no deadlock. Work on different streams of a device (compute, copy, communication)
+still overlaps.
 
 The ports live on a simpy ``Environment``: starting a task schedules a ``timeout`` for its
-duration whose callback releases the ports and lets the next tasks in.
+duration whose callback (``on_done``) releases the ports and lets the next tasks in.
 
 >>> import simpy
 >>> env = simpy.Environment()
 >>> log = []
->>> ports = Ports(env, duration=lambda t: 1.0, on_start=lambda t, p: log.append((t, env.now)),
+>>> ports = Ports(env, ports_of=lambda t: (7,), duration=lambda t: 1.0,
+...               on_start=lambda t, p: log.append((t, env.now)),
 ...               on_done=lambda t, p: (ports.release(p), ports.dispatch(p)))
 >>> for task in (0, 1):
-...     ports.wait(task, (7,), priority=task)
->>> ports.dispatch((7,))
->>> env.run(); log
+...     ports.enqueue(task, (7,))
+>>> ports.ready(1); ports.dispatch((7,)); log      # task 1 waits for task 0 (program order)
+[]
+>>> ports.ready(0); ports.dispatch((7,)); env.run(); log
 [(0, 0), (1, 1.0)]
 """
 
 from __future__ import annotations
 
-import heapq
+from array import array
 from collections.abc import Callable, Iterable
 
 import simpy
@@ -34,27 +37,42 @@ __all__ = ["Ports"]
 
 
 class Ports:
-    """A set of capacity-one ports, identified by integers, on ``env``.
+    """Capacity-one ports, identified by integers, on ``env``; each runs its tasks in the order
+    they were enqueued.
 
-    ``duration(task)`` gives how long a task holds its ports; ``on_start(task, ports)`` and
-    ``on_done(task, ports)`` are called when it starts and ends (``on_done`` must
-    :meth:`release` the ports and :meth:`dispatch` whatever became ready).
+    ``ports_of(task)`` gives the ports a task holds, ``duration(task)`` for how long;
+    ``on_start(task, ports)`` and ``on_done(task, ports)`` are called when it starts and ends
+    (``on_done`` must :meth:`release` the ports and :meth:`dispatch` what became ready).
     """
 
-    def __init__(self, env: simpy.Environment, *, duration: Callable[[int], float],
+    def __init__(self, env: simpy.Environment, *, ports_of: Callable[[int], tuple[int, ...]],
+                 duration: Callable[[int], float],
                  on_start: Callable[[int, tuple[int, ...]], None],
                  on_done: Callable[[int, tuple[int, ...]], None]):
         self.env = env
+        self._ports_of = ports_of
         self._duration = duration
         self._on_start = on_start
         self._on_done = on_done
-        self._waiting: dict[int, list[tuple[int, int, tuple[int, ...]]]] = {}
+        self._order: dict[int, array] = {}
+        self._head: dict[int, int] = {}
+        self._ready = bytearray()
         self._busy: set[int] = set()
 
-    def wait(self, task: int, ports: tuple[int, ...], priority: int) -> None:
-        """Queue ``task`` on each of ``ports`` (call :meth:`dispatch` to start what can)."""
+    def enqueue(self, task: int, ports: tuple[int, ...]) -> None:
+        """Register ``task`` on its ports; call in program order."""
         for p in ports:
-            heapq.heappush(self._waiting.setdefault(p, []), (priority, task, ports))
+            q = self._order.get(p)
+            if q is None:
+                q = self._order[p] = array("i")
+                self._head[p] = 0
+            q.append(task)
+        if task >= len(self._ready):
+            self._ready.extend(bytes(task + 1 - len(self._ready)))
+
+    def ready(self, task: int) -> None:
+        """``task``'s dependencies are done (call :meth:`dispatch` on its ports)."""
+        self._ready[task] = 1
 
     def release(self, ports: Iterable[int]) -> None:
         self._busy.difference_update(ports)
@@ -64,19 +82,23 @@ class Ports:
         for p in sorted(set(ports)):
             self._try(p)
 
+    def _heads(self, p: int) -> int | None:
+        q, h = self._order[p], self._head[p]
+        return q[h] if h < len(q) else None
+
     def _try(self, p: int) -> None:
-        busy, waiting = self._busy, self._waiting
-        while p not in busy:
-            heap = waiting.get(p)
-            if not heap:
-                return
-            _, task, ports = heap[0]
-            if len(ports) > 1 and not all(q not in busy and waiting[q][0][1] == task
-                                          for q in ports):
-                return
-            for q in ports:
-                heapq.heappop(waiting[q])
-                busy.add(q)
-            self._on_start(task, ports)
-            ev = self.env.timeout(self._duration(task))
-            ev.callbacks.append(lambda _e, task=task, ports=ports: self._on_done(task, ports))
+        busy = self._busy
+        if p in busy or p not in self._order:
+            return
+        task = self._heads(p)
+        if task is None or not self._ready[task]:
+            return
+        ports = self._ports_of(task)
+        if len(ports) > 1 and not all(q not in busy and self._heads(q) == task for q in ports):
+            return
+        for q in ports:
+            self._head[q] += 1
+            busy.add(q)
+        self._on_start(task, ports)
+        ev = self.env.timeout(self._duration(task))
+        ev.callbacks.append(lambda _e, task=task, ports=ports: self._on_done(task, ports))

@@ -13,10 +13,10 @@ driven by resource-request and timeout callbacks rather than one generator proce
 and the timeline is stored column-wise, so a million-op graph fits in a few hundred bytes per
 op.
 
-Each stream runs its ops in program order: when it frees, the waiting op that comes first in
-the graph's topological order starts (as a framework issues kernels into an in-order queue), so
-a pipeline stage finishes one micro-batch before starting the next. Deterministic: ties resolve
-in topological order, then by device.
+Each stream runs its ops strictly in program order (the graph's topological order), as a
+framework issues kernels into an in-order CUDA stream: a pipeline stage finishes one
+micro-batch before it starts the next, even while the first waits on a collective. Streams of
+one device still overlap. Deterministic: ties resolve in topological order, then by device.
 """
 
 from __future__ import annotations
@@ -142,9 +142,8 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
         return tuple(x * n_streams + stream for x in node_group[n])
 
     def ready(t: int) -> tuple[int, ...]:
-        p = ports_of(t)
-        ports.wait(t, p, priority=t_node[t])  # program order among the ready ops
-        return p
+        ports.ready(t)
+        return ports_of(t)
 
     def on_start(t: int, held: tuple[int, ...]) -> None:
         r0 = t_rec[t]
@@ -163,8 +162,10 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
                 touched.extend(ready(s))
         ports.dispatch(touched)
 
-    ports = Ports(env, duration=lambda t: costs[t_node[t]].latency_s, on_start=on_start,
-                  on_done=on_done)
+    ports = Ports(env, ports_of=ports_of, duration=lambda t: costs[t_node[t]].latency_s,
+                  on_start=on_start, on_done=on_done)
+    for t in range(len(t_node)):  # tasks were made in program order
+        ports.enqueue(t, ports_of(t))
     first: list[int] = []
     for t in range(len(t_node)):
         if t_wait[t] == 0:
