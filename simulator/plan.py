@@ -14,7 +14,9 @@ gradients, optimizer state) against its memory before anything is simulated.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from simulator.arch.spec import System
@@ -84,8 +86,10 @@ class Plan:
         return _build(self)
 
 
-def _model(plan: Plan, batch: int, tp: int = 1) -> WorkloadGraph:
-    """The zoo's unsharded model, then tensor parallelism and the training step."""
+def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
+    """The zoo's unsharded model, then tensor or expert parallelism, then the training step
+    (so the backward pass and the optimizer see the sharded model)."""
+    from workloads.transforms.expert_parallel import ep_gradient_allreduce, expert_parallel
     from workloads.transforms.tensor_parallel import tensor_parallel
     from workloads.transforms.training import training_step
     from workloads.zoo import build_model
@@ -93,14 +97,14 @@ def _model(plan: Plan, batch: int, tp: int = 1) -> WorkloadGraph:
     g = build_model(plan.workload, phase=plan.phase, batch=batch, seq=plan.seq,
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
                     kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
-    g = tensor_parallel(g, tp)
+    g = expert_parallel(tensor_parallel(g, tp), ep)
     if plan.phase == "train":
         g = training_step(g, params=g.meta["params_per_device"], recompute=plan.recompute)
+        g = ep_gradient_allreduce(g)
     return g
 
 
 def _replica(plan: Plan, batch: int) -> WorkloadGraph:
-    from workloads.transforms.expert_parallel import expert_parallel
     from workloads.transforms.fuse import fuse_epilogues
     from workloads.transforms.pipeline_parallel import pipeline_parallel
 
@@ -109,7 +113,7 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
         if batch % lay.ep:
             raise HwsimError(f"--ep {lay.ep}: each expert-parallel device takes an equal share "
                              f"of the batch, but a replica's batch is {batch}")
-        g = expert_parallel(_model(plan, batch // lay.ep), lay.ep)
+        g = _model(plan, batch // lay.ep, ep=lay.ep)
         return fuse_epilogues(g) if plan.fuse else g
     mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
     graphs = []
@@ -164,26 +168,25 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               seq: int | None = None, context: int | None = None, dtype: str | None = None,
               weight_dtype: str | None = None, kv_dtype: str | None = None,
               tp: int | None = None, pp: int = 1, dp: int | None = None,
-              microbatches: int = 1, ep: int = 1, image_size: int | None = None, recompute: str = "none",
-              fuse: bool = True, dataflow: str | None = None) -> Plan:
+              microbatches: int = 1, ep: int = 1, image_size: int | None = None,
+              recompute: str = "none", fuse: bool = True, dataflow: str | None = None) -> Plan:
     """Validate the options and fill in the layout.
 
-    With no ``tp`` the largest power-of-two share of the devices the model splits evenly over
-    is used (latency first); with no ``dp`` the devices left over serve data-parallel replicas
-    that split the batch (at most one replica per sample). CNNs and MLPs are not
-    tensor-parallel: on a system they run one replica per device.
+    With no ``tp`` the largest power-of-two share of one node's devices that the model splits
+    evenly over is used (latency first; tensor parallelism across nodes would cross the slow
+    network); with no ``dp`` the devices left over serve data-parallel replicas that split the
+    batch (at most one replica per sample, and with micro-batches at least one sample per
+    micro-batch). CNNs and MLPs are not tensor-parallel: on a system they run one replica per
+    device.
 
     Raises
     ------
     HwsimError
-        A degree that is not a positive integer, or a layout needing more devices than the
-        system has.
+        A degree that is not a positive integer, a layout needing more devices than the
+        system has, an option that does not apply to the phase.
     WorkloadError
         An unknown model, or a ``tp`` that does not divide the model.
     """
-    from workloads.transforms.tensor_parallel import tp_degrees
-    from workloads.zoo import build
-
     for name, v in (("batch", batch), ("pp", pp), ("microbatches", microbatches), ("ep", ep)):
         _positive(name, v, allow_none=False)
     for name, v in (("tp", tp), ("dp", dp)):
@@ -204,22 +207,13 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
     if microbatches > batch:
         raise HwsimError(f"--microbatches {microbatches} exceeds the batch {batch}")
-    dtype = auto_dtype(system, dtype)
-    if tp is None:
-        probe = build(workload, phase="forward" if phase == "train" else phase, batch=1,
-                      seq=seq, context=context, dtype=dtype, image_size=image_size)
-        per = n // (pp * ep)
-        tp = next((t for t in tp_degrees(probe, per) if t & (t - 1) == 0), 1)
-    if dp is None:
-        dp = max(1, min(n // (tp * pp * ep), batch // ep))
-    layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches, ep=ep)
-    if layout.devices > n:
-        raise HwsimError(f"layout {layout.describe()} needs {layout.devices} devices but "
-                         f"{system.name} has {n}")
-    if dp * ep > batch:
-        raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
     if recompute not in ("none", "full"):
         raise HwsimError(f"--recompute must be none or full, got {recompute!r}")
+    if recompute != "none" and phase != "train":
+        raise HwsimError(f"--recompute applies to phase train only, not {phase!r}")
+    if dataflow not in (None, "os", "ws", "is"):
+        raise HwsimError(f"--dataflow must be os, ws or is, got {dataflow!r}")
+    dtype = auto_dtype(system, dtype)
     try:
         from workloads.dtypes import get_dtype
 
@@ -228,10 +222,44 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 get_dtype(d)
     except ValueError as e:
         raise WorkloadError(f"dtype: {e}") from None
+    per_node = min(system.devices_per_node or n, n)
+    if tp is None:
+        per = min(n // (pp * ep), per_node)
+        tp = 1 if per <= 1 else next(
+            (t for t in _tp_degrees(str(workload), per, image_size) if t & (t - 1) == 0), 1)
+    elif tp > 1 and tp not in _tp_degrees(str(workload), tp, image_size):
+        from workloads.transforms.tensor_parallel import tensor_parallel
+        from workloads.zoo import build_model
+
+        # raises the WorkloadError that says which dimension tp does not divide
+        tensor_parallel(build_model(workload, phase="forward", batch=1, seq=1,
+                                    image_size=image_size), tp)
+    if dp is None:
+        dp = max(1, min(n // (tp * pp * ep), batch // (ep * microbatches)))
+    layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches, ep=ep)
+    if layout.devices > n:
+        raise HwsimError(f"layout {layout.describe()} needs {layout.devices} devices but "
+                         f"{system.name} has {n}")
+    if dp * ep > batch:
+        raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
+    if batch // dp < microbatches * ep:
+        raise HwsimError(f"--microbatches {microbatches}: a replica's batch of {batch // dp} "
+                         f"({batch} over {dp} data-parallel replicas) cannot fill them")
     return Plan(workload=str(workload), system=system, layout=layout, phase=phase, batch=batch,
                 dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
                 dataflow=dataflow)
+
+
+@lru_cache(maxsize=256)
+def _tp_degrees(workload: str, limit: int, image_size: int | None) -> tuple[int, ...]:
+    """Tensor-parallel degrees up to ``limit`` that split the model evenly (from a one-token
+    probe graph: only the model's dimensions matter)."""
+    from workloads.transforms.tensor_parallel import tp_degrees
+    from workloads.zoo import build_model
+
+    probe = build_model(workload, phase="forward", batch=1, seq=1, image_size=image_size)
+    return tuple(tp_degrees(probe, limit))
 
 
 def check_capacity(graph: WorkloadGraph, system: System, layout: Layout | None = None
@@ -253,13 +281,15 @@ def check_capacity(graph: WorkloadGraph, system: System, layout: Layout | None =
     parts = ", ".join(f"{k.replace('_', ' ')} {g(v)}" for k, v in worst.to_dict().items()
                       if k != "total" and v > 0)
     lay = layout or graph.meta.get("layout") or Layout(tp=int(graph.meta.get("tp", 1)))
-    need = worst.total * lay.devices_per_replica
+    # devices one replica would need at this footprint, spread evenly
+    need = max(2, math.ceil(worst.total * lay.devices_per_replica / cap))
     hints = []
-    if lay.devices_per_replica < system.count:
-        hints.append("split the model over more of its devices ("
+    if need <= system.count:
+        hints.append(f"split the model over {need} or more of its {system.count} devices ("
                      + ("--tp" if graph.phase == "train" else "--tp, --pp") + ")")
-    hints.append(f"a system with more than {system.count} device(s) of {system.device.name} "
-                 f"(about {max(2, int(need // cap) + 1)} for the model alone)")
+    else:
+        hints.append(f"a system of at least {need} {system.device.name} devices "
+                     f"({system.name} has {system.count})")
     if graph.phase == "train":
         hints.append("activation recomputation (--recompute full)" if
                      graph.meta.get("recompute", "none") == "none" else "a smaller batch")

@@ -108,11 +108,12 @@ class Predictor:
     def __init__(self, system: System, calibration: CalibrationProfile | str | None = None, *,
                  force_calibration: bool = False, dataflow: str | None = None):
         self.profile = load_profile(calibration) if calibration is not None else None
+        self.spec_system = system  # as loaded; plans may be made on it
         if self.profile is not None:
             system = self.profile.apply(system, force=force_calibration)
         self.system = system
         self.options = MapOptions(dataflow=dataflow)
-        self._mapper = Mapper(system.device, self.options)
+        self._mappers = {dataflow: Mapper(system.device, self.options)}
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
@@ -140,11 +141,21 @@ class Predictor:
             return s.network, "switch"
         return s.link, s.topology
 
-    def cost(self, op: Op, group: tuple[int, ...] | None = None) -> OpCost:
+    def _mapper(self, dataflow: str | None) -> Mapper:
+        m = self._mappers.get(dataflow)
+        if m is None:
+            m = self._mappers[dataflow] = Mapper(self.system.device,
+                                                 MapOptions(dataflow=dataflow))
+        return m
+
+    def cost(self, op: Op, group: tuple[int, ...] | None = None, *,
+             dataflow: str | None = None) -> OpCost:
         """The cost of one op on one device of the system (memoised); for a collective,
-        over the devices of ``group`` (see :meth:`link_for`)."""
+        over the devices of ``group`` (see :meth:`link_for`); ``dataflow`` overrides the
+        predictor's for systolic and FPGA parts."""
+        df = dataflow if dataflow is not None else self.options.dataflow
         link, topology = self.link_for(group) if isinstance(op, Collective) else (None, "")
-        key = (op, link.name) if link is not None else op
+        key = (op, link.name) if link is not None else (op, df) if df is not None else op
         c = self._cache.get(key)
         if c is not None:
             self._hits += 1
@@ -155,7 +166,7 @@ class Predictor:
         elif isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
             c = host_copy_cost(op, self.system)
         else:
-            c = self._mapper.cost(op)
+            c = self._mapper(df).cost(op)
         self._cache[key] = c
         return c
 
@@ -174,9 +185,10 @@ class Predictor:
         if r is not None:
             self._run_hits += 1
             return r
-        if plan.system != self.system:
-            raise MappingError(f"plan is for {plan.system.name}, this predictor for "
-                               f"{self.system.name}")
+        if plan.system != self.system and plan.system != self.spec_system:
+            raise MappingError(f"this plan is for {plan.system.name} as specified differently "
+                               f"(another spec or other --set overrides) than the predictor's "
+                               f"{self.system.name}; make the plan with predictor.system")
         r = self.predict(plan.build(), plan, cost=cost)
         if len(self._runs) >= max_runs:
             self._runs.pop(next(iter(self._runs)))
@@ -206,7 +218,12 @@ class Predictor:
                                f"{max(used)}) but {system.name} has {system.count}")
         fps = check_capacity(graph, system, layout) if check_capacity_first \
             else footprint_by_device(graph)
-        timeline = run_graph(graph, self.cost, progress)
+        df = plan.dataflow if plan is not None and plan.dataflow is not None else None
+
+        def cost_of(op: Op, group: tuple[int, ...] | None = None) -> OpCost:
+            return self.cost(op, group, dataflow=df)
+
+        timeline = run_graph(graph, cost_of, progress)
         latency = timeline.makespan_s
         devices, energy = self._energy(timeline, latency)
         warnings = list(self._warnings(graph, plan))

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workloads.graph import Group, Repeat, WorkloadGraph
-from workloads.ops import Attention, Op
+from workloads.ops import Attention, MatMul, Op
 
 __all__ = ["Footprint", "footprint_by_device", "footprint", "live_bytes",
-           "OPTIMIZER_BYTES_PER_PARAM"]
+           "OPTIMIZER_BYTES_PER_PARAM", "moe_idle", "idle_params"]
 
 #: fp32 master weights + Adam's first and second moments (ZeRO, sec. 3.1).
 OPTIMIZER_BYTES_PER_PARAM = 12.0
@@ -69,6 +69,45 @@ def live_bytes(op: Op) -> float:
     return op.min_bytes - op.weight_bytes()
 
 
+def moe_idle(block: WorkloadGraph, resident: int) -> tuple[float, float]:
+    """(parameters, weight bytes) of the experts a layer ``block`` holds but does not run this
+    step: ``resident`` experts per device less the ones its expert GEMMs run (their batch),
+    each as large as one expert of those GEMMs (so tensor-parallel shards and weight precision
+    follow from the ops themselves)."""
+    per_p = per_b = 0.0
+    active = None
+    for n in block.g.nodes:
+        item = block.g.nodes[n]["item"]
+        if "moe:expert" in block.g.nodes[n]["tags"] and isinstance(item, MatMul) and item.weight:
+            per_p += item.params() / item.batch
+            per_b += item.weight_bytes() / item.batch
+            active = item.batch
+    if active is None:
+        return 0.0, 0.0
+    idle = max(0, resident - active)
+    return idle * per_p, idle * per_b
+
+
+def _resident_experts(meta: dict) -> int:
+    dims = meta.get("moe_dims") or {}
+    return int(dims.get("experts", 0)) // max(1, int(meta.get("ep", 1)))
+
+
+def idle_params(graph: WorkloadGraph, what: str = "params") -> float:
+    """Parameters (or weight bytes) resident but not used this step: the experts of every
+    ``layers`` repeat that the step's tokens do not route to."""
+    resident = _resident_experts(graph.meta)
+    if not resident:
+        return 0.0
+    out = 0.0
+    for n in graph.g.nodes:
+        item = graph.g.nodes[n]["item"]
+        if "layers" in graph.g.nodes[n]["tags"] and isinstance(item, Repeat):
+            p, b = moe_idle(item.block, resident)
+            out += (p if what == "params" else b) * item.times
+    return out
+
+
 class _Acc:
     def __init__(self) -> None:
         self.weights = 0.0
@@ -100,13 +139,16 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
                 one_layer = sum(op.output_bytes() for op, _ in _ops(item.block))
                 for d in grp:
                     acc[d].stored += times * item.times * per_layer_in + one_layer
-            if "layers" in tags and meta.get("idle_params_per_layer") and not shared_here:
+            if "layers" in tags and not shared_here and _resident_experts(meta):
+                p, b = moe_idle(item.block, _resident_experts(meta))
                 for d in grp:
-                    acc[d].params += times * item.times * meta["idle_params_per_layer"]
-                    acc[d].weights += times * item.times * meta["idle_weight_bytes_per_layer"]
+                    acc[d].params += times * item.times * p
+                    acc[d].weights += times * item.times * b
             continue
         placed[name] = grp
         tied_to = next((t[len("tied:"):] for t in tags if t.startswith("tied:")), None)
+        if tied_to is not None:  # the shared node sits under the same prefix (dp<r>., mb<m>.)
+            tied_to = name[: name.rfind(".") + 1] + tied_to
         for d in grp:
             a = acc.setdefault(d, _Acc())
             if not shared_here and (tied_to is None or d not in placed.get(tied_to, ())):

@@ -206,10 +206,11 @@ class System:
     network: Link | None = None  # scale-out fabric between nodes, per device (InfiniBand...)
 
     @property
-    def nodes(self) -> float:
-        """Nodes of ``devices_per_node`` devices (1 for a part or an unscaled system)."""
+    def nodes(self) -> int:
+        """Nodes of ``devices_per_node`` devices that hold ``count`` (a partly filled node is
+        a whole chassis: 12 devices of 8-device nodes are 2 nodes)."""
         per = self.devices_per_node or self.count
-        return self.count / per
+        return -(-self.count // per)
 
     @property
     def overhead_power_w(self) -> float:

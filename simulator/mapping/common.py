@@ -215,7 +215,9 @@ def collective_time(op: Collective, link: Link, topology: str = "switch"
     if op.collective in ("allgather", "reducescatter", "alltoall"):
         return (p - 1) * a + (p - 1) / p * n / bw, (p - 1) / p * n, "ring" \
             if op.collective != "alltoall" else "pairwise"
-    return a + n / bw, n, "p2p"  # sendrecv
+    # sendrecv: a one-way hand-off within each pair (pipeline stages); the sender puts n bytes
+    # on the link, the receiver none, so each rank of the pair is charged n / 2 on average
+    return a + n / bw, n / 2, "p2p"
 
 
 def collective_cost(op: Op, device: Device, options: MapOptions,
@@ -234,7 +236,9 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
     reduce_s, cls, vpeak = vector_time(op, device)
     notes = (f"{op.collective} of {op.bytes:.3g} B over {op.devices} ranks, {algo} algorithm on "
              f"{link.name} ({link.bandwidth_Bps / 1e9:.0f} GB/s per direction, "
-             f"{link.latency_s * 1e6:.1f} us latency): each rank sends {sent:.3g} B",)
+             f"{link.latency_s * 1e6:.1f} us latency): each rank sends {sent:.3g} B"
+             + (" on average (one end of each pair sends, the other receives)"
+                if op.collective == "sendrecv" else ""),)
     c = make_cost(device, op, compute_s=reduce_s, memory_s=0.0, overhead_s=0.0,
                   latency_s=max(t, reduce_s), bytes_by_level={link.name: sent},
                   compute_class=cls, peak_flops=vpeak,

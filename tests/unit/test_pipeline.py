@@ -267,3 +267,98 @@ def test_collectives_across_nodes_use_the_network():
 
     with pytest.raises(MappingError, match="spans 2 nodes .* no network"):
         simulate("llama2-7b", replace(two_nodes, network=None), **kw)
+
+
+# -- found in review: each would have given a wrong number or a confusing error ------------------
+def test_expert_parallel_training_updates_only_the_local_shard():
+    system = load_arch("dgx-h100")
+    plan = make_plan("mixtral-8x7b", system, phase="train", batch=8, seq=256, ep=8, dp=1)
+    g = plan.build()
+    opt = next(g.item(n) for n in g.g.nodes if "optimizer" in g.tags(n))
+    assert opt.numel == round(g.meta["params_per_device"])  # ~7.2B, not all 46.7B
+    assert 6e9 < opt.numel < 9e9
+    # the weights every EP device replicates have their gradients all-reduced over the group
+    ar = g.item("ep_grad_allreduce")
+    assert ar.devices == 8 and 1.2e9 * 2 < ar.bytes < 2.0e9 * 2
+
+
+def test_plan_dataflow_reaches_the_mapper():
+    s = load_arch("tpu-v1")
+    p = Predictor(s)
+    via_plan = p.run(make_plan("resnet18", s, dataflow="is")).latency_s
+    assert via_plan == pytest.approx(simulate("resnet18", s, dataflow="is").latency_s)
+    assert via_plan != pytest.approx(simulate("resnet18", s).latency_s)
+    with pytest.raises(HwsimError, match="dataflow"):
+        make_plan("resnet18", s, dataflow="bogus")
+
+
+def test_tied_embedding_counted_once_per_replica():
+    one = simulate("gpt2", "dgx-h100", phase="train", batch=2, seq=256, tp=1, dp=1)
+    two = simulate("gpt2", "dgx-h100", phase="train", batch=2, seq=256, tp=1, dp=2)
+    assert two.meta["footprint"]["weights"] == one.meta["footprint"]["weights"]
+
+
+def test_micro_batches_and_automatic_replicas_never_make_an_empty_micro_batch():
+    r = simulate("llama2-7b", "dgx-h100", phase="prefill", batch=4, seq=128, tp=2, pp=2,
+                 microbatches=4)
+    assert r.meta["dp"] == 1 and r.samples == 4
+    with pytest.raises(HwsimError, match="cannot fill"):
+        simulate("llama2-7b", "dgx-h100", phase="prefill", batch=4, seq=128, tp=2, pp=2,
+                 dp=2, microbatches=4)
+
+
+def test_automatic_tensor_parallelism_stays_inside_a_node():
+    two_nodes = load_arch("dgx-h100", ["count=16"])
+    plan = make_plan("llama2-7b", two_nodes, phase="decode", batch=16, context=1024)
+    assert (plan.layout.tp, plan.layout.dp) == (8, 2)
+
+
+def test_pipeline_micro_batches_follow_the_gpipe_schedule_with_tensor_parallel_stages():
+    kw = dict(phase="decode", context=1024, tp=4, pp=2, dp=1)
+    four = simulate("llama2-70b", "dgx-h100", batch=4, microbatches=4, **kw)
+    one = simulate("llama2-70b", "dgx-h100", batch=1, **kw)
+    # 2 stages, 4 micro-batches: (4 + 2 - 1) stage times of half a single pass each
+    assert four.latency_s == pytest.approx(one.latency_s / 2 * 5, rel=0.01)
+
+
+def test_a_calibrated_predictor_runs_plans_made_on_the_spec():
+    from pathlib import Path
+
+    from simulator.arch.calibration import load_profile
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "validation" / "cpu-host.calib.yaml"
+    prof = load_profile(path)
+    s = load_arch(prof.arch)
+    p = Predictor(s, prof, force_calibration=True)
+    r = p.run(make_plan("mlp", s, dtype="fp32"))
+    assert r.latency_s > 0 and r.meta["calibration"]
+
+
+def test_uneven_replicas_of_a_mixture_of_experts_hold_all_experts():
+    r = simulate("mixtral-8x7b", "dgx-h100", phase="decode", batch=3, context=1024, tp=2, dp=2)
+    weights = {d: f["weights"] for d, f in r.meta["footprint_by_device"].items()}
+    assert len(set(weights.values())) == 1
+
+
+def test_a_pipeline_hand_off_charges_its_link_bytes_once():
+    r = simulate("llama2-7b", "dgx-h100", phase="prefill", batch=1, seq=512, tp=1, pp=2, dp=1)
+    send = [x for x in r.records if x.name.endswith("pp_send.s0")]
+    assert len(send) == 2  # one record per end of the hand-off
+    link = load_arch("dgx-h100").link
+    boundary = 512 * 4096 * 2  # tokens x hidden x bf16
+    assert sum(x.energy_j for x in send) == pytest.approx(boundary * link.energy_per_byte_j,
+                                                          rel=1e-6)
+
+
+def test_plan_validates_early_and_hints_sensibly():
+    s = load_arch("dgx-h100")
+    with pytest.raises(WorkloadError, match="does not divide"):
+        make_plan("llama2-7b", s, tp=3)
+    with pytest.raises(HwsimError, match="recompute applies to phase train"):
+        make_plan("llama2-7b", s, phase="decode", recompute="full")
+    with pytest.raises(CapacityError) as e:
+        simulate("llama2-70b", s, phase="prefill", tp=1, dp=1)
+    msg = str(e.value)
+    assert "split the model over 2 or more of its 8 devices" in msg
+    assert "more than 8" not in msg
+    assert load_arch("dgx-h100", ["count=12"]).nodes == 2

@@ -25,7 +25,7 @@ from workloads.graph import Repeat, WorkloadGraph
 from workloads.ops import Collective, Elementwise, MatMul, Softmax
 from workloads.zoo.transformer import moe_active_experts
 
-__all__ = ["expert_parallel"]
+__all__ = ["expert_parallel", "ep_gradient_allreduce"]
 
 _SUMMED = ("batch", "samples", "tokens")
 
@@ -124,13 +124,48 @@ def expert_parallel(graph: WorkloadGraph, ep: int) -> WorkloadGraph:
             m[k] = m[k] * ep
     m["ep"] = ep
     # resident experts per device: experts / ep, of which the step uses ceil(active / ep)
-    tokens = int(graph.meta.get("tokens", 0)) * ep
-    active = moe_active_experts(max(tokens, 1), dims["experts"], dims["top_k"])
-    idle = (dims["experts"] // ep - math.ceil(active / ep)) * dims["expert_params"]
-    m["idle_params_per_layer"] = float(max(idle, 0))
-    m["idle_weight_bytes_per_layer"] = float(max(idle, 0)) * dims["weight_bytes_per_param"]
-    from workloads.transforms.tensor_parallel import idle_params
+    from workloads.memory import idle_params
 
     m["params_per_device"] = out.params() + idle_params(out)
     m["weight_bytes"] = out.weight_bytes() + idle_params(out, "weight_bytes")
+    return out
+
+
+def ep_gradient_allreduce(train: WorkloadGraph) -> WorkloadGraph:
+    """A training step under expert parallelism: the weights every EP device replicates
+    (attention, norms, router, embeddings) get their gradients all-reduced over the EP group
+    before the optimizer; each expert's gradients stay on the device that holds it. Returns
+    ``train`` with the all-reduce added (a new graph)."""
+    ep = int(train.meta.get("ep", 1))
+    if ep == 1 or train.phase != "train":
+        return train
+    from workloads.memory import idle_params
+    from workloads.ops import get_dtype
+
+    expert = idle_params(train)
+    for name in train.g.nodes:
+        item = train.item(name)
+        if isinstance(item, Repeat) and "layers" in train.tags(name):
+            expert += sum(
+                train.item(name).block.item(k).params() * item.times
+                for k in item.block.g.nodes if "moe:expert" in item.block.tags(k)
+                and not isinstance(item.block.item(k), Repeat))
+    shared = max(float(train.meta.get("params_per_device", 0.0)) - expert, 1.0)
+    dtype = get_dtype(str(train.meta.get("dtype", "bf16")))
+    out = WorkloadGraph(train.name, train.phase, dict(train.meta))
+    opt = next(n for n in train.g.nodes if "optimizer" in train.tags(n))
+    for name in train.topo():
+        data = train.g.nodes[name]
+        ins = list(train.g.predecessors(name))
+        if name == opt:
+            ar = Collective(collective="allreduce", bytes=shared * float(
+                train.meta.get("grad_bytes_per_param", dtype.bytes)), devices=ep, dtype=dtype)
+            ins = [out.add_op("ep_grad_allreduce", ar, ins, group=data["group"],
+                              tags=("backward", "ep:collective"))]
+        item = data["item"]
+        if isinstance(item, Repeat):
+            out.add_repeat(name, item.block, item.times, ins, group=data["group"],
+                           tags=data["tags"])
+        else:
+            out.add_op(name, item, ins, group=data["group"], tags=data["tags"])
     return out

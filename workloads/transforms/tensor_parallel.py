@@ -39,6 +39,8 @@ from workloads.ops import Attention, Collective, Elementwise, Embedding, MatMul,
 __all__ = ["TPShard", "shard_transformer", "tp_allreduce", "tensor_parallel", "TP_DIMS_KEY",
            "allreduce_tag", "tp_degrees", "idle_params"]
 
+from workloads.memory import idle_params  # noqa: E402  (re-exported: the resident idle experts)
+
 #: graph.meta key the transformer builder sets: the sizes a tensor-parallel split divides.
 TP_DIMS_KEY = "tp_dims"
 
@@ -228,22 +230,9 @@ def tensor_parallel(graph: WorkloadGraph, tp: int) -> WorkloadGraph:
     if "tied_params" in m:  # lm_head shares embed_tokens' (now sharded) matrix
         m["tied_params"] = float(sh.vocab * dims["d_model"])
         m["tied_weight_bytes"] = m["tied_params"] * dims["embed_bytes"]
-    # Weights resident but not in the graph (MoE experts idle this step) are split on d_ff.
-    for key in ("idle_params_per_layer", "idle_weight_bytes_per_layer"):
-        if key in m:
-            m[key] = m[key] / tp
+    # experts idle this step are still resident (each split on d_ff like the active ones)
     m["params_per_device"] = out.params() + idle_params(out)
     m["weight_bytes"] = out.weight_bytes() + idle_params(out, "weight_bytes")
     return out
 
 
-def idle_params(graph: WorkloadGraph, what: str = "params") -> float:
-    """Parameters (or weight bytes) resident but not used this step: the experts of every
-    ``layers`` repeat that the step's tokens do not route to."""
-    key = "idle_params_per_layer" if what == "params" else "idle_weight_bytes_per_layer"
-    per = float(graph.meta.get(key, 0.0))
-    if not per:
-        return 0.0
-    layers = sum(graph.item(n).times for n in graph.g.nodes
-                 if "layers" in graph.tags(n) and isinstance(graph.item(n), Repeat))
-    return per * layers

@@ -17,8 +17,9 @@ import math
 
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import TransformerSpec
+from workloads.memory import idle_params
 from workloads.ops import Attention, Elementwise, Embedding, MatMul, Norm, Softmax
-from workloads.transforms.tensor_parallel import TP_DIMS_KEY, allreduce_tag, idle_params
+from workloads.transforms.tensor_parallel import TP_DIMS_KEY, allreduce_tag
 from workloads.zoo.options import BuildOptions
 
 __all__ = ["build_transformer", "transformer_params", "moe_active_experts"]
@@ -219,12 +220,8 @@ def build_transformer(spec: TransformerSpec, o: BuildOptions) -> WorkloadGraph:
                            "d_model": d, "embed_bytes": dt.bytes}
     if spec.is_moe:  # experts not hit this step are still resident in memory
         active = moe_active_experts(T, spec.n_experts, spec.top_k)
-        per_expert = 3 * d * spec.d_ff + (2 * spec.d_ff + d if spec.mlp_bias else 0)
-        idle = (spec.n_experts - active) * per_expert * spec.layers
         g.meta["moe_dims"] = {"experts": spec.n_experts, "top_k": spec.top_k, "d_model": d,
-                              "d_ff": spec.d_ff, "expert_params": per_expert}
-        g.meta["idle_params_per_layer"] = float(idle / spec.layers)
-        g.meta["idle_weight_bytes_per_layer"] = idle / spec.layers * (o.weight_dtype or dt).bytes
+                              "d_ff": spec.d_ff}
         g.meta["active_experts"] = active
     g.meta["params_per_device"] = g.params() + idle_params(g)
     g.meta["weight_bytes"] = g.weight_bytes() + idle_params(g, "weight_bytes")
