@@ -85,7 +85,12 @@ def _rates(number):
 
 def _nonneg(number):
     def parse(text: str) -> float:
-        return 0.0 if text.strip() in ("0", "0.0") else number(text)
+        try:  # zero in any spelling ("0", "0.00", "0e0", "-0"); the rest must be positive
+            if float(text) == 0:
+                return 0.0
+        except ValueError:
+            pass
+        return number(text)
     parse.__name__ = "number"
     return parse
 

@@ -24,7 +24,7 @@ from simulator.cost.dollars import system_hourly_rate
 from simulator.errors import HwsimError
 from simulator.predict import Predictor
 from simulator.serve.iteration import IterationModel
-from simulator.serve.requests import Lengths, Request, gamma, load_trace, offline, poisson
+from simulator.serve.requests import MAX_CV, Lengths, Request, gamma, load_trace, offline, poisson
 from simulator.serve.scheduler import SchedulerConfig
 from simulator.serve.sim import FleetConfig, SimOutput, run_fleet
 
@@ -72,8 +72,9 @@ class ServeOptions:
 def _lengths(mean: int, cv: float, what: str) -> Lengths:
     if isinstance(mean, bool) or not isinstance(mean, int) or mean < 1:
         raise HwsimError(f"--{what} must be a positive integer, got {mean!r}")
-    if not math.isfinite(cv) or cv < 0:
-        raise HwsimError(f"--length-cv must be >= 0, got {cv!r}")
+    if isinstance(cv, bool) or not isinstance(cv, (int, float)) or not math.isfinite(cv) \
+            or not 0 <= cv <= MAX_CV:
+        raise HwsimError(f"--length-cv must be from 0 to {MAX_CV:g}, got {cv!r}")
     return Lengths.fixed(mean) if cv == 0 else Lengths.lognormal(mean, cv, 1, 16 * mean)
 
 
@@ -85,6 +86,12 @@ def make_requests(o: ServeOptions) -> tuple[list[Request] | None, list[Request]]
     if len(modes) != 1:
         raise HwsimError("give exactly one load: --rate R, --offline, --trace FILE or --users N"
                          + (f" (got {', '.join(modes)})" if modes else ""))
+    for name, v, lo in (("requests", o.requests, 1), ("seed", o.seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise HwsimError(f"--{name} must be an integer >= {lo}, got {v!r}")
+    if isinstance(o.think_s, bool) or not isinstance(o.think_s, (int, float)) \
+            or not math.isfinite(o.think_s) or o.think_s < 0:
+        raise HwsimError(f"--think must be a finite number of seconds >= 0, got {o.think_s!r}")
     if o.trace is not None:
         return load_trace(o.trace, o.requests), []
     prompt = _lengths(o.prompt_len, o.length_cv, "prompt-len")
@@ -107,7 +114,8 @@ def kv_blocks_for(model: IterationModel, system: System, o: ServeOptions) -> int
     CapacityError-like HwsimError
         If the weights and activations alone do not fit.
     """
-    if not 0 < o.gpu_memory_utilization <= 1:
+    u = o.gpu_memory_utilization
+    if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
         raise HwsimError(f"--gpu-memory-utilization must be in (0, 1], got "
                          f"{o.gpu_memory_utilization!r}")
     cap = system.device.dram.capacity_bytes * o.gpu_memory_utilization
@@ -195,6 +203,16 @@ def serve(workload: str, arch: str | System, options: ServeOptions | None = None
     """
     o = options or ServeOptions(**kw)
     system = arch if isinstance(arch, System) else load_arch(arch)
+    for name in ("tp", "replicas"):
+        v = getattr(o, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise HwsimError(f"--{name} must be a positive integer, got {v!r}")
+    for name in ("slo_ttft_s", "slo_tpot_s"):  # None: no objective
+        v = getattr(o, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                              not math.isfinite(v) or v <= 0):
+            raise HwsimError(f"--{name[:-2].replace('_', '-')} must be a positive number of "
+                             f"seconds, got {v!r}")
     if o.tp * o.replicas > system.count and system.count > 1:
         raise HwsimError(f"--tp {o.tp} x --replicas {o.replicas} needs {o.tp * o.replicas} "
                          f"devices but {system.name} has {system.count}")
@@ -210,6 +228,10 @@ def serve(workload: str, arch: str | System, options: ServeOptions | None = None
                                 weight_dtype=o.weight_dtype, kv_dtype=o.kv_dtype,
                                 max_tokens=o.max_batched_tokens)
     blocks = kv_blocks_for(m, system, o)
+    if o.preemption == "swap" and (isinstance(o.swap_gib, bool) or
+                                   not isinstance(o.swap_gib, (int, float)) or
+                                   not math.isfinite(o.swap_gib) or o.swap_gib < 0):
+        raise HwsimError(f"swap_gib must be a finite number of GiB >= 0, got {o.swap_gib!r}")
     swap_blocks = int(o.swap_gib * 2**30 // (m.kv_bytes_per_token() * o.block_size)) \
         if o.preemption == "swap" else 0
     cfg = SchedulerConfig(max_batch=o.max_batch, max_batched_tokens=o.max_batched_tokens,

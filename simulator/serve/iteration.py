@@ -93,13 +93,13 @@ class IterationModel:
         self.workload = workload
         self.tp = tp
         self.max_tokens = max_tokens
+        self.dtype, self.weight_dtype, self.kv_dtype = dtype, weight_dtype, kv_dtype
         probe = self._plan(16)
         graph = probe.build()
         if graph.meta.get("family") != "decoder":
             raise WorkloadError(f"{workload}: serving simulates decoder (LLM) models, not "
                                 f"{graph.meta.get('family')} models")
-        self.dtype = probe.dtype
-        self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
+        self.dtype = probe.dtype  # the user's, or the part's default once resolved
         layers = [graph.item(n) for n in graph.g.nodes if "layers" in graph.tags(n)]
         self.layers = layers[0].times
         block = layers[0].block
@@ -117,9 +117,8 @@ class IterationModel:
     # -- facts ------------------------------------------------------------------------------
     def _plan(self, tokens: int) -> Plan:
         return make_plan(self.workload, self.predictor.system, phase="prefill", batch=1,
-                         seq=tokens, dtype=getattr(self, "dtype", None) or None,
-                         weight_dtype=getattr(self, "weight_dtype", None),
-                         kv_dtype=getattr(self, "kv_dtype", None), tp=self.tp, dp=1)
+                         seq=tokens, dtype=self.dtype, weight_dtype=self.weight_dtype,
+                         kv_dtype=self.kv_dtype, tp=self.tp, dp=1)
 
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes one token takes on one device, over all layers."""

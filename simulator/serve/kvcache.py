@@ -11,7 +11,7 @@ as a sequence grows and freed when it finishes or is preempted.
 >>> kv.grow(7, 65)
 Traceback (most recent call last):
 ...
-simulator.errors.HwsimError: KV cache: request 7 needs 5 blocks, 1 free
+workloads.errors.HwsimError: KV cache: request 7 needs 5 blocks, 1 free
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ __all__ = ["Request", "Lengths", "poisson", "gamma", "offline", "load_trace", "M
 
 MAX_TRACE_BYTES = 64 * 2**20
 MAX_TOKENS = 10_000_000  # per request, prompt or output: far beyond any context window
+# coefficients of variation (burstiness, length spread): beyond these the gamma / log-normal
+# parameters under- or overflow, and no real workload comes near them
+MIN_CV, MAX_CV = 1e-3, 100.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,10 @@ def gamma(rate: float, n: int, prompt: Lengths, output: Lengths, cv: float = 2.0
     variation ``cv`` (1 is Poisson; above 1, bursts and lulls)."""
     _check_rate(rate)
     _check_n(n)
-    if not math.isfinite(cv) or cv <= 0:
-        raise HwsimError(f"--burstiness (coefficient of variation) must be positive, got {cv!r}")
+    if isinstance(cv, bool) or not isinstance(cv, (int, float)) or not math.isfinite(cv) \
+            or not MIN_CV <= cv <= MAX_CV:
+        raise HwsimError(f"--burstiness (coefficient of variation) must be from {MIN_CV:g} to "
+                         f"{MAX_CV:g}, got {cv!r}")
     rng = np.random.default_rng(seed)
     shape = 1.0 / cv ** 2
     gaps = rng.gamma(shape, (1.0 / rate) / shape, size=n)
@@ -140,9 +145,11 @@ def _number(v: object, key: str, where: str, integer: bool) -> float:
     if isinstance(v, bool):
         raise HwsimError(f"{where}: {key} must be a number, got {v!r}")
     try:
-        x = float(v) if not isinstance(v, (int, float)) else v
+        x = float(v)
     except (TypeError, ValueError):
         raise HwsimError(f"{where}: {key} must be a number, got {str(v)[:40]!r}") from None
+    except OverflowError:  # an integer with hundreds of digits
+        raise HwsimError(f"{where}: {key} is out of range, got {str(v)[:20]}...") from None
     if not math.isfinite(x):
         raise HwsimError(f"{where}: {key} must be finite, got {v!r}")
     if integer:
@@ -174,7 +181,7 @@ def load_trace(path: str | Path, limit: int | None = None) -> list[Request]:
     if size > MAX_TRACE_BYTES:
         raise HwsimError(f"{p}: trace is {size:,} bytes, over the {MAX_TRACE_BYTES:,}-byte limit")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel) is dropped
     except (OSError, UnicodeDecodeError) as e:
         raise HwsimError(f"{p}: cannot read the trace as UTF-8 text ({e})") from None
     rows: list[tuple[str, dict]] = []
@@ -184,18 +191,21 @@ def load_trace(path: str | Path, limit: int | None = None) -> list[Request]:
                 continue
             try:
                 obj = json.loads(line, parse_constant=lambda c: float("nan"))
-            except (json.JSONDecodeError, RecursionError) as e:
+            except (ValueError, RecursionError) as e:  # ValueError: > 4,300-digit integers
                 raise HwsimError(f"{p}:{i}: not valid JSON ({str(e)[:80]})") from None
             if not isinstance(obj, dict):
                 raise HwsimError(f"{p}:{i}: expected a JSON object, got {type(obj).__name__}")
             rows.append((f"{p}:{i}", obj))
     else:
         reader = csv.DictReader(text.splitlines())
-        if not reader.fieldnames:
-            raise HwsimError(f"{p}: empty trace (expected a CSV header: arrival_s, "
-                             "prompt_tokens, output_tokens)")
-        for i, row in enumerate(reader, 2):
-            rows.append((f"{p}:{i}", {k.strip().lower(): v for k, v in row.items() if k}))
+        try:
+            if not reader.fieldnames:
+                raise HwsimError(f"{p}: empty trace (expected a CSV header: arrival_s, "
+                                 "prompt_tokens, output_tokens)")
+            for i, row in enumerate(reader, 2):
+                rows.append((f"{p}:{i}", {k.strip().lower(): v for k, v in row.items() if k}))
+        except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit
+            raise HwsimError(f"{p}:{reader.line_num + 1}: not valid CSV ({e})") from None
     if not rows:
         raise HwsimError(f"{p}: the trace has no requests")
     out = []

@@ -178,12 +178,18 @@ class Scheduler:
                 n = min(s.target - s.prefilled, budget)
                 step.prefill.append((s, n))
                 budget -= n
-        while self.waiting and budget > 0 and len(self.running) < self.cfg.max_batch:
+        # swapped-out requests come back before any new request is admitted (vLLM)
+        while self.waiting and not self.swapped and budget > 0 \
+                and len(self.running) < self.cfg.max_batch:
             s = self.waiting[0]
             remaining = s.target - s.prefilled
             n = remaining if whole else min(remaining, budget)
             if whole and n > budget:
-                return
+                if n <= self.cfg.max_batched_tokens or step.prefill:
+                    return
+                # a recompute (prompt + generated tokens) longer than the token budget, which
+                # no iteration could ever take whole: prefill it in chunks, alone
+                n = budget
             if not self.kv.can_allocate(s.target + 1):
                 return  # FIFO: do not let later requests overtake (vLLM)
             self.waiting.popleft()
@@ -202,7 +208,8 @@ class Scheduler:
         blocks = self.kv.release(s.req.rid)
         s.preemptions += 1
         self.preemptions += 1
-        if self.cfg.preemption == "swap" and self.host.can_allocate(blocks * self.cfg.block_size):
+        if self.cfg.preemption == "swap" and self.cfg.swap_blocks > 0 \
+                and self.host.can_allocate(blocks * self.cfg.block_size):
             self.host.allocate(s.req.rid, blocks * self.cfg.block_size)
             self.swapped.append(s)
             self.swaps += 1
