@@ -814,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli_serve import add_serve_parser
 
     add_serve_parser(sub, POS_INT, NONNEG_INT, _float(), _check_out)
+    from simulator.cli_plan import add_plan_parser
+
+    add_plan_parser(sub, POS_INT, NONNEG_INT, _float())
     return ap
 
 
