@@ -52,7 +52,8 @@ def add_plan_parser(sub: Any, pos_int, nonneg_int, number) -> None:
                       "output_tokens per request")
     p.add_argument("--burstiness", type=_any_number, default=1.0,
                    help="coefficient of variation of inter-arrival times with --rate")
-    p.add_argument("--requests", type=pos_int, default=1000, help="requests to simulate")
+    p.add_argument("--requests", type=pos_int, default=None,
+                   help="requests to simulate (default 1,000; with --trace: the whole trace)")
     p.add_argument("--prompt-len", dest="prompt_len", type=pos_int, default=512)
     p.add_argument("--output-len", dest="output_len", type=pos_int, default=128)
     p.add_argument("--length-cv", dest="length_cv", type=_any_number, default=0.0,

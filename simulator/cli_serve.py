@@ -35,7 +35,8 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
     p.add_argument("--burstiness", type=number, default=1.0,
                    help="coefficient of variation of inter-arrival times with --rate "
                         "(1 Poisson, >1 bursty gamma)")
-    p.add_argument("--requests", type=pos_int, default=1000, help="requests to simulate")
+    p.add_argument("--requests", type=pos_int, default=None,
+                   help="requests to simulate (default 1,000; with --trace: the whole trace)")
     p.add_argument("--prompt-len", dest="prompt_len", type=pos_int, default=512)
     p.add_argument("--output-len", dest="output_len", type=pos_int, default=128)
     p.add_argument("--length-cv", dest="length_cv", type=_nonneg(number), default=0.0,
@@ -205,7 +206,7 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
         print("[" + ",".join(r.to_json() for r in results) + "]")
         return 0
     print(f"{a.workload} on {o.replicas} x {o.tp} {system.device.name}: load sweep "
-          f"({o.requests:,} requests per point)")
+          f"({o.requests or 1000:,} requests per point)")
     head = ["offered req/s", "served req/s", "tokens/s", "TTFT p50", "TTFT p99", "TPOT p50",
             "TPOT p99", "busy"]
     rows = [[f"{r.options.rate:g}", f"{r.metrics['requests_per_s']:.2f}",

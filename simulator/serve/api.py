@@ -31,6 +31,7 @@ from simulator.serve.sim import FleetConfig, SimOutput, run_fleet
 __all__ = ["ServeOptions", "ServeResult", "serve", "kv_blocks_for", "make_requests"]
 
 _PCTS = (50, 90, 99)
+DEFAULT_REQUESTS = 1000  # generated loads; a trace is read whole unless --requests caps it
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class ServeOptions:
     trace: str | None = None
     users: int | None = None
     burstiness: float = 1.0          # coefficient of variation of inter-arrival times
-    requests: int = 1000
+    requests: int | None = None      # None: 1,000 generated requests, or the whole trace
     prompt_len: int = 512
     output_len: int = 128
     length_cv: float = 0.0           # 0: fixed lengths; else log-normal with this CV
@@ -87,22 +88,25 @@ def make_requests(o: ServeOptions) -> tuple[list[Request] | None, list[Request]]
         raise HwsimError("give exactly one load: --rate R, --offline, --trace FILE or --users N"
                          + (f" (got {', '.join(modes)})" if modes else ""))
     for name, v, lo in (("requests", o.requests, 1), ("seed", o.seed, 0)):
+        if v is None and name == "requests":
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise HwsimError(f"--{name} must be an integer >= {lo}, got {v!r}")
     if isinstance(o.think_s, bool) or not isinstance(o.think_s, (int, float)) \
             or not math.isfinite(o.think_s) or o.think_s < 0:
         raise HwsimError(f"--think must be a finite number of seconds >= 0, got {o.think_s!r}")
-    if o.trace is not None:
+    if o.trace is not None:  # the whole trace unless --requests caps it
         return load_trace(o.trace, o.requests), []
+    n = o.requests if o.requests is not None else DEFAULT_REQUESTS
     prompt = _lengths(o.prompt_len, o.length_cv, "prompt-len")
     output = _lengths(o.output_len, o.length_cv, "output-len")
     if o.offline:
-        return offline(o.requests, prompt, output, o.seed), []
+        return offline(n, prompt, output, o.seed), []
     if o.users is not None:
-        return None, offline(o.requests, prompt, output, o.seed)
+        return None, offline(n, prompt, output, o.seed)
     if o.burstiness != 1.0:
-        return gamma(o.rate, o.requests, prompt, output, o.burstiness, o.seed), []
-    return poisson(o.rate, o.requests, prompt, output, o.seed), []
+        return gamma(o.rate, n, prompt, output, o.burstiness, o.seed), []
+    return poisson(o.rate, n, prompt, output, o.seed), []
 
 
 def kv_blocks_for(model: IterationModel, system: System, o: ServeOptions) -> int:

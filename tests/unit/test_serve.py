@@ -672,3 +672,12 @@ def test_models_and_systems_that_cannot_serve(workload, arch, kw, msg):
     the system."""
     with pytest.raises(HwsimError, match=msg):
         serve(workload, arch, ServeOptions(rate=1.0, requests=5, **kw))
+
+
+def test_a_trace_is_read_whole_unless_requests_caps_it(tmp_path):
+    # no silent default: 1,200 trace requests are all served; --requests caps on purpose
+    path = tmp_path / "long.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n"
+                    + "".join(f"{i * 0.1},64,8\n" for i in range(1200)))
+    assert serve("gpt2", "h100-sxm", ServeOptions(trace=str(path))).completed == 1200
+    assert serve("gpt2", "h100-sxm", ServeOptions(trace=str(path), requests=100)).completed == 100
