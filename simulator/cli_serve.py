@@ -193,6 +193,8 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
     if o.offline or o.trace or o.users or o.rate is not None:
         raise HwsimError("--rates is a load sweep of its own: give it without --rate, "
                          "--offline, --trace or --users")
+    if a.trace_out:
+        raise HwsimError("--trace-out records one run; give it without --rates")
     p = Predictor(system)
     model = IterationModel(p, a.workload, tp=o.tp, dtype=o.dtype, weight_dtype=o.weight_dtype,
                            kv_dtype=o.kv_dtype, max_tokens=o.max_batched_tokens)
