@@ -812,6 +812,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_roofline)
 
     from simulator.cli_serve import add_serve_parser
+    from simulator.cli_train import add_train_parser
+
+    add_train_parser(sub, POS_INT, NONNEG_INT, _check_out)
 
     add_serve_parser(sub, POS_INT, NONNEG_INT, _float(), _check_out)
     from simulator.cli_plan import add_plan_parser

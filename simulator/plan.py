@@ -75,6 +75,8 @@ class Plan:
     recompute: str = "none"
     fuse: bool = True
     dataflow: str | None = None
+    micro_batch: int | None = None  # training: gradient accumulation over micro-batches
+    zero: int = 0                   # training: ZeRO stage over the data-parallel replicas
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -115,6 +117,14 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
                              f"of the batch, but a replica's batch is {batch}")
         g = _model(plan, batch // lay.ep, ep=lay.ep)
         return fuse_epilogues(g) if plan.fuse else g
+    if plan.phase == "train" and plan.micro_batch and plan.micro_batch < batch:
+        from workloads.transforms.training import accumulate
+
+        if batch % plan.micro_batch:
+            raise HwsimError(f"--micro-batch {plan.micro_batch} does not divide a replica's "
+                             f"batch of {batch}")
+        g = accumulate(_model(plan, plan.micro_batch, lay.tp), batch // plan.micro_batch)
+        return fuse_epilogues(g) if plan.fuse else g
     mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
     graphs = []
     cache: dict[int, WorkloadGraph] = {}
@@ -138,7 +148,7 @@ def _build(plan: Plan) -> WorkloadGraph:
 
     replicas = {b: _replica(plan, b) for b in set(plan.replica_batches())}
     graph = data_parallel([replicas[b] for b in plan.replica_batches()],
-                          plan.layout.devices_per_replica)
+                          plan.layout.devices_per_replica, zero=plan.zero)
     graph.meta["layout"] = plan.layout
     return graph
 
@@ -169,7 +179,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               weight_dtype: str | None = None, kv_dtype: str | None = None,
               tp: int | None = None, pp: int = 1, dp: int | None = None,
               microbatches: int = 1, ep: int = 1, image_size: int | None = None,
-              recompute: str = "none", fuse: bool = True, dataflow: str | None = None) -> Plan:
+              recompute: str = "none", fuse: bool = True, dataflow: str | None = None,
+              micro_batch: int | None = None, zero: int = 0) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -211,6 +222,14 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError(f"--recompute must be none or full, got {recompute!r}")
     if recompute != "none" and phase != "train":
         raise HwsimError(f"--recompute applies to phase train only, not {phase!r}")
+    if micro_batch is not None:
+        _positive("micro-batch", micro_batch, allow_none=False)
+        if phase != "train":
+            raise HwsimError("--micro-batch (gradient accumulation) applies to phase train only")
+    if zero not in (0, 1, 2):
+        raise HwsimError(f"--zero must be 0, 1 or 2 (stage 3 is not modelled yet), got {zero!r}")
+    if zero and phase != "train":
+        raise HwsimError("--zero applies to phase train only")
     if dataflow not in (None, "os", "ws", "is"):
         raise HwsimError(f"--dataflow must be os, ws or is, got {dataflow!r}")
     dtype = auto_dtype(system, dtype)
@@ -242,13 +261,19 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                          f"{system.name} has {n}")
     if dp * ep > batch:
         raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
+    if zero and dp == 1:
+        raise HwsimError("--zero shards over data-parallel replicas: it needs --dp > 1")
+    if micro_batch is not None and any(b % micro_batch for b in set(
+            _split(batch, dp))):
+        raise HwsimError(f"--micro-batch {micro_batch} does not divide every replica's batch "
+                         f"({batch} over {dp} replicas: {', '.join(map(str, _split(batch, dp)))})")
     if batch // dp < microbatches * ep:
         raise HwsimError(f"--microbatches {microbatches}: a replica's batch of {batch // dp} "
                          f"({batch} over {dp} data-parallel replicas) cannot fill them")
     return Plan(workload=str(workload), system=system, layout=layout, phase=phase, batch=batch,
                 dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
-                dataflow=dataflow)
+                dataflow=dataflow, micro_batch=micro_batch, zero=zero)
 
 
 @lru_cache(maxsize=256)

@@ -129,6 +129,10 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             continue
         # a later micro-batch runs on the weights the first one holds
         shared_here = shared or "weights:shared" in tags
+        if isinstance(item, Repeat) and "accumulate" in tags:
+            # micro-batches run one after another on the same weights: count one of them
+            _walk(item.block, grp, times, acc, train, inference_kv, placed, meta, shared_here)
+            continue
         if isinstance(item, Repeat):
             inner_train = train and not (recompute == "full" and "layers" in tags)
             _walk(item.block, grp, times * item.times, acc, inner_train, inference_kv, placed,
@@ -175,12 +179,15 @@ def footprint_by_device(graph: WorkloadGraph) -> dict[int, Footprint]:
     acc: dict[int, _Acc] = {d: _Acc() for d in graph.devices()}
     _walk(graph, (0,), 1, acc, train, inference_kv, {}, m)
     grad_bytes = float(m.get("grad_bytes_per_param", 2.0))
+    zero, dp = int(m.get("zero", 0)), max(1, int(m.get("dp", 1)))
+    opt_share = 1.0 / dp if zero >= 1 else 1.0    # ZeRO-1: optimizer state sharded
+    grad_share = 1.0 / dp if zero >= 2 else 1.0   # ZeRO-2: gradients too
     out = {}
     for d, a in sorted(acc.items()):
         out[d] = Footprint(
             weights=a.weights, kv_cache=a.kv, activations=a.live + a.stored,
-            gradients=a.params * grad_bytes if train else 0.0,
-            optimizer_state=a.params * OPTIMIZER_BYTES_PER_PARAM if train else 0.0,
+            gradients=a.params * grad_bytes * grad_share if train else 0.0,
+            optimizer_state=a.params * OPTIMIZER_BYTES_PER_PARAM * opt_share if train else 0.0,
             params=a.params)
     return out
 

@@ -97,6 +97,10 @@ class RecordTable(Sequence[OpRecord]):
         per_node = np.array([getattr(c, field) for c in tl.costs])
         return float(per_node[tl.node[sel]].sum())
 
+    def busy_s(self, device: int, stream: str | None = None) -> float:
+        """Time ``device`` had work on ``stream`` (any stream if None)."""
+        return self._tl.busy_s(device, stream)
+
     def total_flops(self) -> float:
         """FLOPs of every op on every device (vectorised)."""
         import numpy as np

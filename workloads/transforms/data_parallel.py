@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from workloads.errors import WorkloadError
 from workloads.graph import Repeat, WorkloadGraph
@@ -33,9 +34,14 @@ def _shift(group: tuple[int, ...] | None, offset: int) -> tuple[int, ...]:
     return tuple(d + offset for d in (group or (0,)))
 
 
-def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 1
-                  ) -> WorkloadGraph:
+def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 1,
+                  zero: int = 0) -> WorkloadGraph:
     """One graph running ``replicas`` side by side (a single replica is returned as is).
+
+    ``zero`` (training): 0 all-reduces the gradients; 1 and 2 (ZeRO, Rajbhandari et al. 2020)
+    reduce-scatter them, let each replica update only its ``1/dp`` shard of the optimizer
+    state (stage 2: of the gradients too), and all-gather the updated weights: the same
+    traffic as an all-reduce, ``1/dp`` of the optimizer memory.
 
     Node names get a ``dp<r>.`` prefix. Meta: ``dp``, and ``batch``/``samples``/``tokens``
     summed over replicas; everything else from the first replica.
@@ -48,6 +54,9 @@ def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 
     """
     if not replicas:
         raise WorkloadError("data_parallel: no replicas")
+    if zero not in (0, 1, 2):
+        raise WorkloadError(f"zero must be 0, 1 or 2 (stage 3's per-layer weight gathers are "
+                            f"not modelled yet), got {zero!r}")
     if len(replicas) == 1:
         return replicas[0]
     first = replicas[0]
@@ -64,6 +73,7 @@ def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 
         if k in first.meta:
             out.meta[k] = sum(g.meta.get(k, 0) for g in replicas)
     out.meta["dp"] = dp
+    out.meta["zero"] = zero if first.phase == "train" else 0
     train = first.phase == "train"
     optimizer_inputs: list[list[str]] = []
     for r, g in enumerate(replicas):
@@ -85,12 +95,12 @@ def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 
                 out.add_op(pre + name, item, ins, group=grp, tags=data["tags"])
         optimizer_inputs.append(opt_ins)
     if train:
-        _gradient_allreduce(out, replicas, optimizer_inputs, devices_per_replica)
+        _gradient_allreduce(out, replicas, optimizer_inputs, devices_per_replica, zero)
     return out
 
 
 def _gradient_allreduce(out: WorkloadGraph, replicas: Sequence[WorkloadGraph],
-                        optimizer_inputs: list[list[str]], per: int) -> None:
+                        optimizer_inputs: list[list[str]], per: int, zero: int = 0) -> None:
     dp = len(replicas)
     first = replicas[0]
     opt_name = next((n for n in first.g.nodes if "optimizer" in first.g.nodes[n]["tags"]), None)
@@ -102,13 +112,26 @@ def _gradient_allreduce(out: WorkloadGraph, replicas: Sequence[WorkloadGraph],
     dtype = get_dtype(str(first.meta.get("dtype", "bf16")))
     every_input = [x for ins in optimizer_inputs for x in ins]
     reduces = []
+    kind = "reducescatter" if zero else "allreduce"
     for d in opt_group:
         grp = tuple(d + r * per for r in range(dp))
-        ar = Collective(collective="allreduce", bytes=max(grad_bytes, 1.0), devices=dp,
-                        dtype=dtype)
-        reduces.append(out.add_op(f"dp_grad_allreduce.d{d}", ar, every_input, group=grp,
+        c = Collective(collective=kind, bytes=max(grad_bytes, 1.0), devices=dp, dtype=dtype)
+        reduces.append(out.add_op(f"dp_grad_{kind}.d{d}", c, every_input, group=grp,
                                   tags=("backward", "dp:collective")))
+    updates = []
     for r, g in enumerate(replicas):
         item = g.g.nodes[opt_name]["item"]
-        out.add_op(f"dp{r}.{opt_name}", item, reduces, group=_shift(opt_group, r * per),
-                   tags=g.g.nodes[opt_name]["tags"])
+        if zero:  # each replica updates its 1/dp shard of the parameters
+            item = replace(item, numel=max(1, -(-item.numel // dp)))
+        updates.append(out.add_op(f"dp{r}.{opt_name}", item, reduces,
+                                  group=_shift(opt_group, r * per),
+                                  tags=g.g.nodes[opt_name]["tags"]))
+    if zero:  # the updated weights, gathered back to every replica
+        wbytes = params * get_dtype(str(first.meta.get("weight_dtype") or
+                                        first.meta.get("dtype", "bf16"))).bytes
+        for d in opt_group:
+            grp = tuple(d + r * per for r in range(dp))
+            c = Collective(collective="allgather", bytes=max(wbytes, 1.0), devices=dp,
+                           dtype=dtype)
+            out.add_op(f"dp_weight_allgather.d{d}", c, updates, group=grp,
+                       tags=("optimizer", "dp:collective"))

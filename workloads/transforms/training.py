@@ -48,7 +48,7 @@ from workloads.ops import (
 )
 from workloads.transforms.walk import total
 
-__all__ = ["training_step", "backward_ops", "backward_rule", "BackwardOp"]
+__all__ = ["training_step", "backward_ops", "backward_rule", "BackwardOp", "accumulate"]
 
 @dataclass(frozen=True)
 class BackwardOp:
@@ -253,3 +253,58 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
         train.add_op("optimizer.adam", Elementwise(fn="adam", numel=n, dtype=od, state_dtype=od),
                      train.sinks(), group=forward.devices(), tags=("optimizer",))
     return train
+
+
+def accumulate(train: WorkloadGraph, steps: int) -> WorkloadGraph:
+    """Gradient accumulation: the forward and backward of ``steps`` micro-batches one after
+    another (gradients summed in place), then one optimizer update. ``steps == 1`` returns
+    ``train`` unchanged.
+
+    Raises
+    ------
+    WorkloadError
+        If ``train`` is not a training step or ``steps`` is not a positive integer.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise WorkloadError(f"{train.name}: accumulation steps must be a positive integer, "
+                            f"got {steps!r}")
+    if steps == 1:
+        return train
+    if train.phase != "train":
+        raise WorkloadError(f"{train.name}: gradient accumulation needs a training step")
+    opt = [n for n in train.g.nodes if "optimizer" in train.g.nodes[n]["tags"]]
+    groups = {train.g.nodes[n]["group"] for n in train.g.nodes if n not in opt}
+    if len(groups) > 1:
+        raise WorkloadError(f"{train.name}: gradient accumulation over a graph placed on "
+                            "several device groups (pipeline stages) is not modelled yet")
+    group = groups.pop() if groups else None
+    micro = WorkloadGraph(f"{train.name}.microbatch", "train", dict(train.meta))
+    # the block inherits its placement from the repeat, so data parallelism can move it
+    _copy_nodes(micro, _without(train, set(opt), strip_groups=True), "", ())
+    out = WorkloadGraph(train.name, "train", dict(train.meta))
+    rep = out.add_repeat("microbatches", micro, steps, group=group, tags=("accumulate",))
+    for n in opt:
+        data = train.g.nodes[n]
+        out.add_op(n, data["item"], [rep], group=data["group"], tags=data["tags"])
+    for k in ("batch", "samples", "tokens"):
+        if k in out.meta:
+            out.meta[k] = out.meta[k] * steps
+    out.meta["accumulation_steps"] = steps
+    return out
+
+
+def _without(graph: WorkloadGraph, drop: set[str], strip_groups: bool = False
+             ) -> WorkloadGraph:
+    g = WorkloadGraph(graph.name, graph.phase, dict(graph.meta))
+    for n in graph.topo():
+        if n in drop:
+            continue
+        data = graph.g.nodes[n]
+        ins = [p for p in graph.g.predecessors(n) if p not in drop]
+        grp = None if strip_groups else data["group"]
+        if isinstance(data["item"], Repeat):
+            g.add_repeat(n, data["item"].block, data["item"].times, ins, group=grp,
+                         tags=data["tags"])
+        else:
+            g.add_op(n, data["item"], ins, group=grp, tags=data["tags"])
+    return g

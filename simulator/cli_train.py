@@ -1,0 +1,86 @@
+"""``hwsim train``: the command-line face of :func:`simulator.train.train` (thin)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from simulator.units import format_quantity as fq
+
+__all__ = ["add_train_parser"]
+
+
+def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
+    p = sub.add_parser(
+        "train", help="one training step of a parallel layout: step time, MFU, memory, comm",
+        description="A training step (forward, backward, optimizer) over --tp x --dp (x --ep) "
+                    "devices, with gradient accumulation, ZeRO 1-2 and recomputation. "
+                    "Pipeline-parallel schedules are not modelled yet.")
+    p.add_argument("--workload", default="llama2-7b")
+    p.add_argument("--arch", default="dgx-a100", help="part or node system (default dgx-a100)")
+    p.add_argument("--nodes", type=pos_int, default=None,
+                   help="nodes of the system spec's devices (default: one)")
+    p.add_argument("--tp", type=pos_int, default=None)
+    p.add_argument("--pp", type=pos_int, default=1)
+    p.add_argument("--dp", type=pos_int, default=None)
+    p.add_argument("--ep", type=pos_int, default=1)
+    p.add_argument("--zero", type=nonneg_int, default=0, choices=(0, 1, 2),
+                   help="ZeRO stage over the data-parallel replicas")
+    p.add_argument("--global-batch", dest="global_batch", type=pos_int, default=64)
+    p.add_argument("--micro-batch", dest="micro_batch", type=pos_int, default=None,
+                   help="samples per forward/backward; the rest is gradient accumulation")
+    p.add_argument("--seq", type=pos_int, default=2048)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--recompute", choices=("none", "selective", "full"), default="none")
+    p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None)
+    p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
+                   "stream (compute, copy, comm)")
+    p.set_defaults(fn=lambda a: cmd_train(a, check_out))
+
+
+def cmd_train(a: argparse.Namespace, check_out) -> int:
+    from simulator.train import train
+
+    if a.trace:
+        check_out(a.trace, "--trace")
+    r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
+              micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
+              zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
+              virtual_stages=a.virtual_stages)
+    if a.trace:
+        with open(a.trace, "w", encoding="utf-8") as f:
+            json.dump(r.result.to_chrome_trace(), f)
+    if a.json:
+        print(r.to_json())
+        return 0
+    m = r.metrics
+    mem = m["memory_per_device_bytes"]
+    print(f"{m['workload']} training step on {m['devices']} x {r.plan.system.device.name} "
+          f"({m['nodes']} node{'s' if m['nodes'] > 1 else ''}): tp {m['tp']}, dp {m['dp']}"
+          + (f", ep {m['ep']}" if m["ep"] > 1 else "") + (f", ZeRO-{m['zero']}" if m["zero"]
+                                                            else "")
+          + f"; global batch {m['global_batch']} x seq {m['seq']}, micro-batch "
+            f"{m['micro_batch']} ({m['accumulation_steps']} accumulation steps), {m['dtype']}, "
+            f"recompute {m['recompute']}")
+    rows = [
+        ("step time", f"{m['step_time_s'] * 1e3:,.1f} ms"),
+        ("throughput", f"{m['tokens_per_s']:,.0f} tokens/s ({m['samples_per_s']:,.2f} samples/s)"),
+        ("MFU / HFU", f"{m['mfu']:.1%} / {m['hfu']:.1%}"),
+        ("communication", f"{m['comm_time_s'] * 1e3:,.1f} ms on device 0, "
+                          f"{m['exposed_comm_s'] * 1e3:,.1f} ms exposed (not hidden by compute)"),
+        ("memory / device", f"{fq(mem['total'], 'B')} of {fq(m['memory_capacity_bytes'], 'B')} "
+                            "(" + ", ".join(f"{k.replace('_', ' ')} {fq(v, 'B')}"
+                                            for k, v in mem.items() if k != "total" and v) + ")"),
+        ("energy", f"{fq(m['energy_j'], 'J')} ({m['avg_power_w']:,.0f} W)"),
+        ("cost", "unknown (no price)" if m["cost_usd"] is None or m["cost_usd"] != m["cost_usd"]
+         else f"${m['cost_usd']:.4g} per step"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k.ljust(w)}  {v}")
+    for warn in m["warnings"]:
+        print(f"warning: {warn}")
+    return 0

@@ -1,0 +1,103 @@
+"""hwsim train: ZeRO memory and traffic, gradient accumulation, MFU/HFU, nodes, bad layouts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simulator import HwsimError, WorkloadError
+from simulator.cli import main
+from simulator.train import train
+
+KW = dict(global_batch=32, seq=512, tp=2, dp=4)
+
+
+@pytest.fixture(scope="module")
+def zero_runs():
+    return {z: train("llama2-7b", "dgx-a100", micro_batch=4, zero=z, **KW) for z in (0, 1, 2)}
+
+
+def test_zero_shards_optimizer_state_then_gradients(zero_runs):
+    mem = {z: r.metrics["memory_per_device_bytes"] for z, r in zero_runs.items()}
+    # ZeRO-1: Adam state (12 B/param) over dp = 4; ZeRO-2: the 2 B/param gradients too
+    assert mem[1]["optimizer_state"] == pytest.approx(mem[0]["optimizer_state"] / 4)
+    assert mem[1]["gradients"] == pytest.approx(mem[0]["gradients"])
+    assert mem[2]["gradients"] == pytest.approx(mem[0]["gradients"] / 4)
+    assert mem[2]["weights"] == mem[0]["weights"]
+
+
+def test_zero_traffic_is_a_reduce_scatter_and_an_all_gather(zero_runs):
+    # the same bytes an all-reduce moves: (p-1)/p each way (Rajbhandari et al. 2020, sec. 7)
+    def sent(r, prefix):
+        return sum(x.details["bytes_sent"] for x in r.result.records
+                   if x.name.startswith(prefix) and x.device == 0)
+
+    ar = sent(zero_runs[0], "dp_grad_allreduce")
+    rs_ag = sent(zero_runs[1], "dp_grad_reducescatter") + sent(zero_runs[1], "dp_weight_allgather")
+    assert rs_ag == pytest.approx(ar, rel=1e-9)
+
+
+def test_gradient_accumulation_repeats_micro_batches_with_one_optimizer_step():
+    one = train("gpt2", "dgx-a100", global_batch=32, seq=256, tp=1, dp=4)
+    acc = train("gpt2", "dgx-a100", global_batch=32, micro_batch=2, seq=256, tp=1, dp=4)
+    assert acc.metrics["accumulation_steps"] == 4
+    m1, m4 = one.metrics["memory_per_device_bytes"], acc.metrics["memory_per_device_bytes"]
+    # activations of one micro-batch of 2 instead of 8 samples; weights and state unchanged
+    assert m4["activations"] < m1["activations"] / 2
+    assert m4["optimizer_state"] == m1["optimizer_state"]
+    # the same work, in smaller GEMMs: FLOPs within 1% (one optimizer step either way)
+    assert acc.metrics["executed_flops"] == pytest.approx(one.metrics["executed_flops"], rel=0.01)
+    assert acc.metrics["step_time_s"] >= one.metrics["step_time_s"] * 0.95
+
+
+def test_mfu_and_hfu():
+    plain = train("llama2-7b", "dgx-a100", micro_batch=4, **KW)
+    redo = train("llama2-7b", "dgx-a100", micro_batch=4, recompute="full", **KW)
+    assert 0 < plain.metrics["mfu"] < 1
+    assert plain.metrics["mfu"] == pytest.approx(plain.metrics["hfu"])
+    # full recompute re-runs the forward: hardware FLOPs ~4/3 of the model's
+    assert redo.metrics["hfu"] / redo.metrics["mfu"] == pytest.approx(4 / 3, rel=0.05)
+    assert redo.metrics["step_time_s"] > plain.metrics["step_time_s"]
+    assert plain.metrics["exposed_comm_s"] <= plain.metrics["comm_time_s"] + 1e-12
+    assert plain.metrics["bubble_fraction"] == 0.0
+
+
+def test_nodes_scale_the_system_and_cross_the_network():
+    r = train("llama2-7b", "dgx-a100", nodes=2, global_batch=16, micro_batch=2, seq=512, tp=8,
+              dp=2)
+    assert (r.metrics["nodes"], r.metrics["devices"]) == (2, 16)
+    links = {x.details.get("link") for x in r.result.records if x.name.startswith("dp_grad")}
+    assert links == {"infiniband-hdr"}
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(tp=3, dp=1), "does not divide"),
+    (dict(tp=2, dp=1, pp=2), "pipeline-parallel training"),
+    (dict(tp=2, dp=1, schedule="1f1b"), "pipeline-parallel training"),
+    (dict(tp=2, dp=1, recompute="selective"), "selective"),
+    (dict(tp=2, dp=1, zero=1), "needs --dp > 1"),
+    (dict(tp=2, dp=4, zero=3), "stage 3"),
+    (dict(tp=2, dp=4, micro_batch=3), "does not divide"),
+    (dict(tp=4, dp=4), "needs 16 devices"),
+    (dict(tp=2, dp=2, nodes=0), "--nodes"),
+])
+def test_bad_layouts_are_clear_errors(kw, match):
+    with pytest.raises((HwsimError, WorkloadError), match=match):
+        train("llama2-7b", "dgx-a100", global_batch=16, seq=256, **kw)
+
+
+def test_cli_json_has_the_contract(capsys):
+    code = main(["train", "--workload", "gpt2", "--arch", "dgx-a100", "--tp", "1", "--dp", "8",
+                 "--global-batch", "16", "--micro-batch", "1", "--seq", "256", "--zero", "1",
+                 "--json"])
+    assert code == 0
+    d = json.loads(capsys.readouterr().out,
+                   parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+    for key in ("step_time_s", "tokens_per_s", "mfu", "hfu", "bubble_fraction",
+                "memory_per_device_bytes", "comm_time_s", "exposed_comm_s", "energy_j",
+                "cost_usd"):
+        assert key in d, key
+    assert d["accumulation_steps"] == 2
+    assert main(["train", "--pp", "2"]) == 2
+    assert "pipeline-parallel training" in capsys.readouterr().err
