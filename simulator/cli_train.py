@@ -33,6 +33,9 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
     p.add_argument("--seq", type=pos_int, default=2048)
     p.add_argument("--dtype", default=None)
     p.add_argument("--recompute", choices=("none", "selective", "full"), default="none")
+    p.add_argument("--sequence-parallel", dest="sequence_parallel", action="store_true",
+                   help="reduce-scatter/all-gather around the tp regions, norms on 1/tp of "
+                        "the tokens (Korthikanti et al. 2022)")
     p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None)
     p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None)
     p.add_argument("--json", action="store_true")
@@ -49,7 +52,7 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
     r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
               micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
-              virtual_stages=a.virtual_stages)
+              virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel)
     if a.trace:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)
@@ -62,6 +65,7 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
           f"({m['nodes']} node{'s' if m['nodes'] > 1 else ''}): tp {m['tp']}, dp {m['dp']}"
           + (f", ep {m['ep']}" if m["ep"] > 1 else "") + (f", ZeRO-{m['zero']}" if m["zero"]
                                                             else "")
+          + (", sequence-parallel" if m["sequence_parallel"] else "")
           + f"; global batch {m['global_batch']} x seq {m['seq']}, micro-batch "
             f"{m['micro_batch']} ({m['accumulation_steps']} accumulation steps), {m['dtype']}, "
             f"recompute {m['recompute']}")

@@ -77,6 +77,7 @@ class Plan:
     dataflow: str | None = None
     micro_batch: int | None = None  # training: gradient accumulation over micro-batches
     zero: int = 0                   # training: ZeRO stage over the data-parallel replicas
+    sequence_parallel: bool = False  # Megatron sequence parallelism in the tp regions
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -99,7 +100,7 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
     g = build_model(plan.workload, phase=plan.phase, batch=batch, seq=plan.seq,
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
                     kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
-    g = expert_parallel(tensor_parallel(g, tp), ep)
+    g = expert_parallel(tensor_parallel(g, tp, plan.sequence_parallel), ep)
     if plan.phase == "train":
         g = training_step(g, params=g.meta["params_per_device"], recompute=plan.recompute)
         g = ep_gradient_allreduce(g)
@@ -180,7 +181,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               tp: int | None = None, pp: int = 1, dp: int | None = None,
               microbatches: int = 1, ep: int = 1, image_size: int | None = None,
               recompute: str = "none", fuse: bool = True, dataflow: str | None = None,
-              micro_batch: int | None = None, zero: int = 0) -> Plan:
+              micro_batch: int | None = None, zero: int = 0,
+              sequence_parallel: bool = False) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -261,6 +263,9 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                          f"{system.name} has {n}")
     if dp * ep > batch:
         raise HwsimError(f"--dp {dp} exceeds the batch {batch}: every replica needs a sample")
+    if sequence_parallel and tp == 1:
+        raise HwsimError("--sequence-parallel splits the tensor-parallel regions: it needs "
+                         "--tp > 1")
     if zero and dp == 1:
         raise HwsimError("--zero shards over data-parallel replicas: it needs --dp > 1")
     if micro_batch is not None and any(b % micro_batch for b in set(
@@ -273,7 +278,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     return Plan(workload=str(workload), system=system, layout=layout, phase=phase, batch=batch,
                 dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
-                dataflow=dataflow, micro_batch=micro_batch, zero=zero)
+                dataflow=dataflow, micro_batch=micro_batch, zero=zero,
+                sequence_parallel=bool(sequence_parallel))
 
 
 @lru_cache(maxsize=256)

@@ -3,10 +3,11 @@
 Step time, tokens/s, model and hardware FLOP utilisation (MFU, HFU), memory per device by
 part, communication time and how much of it is exposed (not hidden behind compute), energy
 and cost, from one run of the prediction pipeline: tensor, data and expert parallelism,
-ZeRO stages 1-2, gradient accumulation over micro-batches, full recomputation.
+ZeRO stages 1-2, sequence parallelism, gradient accumulation over micro-batches, full
+recomputation.
 
-Pipeline-parallel training (GPipe, 1F1B and interleaved schedules), sequence parallelism,
-selective recomputation and ZeRO-3 are not modelled yet: asking for them is a clear error.
+Pipeline-parallel training (GPipe, 1F1B and interleaved schedules), selective recomputation
+and ZeRO-3 are not modelled yet: asking for them is a clear error.
 
 >>> r = train("gpt2", "dgx-a100", global_batch=16, micro_batch=4, seq=256, tp=1, dp=4)
 >>> r.metrics["accumulation_steps"], 0 < r.metrics["mfu"] < 1
@@ -72,7 +73,8 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
           micro_batch: int | None = None, nodes: int | None = None, tp: int | None = None,
           pp: int = 1, dp: int | None = None, ep: int = 1, zero: int = 0,
           dtype: str | None = None, recompute: str = "none", schedule: str | None = None,
-          virtual_stages: int | None = None, predictor: Predictor | None = None) -> TrainResult:
+          virtual_stages: int | None = None, sequence_parallel: bool = False,
+          predictor: Predictor | None = None) -> TrainResult:
     """Simulate one training step (``global_batch`` samples) of ``workload`` on ``arch``.
 
     Raises
@@ -91,7 +93,7 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     p = predictor or Predictor(system)
     plan = make_plan(workload, p.system, phase="train", batch=global_batch, seq=seq, tp=tp,
                      pp=pp, dp=dp, ep=ep, dtype=dtype, recompute=recompute,
-                     micro_batch=micro_batch, zero=zero)
+                     micro_batch=micro_batch, zero=zero, sequence_parallel=sequence_parallel)
     r = p.run(plan)
     lay = plan.layout
     devices = lay.devices
@@ -113,7 +115,8 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     metrics = {
         "workload": workload, "arch": p.system.name, "devices": devices,
         "nodes": p.system.nodes, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
-        "zero": plan.zero, "global_batch": global_batch,
+        "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
+        "global_batch": global_batch,
         "micro_batch": plan.micro_batch or global_batch // lay.dp,
         "accumulation_steps": steps, "seq": r.meta.get("seq"), "dtype": plan.dtype,
         "recompute": recompute,

@@ -101,3 +101,39 @@ def test_cli_json_has_the_contract(capsys):
     assert d["accumulation_steps"] == 2
     assert main(["train", "--pp", "2"]) == 2
     assert "pipeline-parallel training" in capsys.readouterr().err
+
+
+def test_sequence_parallel_swaps_all_reduces_for_reduce_scatter_and_all_gather():
+    from workloads.ops import Collective, Norm
+    from workloads.transforms.tensor_parallel import tensor_parallel
+    from workloads.transforms.walk import ops_with_counts
+    from workloads.zoo import build_model
+
+    g = build_model("llama2-7b", phase="forward", batch=2, seq=512)
+    tp_only, sp = tensor_parallel(g, 4), tensor_parallel(g, 4, sequence_parallel=True)
+
+    def colls(graph):
+        out: dict[str, float] = {}
+        for op, n in ops_with_counts(graph):
+            if isinstance(op, Collective):
+                out[op.collective] = out.get(op.collective, 0.0) + op.bytes * n
+        return out
+
+    a, b = colls(tp_only), colls(sp)
+    assert set(a) == {"allreduce"} and set(b) == {"reducescatter", "allgather"}
+    # ring volume: an all-reduce is a reduce-scatter plus an all-gather of the same tensor
+    assert b["reducescatter"] == pytest.approx(a["allreduce"])
+    assert b["allgather"] == pytest.approx(a["allreduce"])
+    norms = [op for op, _ in ops_with_counts(sp) if isinstance(op, Norm)]
+    assert all(op.rows == 2 * 512 // 4 for op in norms)  # norms see 1/tp of the tokens
+    plain = train("llama2-13b", "dgx-a100", global_batch=8, micro_batch=1, seq=2048, tp=8, dp=1)
+    seq = train("llama2-13b", "dgx-a100", global_batch=8, micro_batch=1, seq=2048, tp=8, dp=1,
+                sequence_parallel=True)
+    assert (seq.metrics["memory_per_device_bytes"]["activations"]
+            < plain.metrics["memory_per_device_bytes"]["activations"])
+    assert seq.metrics["step_time_s"] < plain.metrics["step_time_s"]
+    with pytest.raises(HwsimError, match="needs --tp > 1"):
+        train("gpt2", "dgx-a100", global_batch=8, seq=256, tp=1, dp=8, sequence_parallel=True)
+    with pytest.raises(WorkloadError, match="dense decoder"):
+        train("mixtral-8x7b", "dgx-h100", global_batch=8, seq=256, tp=8, dp=1,
+              sequence_parallel=True)

@@ -34,7 +34,7 @@ from typing import Any
 from workloads.dtypes import DType
 from workloads.errors import WorkloadError
 from workloads.graph import Repeat, WorkloadGraph
-from workloads.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op
+from workloads.ops import Attention, Collective, Elementwise, Embedding, MatMul, Norm, Op
 
 __all__ = ["TPShard", "shard_transformer", "tp_allreduce", "tensor_parallel", "TP_DIMS_KEY",
            "allreduce_tag", "tp_degrees", "idle_params"]
@@ -170,10 +170,25 @@ RULES: dict[str, _Rule] = {
 }
 
 
+# column-parallel roles: under sequence parallelism their input is all-gathered first
+_GATHER_BEFORE = ("tp:qkv", "tp:q", "tp:kv", "tp:col_ff", "tp:vocab_head")
+
+
+def _seq_shard(op: Op, tp: int) -> Op:
+    """A norm or pointwise op of the sequence-parallel region: 1/tp of the tokens."""
+    if isinstance(op, Norm):
+        return replace(op, rows=max(1, -(-op.rows // tp)))
+    if isinstance(op, Elementwise):
+        return replace(op, numel=max(1, -(-op.numel // tp)))
+    return op
+
+
 def _shard_graph(src: WorkloadGraph, sh: TPShard, dims: dict[str, int],
-                 memo: dict[int, WorkloadGraph], group: tuple[int, ...] | None) -> WorkloadGraph:
+                 memo: dict[int, WorkloadGraph], group: tuple[int, ...] | None,
+                 sp: bool = False) -> WorkloadGraph:
     out = WorkloadGraph(src.name, src.phase, dict(src.meta))
     exit_of: dict[str, str] = {}
+    gathered: dict[str, str] = {}  # sequence-sharded node -> its all-gather (shared)
     for name in src.topo():
         data = src.g.nodes[name]
         item, tags = data["item"], data["tags"]
@@ -182,27 +197,43 @@ def _shard_graph(src: WorkloadGraph, sh: TPShard, dims: dict[str, int],
         if isinstance(item, Repeat):
             key = id(item.block)
             if key not in memo:
-                memo[key] = _shard_graph(item.block, sh, dims, memo, None)
+                memo[key] = _shard_graph(item.block, sh, dims, memo, None, sp)
             exit_of[name] = out.add_repeat(name, memo[key], item.times, ins, group=grp,
                                            tags=tags)
             continue
         op = item
-        for t in tags:
-            rule = RULES.get(t)
-            if rule is not None:
-                op = rule(op, sh, dims)
+        roles = [t for t in tags if t in RULES]
+        for t in roles:
+            op = RULES[t](op, sh, dims)
+        if sp and not roles and isinstance(op, (Norm, Elementwise)):
+            op = _seq_shard(op, sh.tp)
+        if sp and any(t in _GATHER_BEFORE for t in tags):
+            # the full sequence, gathered from the tp shards, feeds the column-parallel GEMM
+            new_ins = []
+            for src_name in ins:
+                if src_name not in gathered:
+                    numel = dims["tokens"] * dims["d_model"]
+                    ag = Collective(collective="allgather", bytes=numel * op.dtype.bytes,
+                                    devices=sh.tp, dtype=op.dtype)
+                    gathered[src_name] = out.add_op(f"{src_name}.sp_allgather", ag, [src_name],
+                                                    group=grp, tags=("tp:collective",))
+                new_ins.append(gathered[src_name])
+            ins = new_ins
         exit_of[name] = out.add_op(name, op, ins, group=grp, tags=tags)
         for t in tags:
             if t.startswith("tp:allreduce:"):
                 _, _, ar_name, numel = t.split(":")
-                ar = Collective(collective="allreduce", bytes=int(numel) * op.dtype.bytes,
-                                devices=sh.tp, dtype=op.dtype)
-                exit_of[name] = out.add_op(ar_name, ar, [exit_of[name]], group=grp,
+                kind = "reducescatter" if sp else "allreduce"
+                c = Collective(collective=kind, bytes=int(numel) * op.dtype.bytes,
+                               devices=sh.tp, dtype=op.dtype)
+                exit_of[name] = out.add_op(ar_name.replace("allreduce", "reducescatter")
+                                           if sp else ar_name, c, [exit_of[name]], group=grp,
                                            tags=("tp:collective",))
     return out
 
 
-def tensor_parallel(graph: WorkloadGraph, tp: int) -> WorkloadGraph:
+def tensor_parallel(graph: WorkloadGraph, tp: int, sequence_parallel: bool = False
+                    ) -> WorkloadGraph:
     """``graph`` split ``tp`` ways (a new graph; ``graph`` is not changed).
 
     ``tp == 1`` returns the graph unchanged. The result's meta records ``tp`` and the
@@ -224,9 +255,17 @@ def tensor_parallel(graph: WorkloadGraph, tp: int) -> WorkloadGraph:
         raise WorkloadError(f"{graph.name}: already split {graph.meta['tp']} ways")
     sh = shard_transformer(model=graph.name, heads=dims["heads"], kv_heads=dims["kv_heads"],
                            d_ff=dims["d_ff"], vocab=dims["vocab"], tp=tp)
-    out = _shard_graph(graph, sh, dims, {}, tuple(range(tp)))
+    if sequence_parallel:
+        if graph.meta.get("family") not in (None, "decoder") or graph.meta.get("moe_dims"):
+            raise WorkloadError(f"{graph.name}: sequence parallelism is modelled for dense "
+                                "decoder models")
+        dims = {**dims, "tokens": int(graph.meta.get("tokens") or 0)}
+        if dims["tokens"] < 1:
+            raise WorkloadError(f"{graph.name}: sequence parallelism needs the token count")
+    out = _shard_graph(graph, sh, dims, {}, tuple(range(tp)), sequence_parallel)
     m = out.meta
     m["tp"] = tp
+    m["sequence_parallel"] = bool(sequence_parallel)
     if "tied_params" in m:  # lm_head shares embed_tokens' (now sharded) matrix
         m["tied_params"] = float(sh.vocab * dims["d_model"])
         m["tied_weight_bytes"] = m["tied_params"] * dims["embed_bytes"]
