@@ -38,6 +38,10 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                         "the tokens (Korthikanti et al. 2022)")
     p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None)
     p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None)
+    p.add_argument("--search", action="store_true",
+                   help="try every tp x dp x ZeRO x sequence-parallel layout of the devices "
+                        "and print the fastest that fit")
+    p.add_argument("--top", type=pos_int, default=5, help="layouts to show with --search")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
                    "stream (compute, copy, comm)")
@@ -47,6 +51,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
 def cmd_train(a: argparse.Namespace, check_out) -> int:
     from simulator.train import train
 
+    if a.search:
+        return _search(a)
     if a.trace:
         check_out(a.trace, "--trace")
     r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
@@ -87,4 +93,38 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
         print(f"  {k.ljust(w)}  {v}")
     for warn in m["warnings"]:
         print(f"warning: {warn}")
+    return 0
+
+
+def _search(a: argparse.Namespace) -> int:
+    from simulator.errors import HwsimError
+    from simulator.train import search
+
+    if a.tp or a.dp or a.zero or a.sequence_parallel or a.pp != 1 or a.ep != 1 or a.trace:
+        raise HwsimError("--search chooses --tp, --dp, --zero and --sequence-parallel itself; "
+                         "give it without them (and without --pp, --ep, --trace)")
+    res = search(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
+                 micro_batch=a.micro_batch, nodes=a.nodes, dtype=a.dtype,
+                 recompute=a.recompute, top=a.top)
+    if a.json:
+        print(json.dumps({"fits": [json.loads(r.to_json()) for r in res.fits],
+                          "refused": [{"layout": lay, "why": why} for lay, why in res.refused],
+                          "evaluated": res.evaluated}))
+        return 0
+    print(f"{a.workload}: {res.evaluated} layouts evaluated, {len(res.refused)} refused; "
+          f"fastest that fit:")
+    head = ["tp", "dp", "ZeRO", "seq-par", "step time", "tokens/s", "MFU", "memory/device"]
+    rows = [[str(m["tp"]), str(m["dp"]), str(m["zero"]), "yes" if m["sequence_parallel"] else
+             "no", f"{m['step_time_s'] * 1e3:,.1f} ms", f"{m['tokens_per_s']:,.0f}",
+             f"{m['mfu']:.1%}", fq(m["memory_per_device_bytes"]["total"], "B")]
+            for m in (r.metrics for r in res.fits)]
+    if not rows:
+        print("  none fits; refused:")
+        for lay, why in res.refused[:10]:
+            print(f"  tp {lay['tp']} dp {lay['dp']} ZeRO {lay['zero']}: {why}")
+        return 1
+    w = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(k) for h, k in zip(head, w, strict=True)))
+    for x in rows:
+        print("  ".join(v.rjust(k) for v, k in zip(x, w, strict=True)))
     return 0

@@ -28,7 +28,7 @@ from simulator.plan import Plan, make_plan
 from simulator.predict import Predictor
 from simulator.results.result import Result
 
-__all__ = ["TrainResult", "train", "train_system"]
+__all__ = ["TrainResult", "train", "train_system", "search", "SearchResult"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,48 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
         "warnings": list(r.warnings),
     }
     return TrainResult(plan, r, metrics)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Layouts that fit, fastest first, and those that did not with the reason."""
+
+    fits: list[TrainResult]
+    refused: list[tuple[dict[str, Any], str]]
+    evaluated: int
+
+
+def search(workload: str, arch: str | System, *, global_batch: int, seq: int | None = None,
+           micro_batch: int | None = None, nodes: int | None = None, dtype: str | None = None,
+           recompute: str = "none", top: int = 5) -> SearchResult:
+    """Every layout of the system's devices (tp a power of two within a node that divides the
+    model, dp the rest, ZeRO 0-2, sequence parallelism on or off) that fits; fastest first."""
+    from simulator.errors import CapacityError
+    from simulator.plan import _tp_degrees
+
+    system = train_system(arch, nodes)
+    p = Predictor(system)
+    n = system.count
+    per_node = min(system.devices_per_node or n, n)
+    tps = [t for t in _tp_degrees(workload, per_node, None) if t & (t - 1) == 0 and n % t == 0]
+    fits: list[TrainResult] = []
+    refused: list[tuple[dict[str, Any], str]] = []
+    evaluated = 0
+    for tp in sorted(tps):
+        dp = n // tp
+        for zero in ((0, 1, 2) if dp > 1 else (0,)):
+            for sp in ((False, True) if tp > 1 else (False,)):
+                layout = {"tp": tp, "dp": dp, "zero": zero, "sequence_parallel": sp}
+                evaluated += 1
+                try:
+                    fits.append(train(workload, system, global_batch=global_batch, seq=seq,
+                                      micro_batch=micro_batch, tp=tp, dp=dp, zero=zero,
+                                      dtype=dtype, recompute=recompute, sequence_parallel=sp,
+                                      predictor=p))
+                except CapacityError as e:
+                    refused.append((layout, "does not fit: " + str(e).split(" needs ", 1)[-1]
+                                    .split(";", 1)[0]))
+                except HwsimError as e:
+                    refused.append((layout, str(e)))
+    fits.sort(key=lambda r: (r.metrics["step_time_s"], r.metrics["tp"], r.metrics["zero"]))
+    return SearchResult(fits[:top], refused, evaluated)

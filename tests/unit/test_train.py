@@ -137,3 +137,17 @@ def test_sequence_parallel_swaps_all_reduces_for_reduce_scatter_and_all_gather()
     with pytest.raises(WorkloadError, match="dense decoder"):
         train("mixtral-8x7b", "dgx-h100", global_batch=8, seq=256, tp=8, dp=1,
               sequence_parallel=True)
+
+
+def test_search_ranks_the_layouts_that_fit(capsys):
+    from simulator.train import search
+
+    res = search("gpt2", "dgx-a100", global_batch=16, micro_batch=2, seq=256, top=3)
+    times = [r.metrics["step_time_s"] for r in res.fits]
+    assert len(res.fits) == 3 and times == sorted(times)
+    assert all(r.metrics["tp"] * r.metrics["dp"] == 8 for r in res.fits)
+    assert res.evaluated >= len(res.fits) + len(res.refused)
+    assert main(["train", "--search", "--workload", "gpt2", "--global-batch", "16",
+                 "--micro-batch", "2", "--seq", "256", "--top", "2"]) == 0
+    assert "fastest that fit" in capsys.readouterr().out
+    assert main(["train", "--search", "--tp", "2"]) == 2
