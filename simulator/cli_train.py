@@ -14,9 +14,9 @@ __all__ = ["add_train_parser"]
 def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
     p = sub.add_parser(
         "train", help="one training step of a parallel layout: step time, MFU, memory, comm",
-        description="A training step (forward, backward, optimizer) over --tp x --dp (x --ep) "
-                    "devices, with gradient accumulation, ZeRO 1-2 and recomputation. "
-                    "Pipeline-parallel schedules are not modelled yet.")
+        description="A training step (forward, backward, optimizer) over --tp x --pp x --dp "
+                    "(or --ep) devices: GPipe or 1F1B pipeline schedules, gradient "
+                    "accumulation, ZeRO 1-2, sequence parallelism and recomputation.")
     p.add_argument("--workload", default="llama2-7b")
     p.add_argument("--arch", default="dgx-a100", help="part or node system (default dgx-a100)")
     p.add_argument("--nodes", type=pos_int, default=None,
@@ -36,7 +36,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
     p.add_argument("--sequence-parallel", dest="sequence_parallel", action="store_true",
                    help="reduce-scatter/all-gather around the tp regions, norms on 1/tp of "
                         "the tokens (Korthikanti et al. 2022)")
-    p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None)
+    p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None,
+                   help="pipeline schedule with --pp > 1 (default 1f1b; interleaved: not yet)")
     p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None)
     p.add_argument("--search", action="store_true",
                    help="try every tp x dp x ZeRO x sequence-parallel layout of the devices "
@@ -68,17 +69,21 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
     m = r.metrics
     mem = m["memory_per_device_bytes"]
     print(f"{m['workload']} training step on {m['devices']} x {r.plan.system.device.name} "
-          f"({m['nodes']} node{'s' if m['nodes'] > 1 else ''}): tp {m['tp']}, dp {m['dp']}"
+          f"({m['nodes']} node{'s' if m['nodes'] > 1 else ''}): tp {m['tp']}, "
+          + (f"pp {m['pp']} ({m['schedule']}, {m['pipeline_microbatches']} micro-batches), "
+             if m["pp"] > 1 else "") + f"dp {m['dp']}"
           + (f", ep {m['ep']}" if m["ep"] > 1 else "") + (f", ZeRO-{m['zero']}" if m["zero"]
                                                             else "")
           + (", sequence-parallel" if m["sequence_parallel"] else "")
           + f"; global batch {m['global_batch']} x seq {m['seq']}, micro-batch "
-            f"{m['micro_batch']} ({m['accumulation_steps']} accumulation steps), {m['dtype']}, "
-            f"recompute {m['recompute']}")
+            f"{m['micro_batch']}"
+          + (f" ({m['accumulation_steps']} accumulation steps)" if m["pp"] == 1 else "")
+          + f", {m['dtype']}, recompute {m['recompute']}")
     rows = [
         ("step time", f"{m['step_time_s'] * 1e3:,.1f} ms"),
         ("throughput", f"{m['tokens_per_s']:,.0f} tokens/s ({m['samples_per_s']:,.2f} samples/s)"),
-        ("MFU / HFU", f"{m['mfu']:.1%} / {m['hfu']:.1%}"),
+        ("MFU / HFU", f"{m['mfu']:.1%} / {m['hfu']:.1%}"
+                      + (f"; pipeline bubble {m['bubble_fraction']:.0%}" if m["pp"] > 1 else "")),
         ("communication", f"{m['comm_time_s'] * 1e3:,.1f} ms on device 0, "
                           f"{m['exposed_comm_s'] * 1e3:,.1f} ms exposed (not hidden by compute)"),
         ("memory / device", f"{fq(mem['total'], 'B')} of {fq(m['memory_capacity_bytes'], 'B')} "

@@ -78,6 +78,7 @@ class Plan:
     micro_batch: int | None = None  # training: gradient accumulation over micro-batches
     zero: int = 0                   # training: ZeRO stage over the data-parallel replicas
     sequence_parallel: bool = False  # Megatron sequence parallelism in the tp regions
+    schedule: str = "1f1b"          # pipeline-parallel training: gpipe | 1f1b
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -118,6 +119,15 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
                              f"of the batch, but a replica's batch is {batch}")
         g = _model(plan, batch // lay.ep, ep=lay.ep)
         return fuse_epilogues(g) if plan.fuse else g
+    if plan.phase == "train" and lay.pp > 1:
+        from workloads.transforms.pipeline_train import pipeline_train
+
+        cache_t: dict[int, WorkloadGraph] = {}
+        mbs_t = _split(batch, lay.microbatches)
+        for b in set(mbs_t):
+            g = _model(plan, b, lay.tp)
+            cache_t[b] = fuse_epilogues(g) if plan.fuse else g
+        return pipeline_train([cache_t[b] for b in mbs_t], lay.pp, lay.tp, plan.schedule)
     if plan.phase == "train" and plan.micro_batch and plan.micro_batch < batch:
         from workloads.transforms.training import accumulate
 
@@ -182,7 +192,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               microbatches: int = 1, ep: int = 1, image_size: int | None = None,
               recompute: str = "none", fuse: bool = True, dataflow: str | None = None,
               micro_batch: int | None = None, zero: int = 0,
-              sequence_parallel: bool = False) -> Plan:
+              sequence_parallel: bool = False, schedule: str = "1f1b") -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -216,6 +226,18 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                          "parallelism with data parallelism only")
     if ep > 1:
         tp = 1
+    if schedule not in ("gpipe", "1f1b"):
+        raise HwsimError(f"--schedule must be gpipe or 1f1b (interleaved stages are not "
+                         f"modelled yet), got {schedule!r}")
+    if phase == "train" and pp > 1 and micro_batch is not None:
+        # pipeline training: the micro-batches are the pipeline's (Megatron's convention)
+        if microbatches == 1:
+            per_replica = batch // (dp or 1)
+            if per_replica % micro_batch:
+                raise HwsimError(f"--micro-batch {micro_batch} does not divide a replica's "
+                                 f"batch of {per_replica}")
+            microbatches = per_replica // micro_batch
+        micro_batch = None
     if microbatches > 1 and pp == 1:
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
     if microbatches > batch:
@@ -279,7 +301,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
-                sequence_parallel=bool(sequence_parallel))
+                sequence_parallel=bool(sequence_parallel), schedule=schedule)
 
 
 @lru_cache(maxsize=256)

@@ -3,11 +3,12 @@
 Step time, tokens/s, model and hardware FLOP utilisation (MFU, HFU), memory per device by
 part, communication time and how much of it is exposed (not hidden behind compute), energy
 and cost, from one run of the prediction pipeline: tensor, data and expert parallelism,
-ZeRO stages 1-2, sequence parallelism, gradient accumulation over micro-batches, full
+ZeRO stages 1-2, sequence parallelism, pipeline parallelism with GPipe or 1F1B schedules over
+micro-batches (the bubble comes out of the event run), gradient accumulation, full
 recomputation.
 
-Pipeline-parallel training (GPipe, 1F1B and interleaved schedules), selective recomputation
-and ZeRO-3 are not modelled yet: asking for them is a clear error.
+Interleaved pipeline schedules, selective recomputation and ZeRO-3 are not modelled yet:
+asking for them is a clear error.
 
 >>> r = train("gpt2", "dgx-a100", global_batch=16, micro_batch=4, seq=256, tp=1, dp=4)
 >>> r.metrics["accumulation_steps"], 0 < r.metrics["mfu"] < 1
@@ -86,14 +87,17 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     if recompute == "selective":
         raise HwsimError("--recompute selective is not modelled yet (the fused attention keeps "
                          "no score matrices, so it would equal none); use none or full")
-    if pp > 1 or schedule is not None or virtual_stages is not None:
-        raise HwsimError("pipeline-parallel training (--pp > 1, --schedule, --virtual-stages) "
-                         "is not modelled yet; use --tp, --dp, --ep and --zero")
+    if virtual_stages is not None or schedule == "interleaved":
+        raise HwsimError("interleaved pipeline schedules (--virtual-stages) are not modelled "
+                         "yet; use --schedule gpipe or 1f1b")
+    if schedule is not None and pp == 1:
+        raise HwsimError("--schedule applies to pipeline parallelism (--pp > 1)")
     system = train_system(arch, nodes)
     p = predictor or Predictor(system)
     plan = make_plan(workload, p.system, phase="train", batch=global_batch, seq=seq, tp=tp,
                      pp=pp, dp=dp, ep=ep, dtype=dtype, recompute=recompute,
-                     micro_batch=micro_batch, zero=zero, sequence_parallel=sequence_parallel)
+                     micro_batch=micro_batch, zero=zero, sequence_parallel=sequence_parallel,
+                     schedule=schedule or "1f1b")
     r = p.run(plan)
     lay = plan.layout
     devices = lay.devices
@@ -111,22 +115,30 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     tokens = global_batch * int(r.meta.get("seq") or 1)
     comm = r.records.busy_s(0, "comm")
     compute = r.records.busy_s(0, "compute")
+    exposed = max(0.0, r.records.busy_s(0) - compute)  # communicating, not computing
+    # pipeline bubble: the share of the step a stage's device has nothing to do (mean over
+    # the stages of replica 0)
+    stage_devs = [s * lay.tp for s in range(lay.pp)]
+    bubble = 0.0 if lay.pp == 1 or not step else max(0.0, sum(
+        1.0 - r.records.busy_s(d) / step for d in stage_devs) / lay.pp)
     steps = int(graph.meta.get("accumulation_steps", 1))
     metrics = {
         "workload": workload, "arch": p.system.name, "devices": devices,
         "nodes": p.system.nodes, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
         "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
         "global_batch": global_batch,
-        "micro_batch": plan.micro_batch or global_batch // lay.dp,
+        "micro_batch": micro_batch or global_batch // lay.dp // lay.microbatches,
         "accumulation_steps": steps, "seq": r.meta.get("seq"), "dtype": plan.dtype,
         "recompute": recompute,
         "step_time_s": step, "tokens_per_s": tokens / step if step else 0.0,
         "samples_per_s": global_batch / step if step else 0.0,
-        "mfu": mfu, "hfu": hfu, "bubble_fraction": 0.0,
+        "mfu": mfu, "hfu": hfu, "bubble_fraction": bubble,
+        "schedule": plan.schedule if lay.pp > 1 else None,
+        "pipeline_microbatches": lay.microbatches if lay.pp > 1 else None,
         "model_flops": r.flops * model / executed if executed else 0.0,
         "executed_flops": r.flops,
         "compute_time_s": compute, "comm_time_s": comm,
-        "exposed_comm_s": max(0.0, step - compute),
+        "exposed_comm_s": exposed,
         "memory_per_device_bytes": dict(r.meta["footprint"]),
         "memory_capacity_bytes": r.memory_capacity_bytes,
         "energy_j": r.energy_j, "avg_power_w": r.avg_power_w, "cost_usd": r.cost.usd,

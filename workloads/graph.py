@@ -120,6 +120,23 @@ class WorkloadGraph:
             raise ValueError(f"{name}: block must be a non-empty DAG")
         return self._add(name, Repeat(block, times), inputs, group, tuple(tags))
 
+    def add_order(self, before: str, after: str) -> None:
+        """A control dependency: ``after`` starts only once ``before`` is done (no tensor flows;
+        schedules such as pipeline 1F1B are expressed this way).
+
+        Raises
+        ------
+        ValueError
+            For an unknown node or an edge that would close a cycle.
+        """
+        for n in (before, after):
+            if n not in self.g:
+                raise ValueError(f"{self.name}: no node {n!r}")
+        if before == after or nx.has_path(self.g, after, before):
+            raise ValueError(f"{self.name}: ordering {before!r} before {after!r} closes a cycle")
+        self.g.add_edge(before, after, bytes=0.0)
+        self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
+
     def group_of(self, name: str) -> Group | None:
         """The device group set on node ``name`` (None: inherited)."""
         return self.g.nodes[name]["group"]

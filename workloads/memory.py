@@ -129,15 +129,17 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             continue
         # a later micro-batch runs on the weights the first one holds
         shared_here = shared or "weights:shared" in tags
+        # a pipeline schedule that has freed this micro-batch's activations (1F1B)
+        keep = train and "activations:released" not in tags
         if isinstance(item, Repeat) and "accumulate" in tags:
             # micro-batches run one after another on the same weights: count one of them
             _walk(item.block, grp, times, acc, train, inference_kv, placed, meta, shared_here)
             continue
         if isinstance(item, Repeat):
-            inner_train = train and not (recompute == "full" and "layers" in tags)
+            inner_train = keep and not (recompute == "full" and "layers" in tags)
             _walk(item.block, grp, times * item.times, acc, inner_train, inference_kv, placed,
                   meta, shared_here)
-            if train and recompute == "full" and "layers" in tags:
+            if keep and recompute == "full" and "layers" in tags:
                 # keep each layer's input; recompute one layer's activations at a time
                 per_layer_in = sum(item.block._out_bytes(s) for s in item.block.sinks())
                 one_layer = sum(op.output_bytes() for op, _ in _ops(item.block))
@@ -161,7 +163,7 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             if inference_kv and isinstance(item, Attention):
                 a.kv += times * item.kv_cache_bytes()
             a.live = max(a.live, live_bytes(item))
-            if train:
+            if keep:
                 a.stored += times * item.output_bytes()
 
 

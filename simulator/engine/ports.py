@@ -1,9 +1,11 @@
 """Ports: the capacity-one resources of the discrete-event run (device streams, link ports).
 
-Each port runs its tasks strictly in program order, as a CUDA stream runs the kernels issued
-into it: the runner registers every task on its ports in the graph's topological order
+An in-order port runs its tasks strictly in program order, as a CUDA stream runs the kernels
+issued into it: the runner registers every task on its ports in the graph's topological order
 (:meth:`Ports.enqueue`), and a task starts only when it heads the queue of every port it needs,
-its dependencies are done (:meth:`Ports.ready`), and those ports are free. A collective holds the
+its dependencies are done (:meth:`Ports.ready`), and those ports are free. A port that is not
+in order (``in_order(port)`` False: the communication ports, where NCCL keeps a stream per
+peer) runs the ready task that comes first in program order. A collective holds the
 communication port of every device in its group at once. Because the program order is a
 topological order, the first task not yet started can always start once its dependencies
 finish: no deadlock. Work on different streams of a device (compute, copy, communication)
@@ -28,6 +30,7 @@ duration whose callback (``on_done``) releases the ports and lets the next tasks
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Callable, Iterable
 
@@ -48,8 +51,11 @@ class Ports:
     def __init__(self, env: simpy.Environment, *, ports_of: Callable[[int], tuple[int, ...]],
                  duration: Callable[[int], float],
                  on_start: Callable[[int, tuple[int, ...]], None],
-                 on_done: Callable[[int, tuple[int, ...]], None]):
+                 on_done: Callable[[int, tuple[int, ...]], None],
+                 in_order: Callable[[int], bool] = lambda p: True):
         self.env = env
+        self._in_order = in_order
+        self._waiting: dict[int, list[int]] = {}  # ports that run ready tasks, as heaps
         self._ports_of = ports_of
         self._duration = duration
         self._on_start = on_start
@@ -62,6 +68,8 @@ class Ports:
     def enqueue(self, task: int, ports: tuple[int, ...]) -> None:
         """Register ``task`` on its ports; call in program order."""
         for p in ports:
+            if not self._in_order(p):
+                continue
             q = self._order.get(p)
             if q is None:
                 q = self._order[p] = array("i")
@@ -73,6 +81,9 @@ class Ports:
     def ready(self, task: int) -> None:
         """``task``'s dependencies are done (call :meth:`dispatch` on its ports)."""
         self._ready[task] = 1
+        for p in self._ports_of(task):
+            if not self._in_order(p):
+                heapq.heappush(self._waiting.setdefault(p, []), task)
 
     def release(self, ports: Iterable[int]) -> None:
         self._busy.difference_update(ports)
@@ -83,12 +94,15 @@ class Ports:
             self._try(p)
 
     def _heads(self, p: int) -> int | None:
-        q, h = self._order[p], self._head[p]
-        return q[h] if h < len(q) else None
+        if not self._in_order(p):  # the first ready task in program order
+            w = self._waiting.get(p)
+            return w[0] if w else None
+        q, h = self._order.get(p), self._head.get(p, 0)
+        return q[h] if q is not None and h < len(q) else None
 
     def _try(self, p: int) -> None:
         busy = self._busy
-        if p in busy or p not in self._order:
+        if p in busy:
             return
         task = self._heads(p)
         if task is None or not self._ready[task]:
@@ -97,7 +111,10 @@ class Ports:
         if len(ports) > 1 and not all(q not in busy and self._heads(q) == task for q in ports):
             return
         for q in ports:
-            self._head[q] += 1
+            if self._in_order(q):
+                self._head[q] += 1
+            else:
+                heapq.heappop(self._waiting[q])
             busy.add(q)
         self._on_start(task, ports)
         ev = self.env.timeout(self._duration(task))

@@ -13,10 +13,12 @@ driven by resource-request and timeout callbacks rather than one generator proce
 and the timeline is stored column-wise, so a million-op graph fits in a few hundred bytes per
 op.
 
-Each stream runs its ops strictly in program order (the graph's topological order), as a
-framework issues kernels into an in-order CUDA stream: a pipeline stage finishes one
-micro-batch before it starts the next, even while the first waits on a collective. Streams of
-one device still overlap. Deterministic: ties resolve in topological order, then by device.
+The compute and copy streams run their ops strictly in program order (the graph's topological
+order), as a framework issues kernels into an in-order CUDA stream: a pipeline stage finishes
+one micro-batch before it starts the next, even while the first waits on a collective. The
+communication port runs whichever ready transfer comes first in program order (NCCL keeps a
+stream per peer, so a pipeline hand-off never waits behind an unrelated one). Streams of one
+device still overlap. Deterministic: ties resolve in topological order, then by device.
 """
 
 from __future__ import annotations
@@ -162,8 +164,10 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
                 touched.extend(ready(s))
         ports.dispatch(touched)
 
+    comm = STREAMS.index("comm")
     ports = Ports(env, ports_of=ports_of, duration=lambda t: costs[t_node[t]].latency_s,
-                  on_start=on_start, on_done=on_done)
+                  on_start=on_start, on_done=on_done,
+                  in_order=lambda p: p % n_streams != comm)
     for t in range(len(t_node)):  # tasks were made in program order
         ports.enqueue(t, ports_of(t))
     first: list[int] = []

@@ -73,8 +73,9 @@ def test_nodes_scale_the_system_and_cross_the_network():
 
 @pytest.mark.parametrize("kw,match", [
     (dict(tp=3, dp=1), "does not divide"),
-    (dict(tp=2, dp=1, pp=2), "pipeline-parallel training"),
-    (dict(tp=2, dp=1, schedule="1f1b"), "pipeline-parallel training"),
+    (dict(tp=2, dp=1, schedule="1f1b"), "applies to pipeline parallelism"),
+    (dict(tp=1, dp=1, pp=64), "needs 64 devices"),
+    (dict(tp=1, dp=1, pp=16, nodes=2), "only 12 layers"),
     (dict(tp=2, dp=1, recompute="selective"), "selective"),
     (dict(tp=2, dp=1, zero=1), "needs --dp > 1"),
     (dict(tp=2, dp=4, zero=3), "stage 3"),
@@ -84,7 +85,8 @@ def test_nodes_scale_the_system_and_cross_the_network():
 ])
 def test_bad_layouts_are_clear_errors(kw, match):
     with pytest.raises((HwsimError, WorkloadError), match=match):
-        train("llama2-7b", "dgx-a100", global_batch=16, seq=256, **kw)
+        train("gpt2" if kw.get("pp", 1) > 8 else "llama2-7b", "dgx-a100", global_batch=16,
+              seq=256, **kw)
 
 
 def test_cli_json_has_the_contract(capsys):
@@ -99,8 +101,8 @@ def test_cli_json_has_the_contract(capsys):
                 "cost_usd"):
         assert key in d, key
     assert d["accumulation_steps"] == 2
-    assert main(["train", "--pp", "2"]) == 2
-    assert "pipeline-parallel training" in capsys.readouterr().err
+    assert main(["train", "--schedule", "interleaved", "--pp", "2"]) == 2
+    assert "interleaved" in capsys.readouterr().err
 
 
 def test_sequence_parallel_swaps_all_reduces_for_reduce_scatter_and_all_gather():
@@ -151,3 +153,39 @@ def test_search_ranks_the_layouts_that_fit(capsys):
                  "--micro-batch", "2", "--seq", "256", "--top", "2"]) == 0
     assert "fastest that fit" in capsys.readouterr().out
     assert main(["train", "--search", "--tp", "2"]) == 2
+
+
+def test_pipeline_schedules_have_the_gpipe_bubble_and_1f1b_saves_memory():
+    from workloads.transforms.pipeline_train import schedule_order
+
+    # schedule algebra: every micro-batch's F and B once per stage, B(i) after F(i)
+    for sch in ("gpipe", "1f1b"):
+        for s in range(4):
+            order = schedule_order(sch, s, 4, 8)
+            assert sorted(order) == sorted([("F", i) for i in range(8)] +
+                                           [("B", i) for i in range(8)])
+            assert all(order.index(("F", i)) < order.index(("B", i)) for i in range(8))
+    kw = dict(global_batch=16, micro_batch=1, seq=512, tp=1, pp=4, dp=2)
+    g = train("gpt2", "dgx-a100", schedule="gpipe", **kw)
+    f = train("gpt2", "dgx-a100", schedule="1f1b", **kw)
+    one = train("gpt2", "dgx-a100", global_batch=1, seq=512, tp=1, dp=1)
+    m, p = 8, 4
+    # (m + p - 1) stage-slots of a micro-batch's forward+backward on a quarter of the layers;
+    # the embedding and LM head make the end stages heavier: 20% tolerance
+    ideal = (m + p - 1) * one.metrics["step_time_s"] / p
+    assert g.metrics["step_time_s"] == pytest.approx(ideal, rel=0.2)
+    assert f.metrics["step_time_s"] == pytest.approx(g.metrics["step_time_s"], rel=0.02)
+    assert g.metrics["bubble_fraction"] >= (p - 1) / (m + p - 1) * 0.8
+    # 1F1B holds at most p micro-batches' activations on the first stage, GPipe all m
+    act_g = g.metrics["memory_per_device_bytes"]["activations"]
+    act_f = f.metrics["memory_per_device_bytes"]["activations"]
+    assert act_f < act_g * 0.75
+    assert g.metrics["pipeline_microbatches"] == 8 and f.metrics["schedule"] == "1f1b"
+    grads = {x.name for x in f.result.records if x.name.startswith("dp_grad")}
+    assert any(".optimizer.s3." in n for n in grads)  # each stage's gradients, over dp
+
+
+def test_interleaved_schedule_is_refused():
+    with pytest.raises(HwsimError, match="interleaved"):
+        train("gpt2", "dgx-a100", global_batch=8, seq=128, tp=1, pp=2, dp=1,
+              schedule="interleaved")

@@ -75,16 +75,16 @@ def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 
     out.meta["dp"] = dp
     out.meta["zero"] = zero if first.phase == "train" else 0
     train = first.phase == "train"
-    optimizer_inputs: list[list[str]] = []
+    optimizer_inputs: list[dict[str, list[str]]] = []
     for r, g in enumerate(replicas):
         off = r * devices_per_replica
         pre = f"dp{r}."
-        opt_ins: list[str] = []
+        opt_ins: dict[str, list[str]] = {}
         for name in g.topo():
             data = g.g.nodes[name]
             ins = [pre + p for p in g.g.predecessors(name)]
             if train and "optimizer" in data["tags"]:
-                opt_ins = ins
+                opt_ins[name] = ins
                 continue
             grp = _shift(data["group"], off)
             item = data["item"]
@@ -100,38 +100,46 @@ def data_parallel(replicas: Sequence[WorkloadGraph], devices_per_replica: int = 
 
 
 def _gradient_allreduce(out: WorkloadGraph, replicas: Sequence[WorkloadGraph],
-                        optimizer_inputs: list[list[str]], per: int, zero: int = 0) -> None:
+                        optimizer_inputs: list[dict[str, list[str]]], per: int, zero: int = 0
+                        ) -> None:
+    """Before each optimizer node (one per pipeline stage, or one), reduce its gradients over
+    the replicas: one collective per device of its group, over the devices holding the same
+    shard in every replica."""
     dp = len(replicas)
     first = replicas[0]
-    opt_name = next((n for n in first.g.nodes if "optimizer" in first.g.nodes[n]["tags"]), None)
-    if opt_name is None:
+    opts = [n for n in first.topo() if "optimizer" in first.g.nodes[n]["tags"]]
+    if not opts:
         raise WorkloadError(f"data_parallel: training graph {first.name} has no optimizer node")
-    opt_group = first.g.nodes[opt_name]["group"] or (0,)
-    params = float(first.meta.get("params_per_device", 0.0))
-    grad_bytes = params * float(first.meta.get("grad_bytes_per_param", 2.0))
+    grad_per_param = float(first.meta.get("grad_bytes_per_param", 2.0))
+    wdt = get_dtype(str(first.meta.get("weight_dtype") or first.meta.get("dtype", "bf16")))
     dtype = get_dtype(str(first.meta.get("dtype", "bf16")))
-    every_input = [x for ins in optimizer_inputs for x in ins]
-    reduces = []
     kind = "reducescatter" if zero else "allreduce"
-    for d in opt_group:
-        grp = tuple(d + r * per for r in range(dp))
-        c = Collective(collective=kind, bytes=max(grad_bytes, 1.0), devices=dp, dtype=dtype)
-        reduces.append(out.add_op(f"dp_grad_{kind}.d{d}", c, every_input, group=grp,
-                                  tags=("backward", "dp:collective")))
-    updates = []
-    for r, g in enumerate(replicas):
-        item = g.g.nodes[opt_name]["item"]
-        if zero:  # each replica updates its 1/dp shard of the parameters
-            item = replace(item, numel=max(1, -(-item.numel // dp)))
-        updates.append(out.add_op(f"dp{r}.{opt_name}", item, reduces,
-                                  group=_shift(opt_group, r * per),
-                                  tags=g.g.nodes[opt_name]["tags"]))
-    if zero:  # the updated weights, gathered back to every replica
-        wbytes = params * get_dtype(str(first.meta.get("weight_dtype") or
-                                        first.meta.get("dtype", "bf16"))).bytes
+    suffix = (lambda n: "") if len(opts) == 1 else (lambda n: f".{n}")  # noqa: E731
+    for opt_name in opts:
+        opt_group = first.g.nodes[opt_name]["group"] or (0,)
+        params = float(first.g.nodes[opt_name]["item"].numel) if len(opts) > 1 else \
+            float(first.meta.get("params_per_device", 0.0))
+        grad_bytes = params * grad_per_param
+        every_input = [x for ins in optimizer_inputs for x in ins[opt_name]]
+        reduces = []
         for d in opt_group:
             grp = tuple(d + r * per for r in range(dp))
-            c = Collective(collective="allgather", bytes=max(wbytes, 1.0), devices=dp,
+            c = Collective(collective=kind, bytes=max(grad_bytes, 1.0), devices=dp,
                            dtype=dtype)
-            out.add_op(f"dp_weight_allgather.d{d}", c, updates, group=grp,
-                       tags=("optimizer", "dp:collective"))
+            reduces.append(out.add_op(f"dp_grad_{kind}{suffix(opt_name)}.d{d}", c, every_input,
+                                      group=grp, tags=("backward", "dp:collective")))
+        updates = []
+        for r, g in enumerate(replicas):
+            item = g.g.nodes[opt_name]["item"]
+            if zero:  # each replica updates its 1/dp shard of the parameters
+                item = replace(item, numel=max(1, -(-item.numel // dp)))
+            updates.append(out.add_op(f"dp{r}.{opt_name}", item, reduces,
+                                      group=_shift(opt_group, r * per),
+                                      tags=g.g.nodes[opt_name]["tags"]))
+        if zero:  # the updated weights, gathered back to every replica
+            for d in opt_group:
+                grp = tuple(d + r * per for r in range(dp))
+                c = Collective(collective="allgather", bytes=max(params * wdt.bytes, 1.0),
+                               devices=dp, dtype=dtype)
+                out.add_op(f"dp_weight_allgather{suffix(opt_name)}.d{d}", c, updates,
+                           group=grp, tags=("optimizer", "dp:collective"))
