@@ -18,7 +18,6 @@ asking for them is a clear error.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from simulator.arch.spec import System
 from simulator.errors import HwsimError
 from simulator.plan import Plan, make_plan
 from simulator.predict import Predictor
-from simulator.results.result import Result
+from simulator.results.result import Result, finite_json
 
 __all__ = ["TrainResult", "train", "train_system", "search", "SearchResult"]
 
@@ -42,17 +41,8 @@ class TrainResult:
         return dict(self.metrics)
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.metrics), allow_nan=False)
+        return json.dumps(finite_json(self.metrics), allow_nan=False)
 
-
-def _finite(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
 
 
 def train_system(arch: str | System, nodes: int | None = None,

@@ -20,7 +20,8 @@ from simulator.frozen import FrozenMap
 if TYPE_CHECKING:
     from simulator.engine.runner import Timeline
 
-__all__ = ["OpRecord", "EnergyBreakdown", "DeviceEnergy", "RecordTable", "Result"]
+__all__ = ["OpRecord", "EnergyBreakdown", "DeviceEnergy", "RecordTable", "Result",
+           "finite_json"]
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ class Result:
 
     def to_json(self, **kw: Any) -> str:
         """The JSON contract; NaN and infinities become null (never invalid JSON tokens)."""
-        return json.dumps(_no_nan(self.to_dict(**kw)), default=_json_default, allow_nan=False)
+        return json.dumps(finite_json(self.to_dict(**kw)), default=_json_default, allow_nan=False)
 
     def to_dataframe(self):
         """Per-op records as a pandas DataFrame (one row per op instance)."""
@@ -333,16 +334,15 @@ class Result:
                               "phase": self.phase, "latency_s": self.latency_s}}
 
 
-def _no_nan(o: Any) -> Any:
-    """NaN (e.g. the cost of an unpriced part) becomes JSON null, not an invalid token."""
+def finite_json(o: Any) -> Any:
+    """``o`` with NaN and infinities (e.g. the cost of an unpriced part) as None, so JSON
+    output holds null, never an invalid token; mappings become dicts, tuples lists."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
-    if isinstance(o, dict):
-        return {k: _no_nan(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_no_nan(v) for v in o]
     if isinstance(o, Mapping):
-        return {k: _no_nan(v) for k, v in o.items()}
+        return {k: finite_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite_json(v) for v in o]
     return o
 
 

@@ -23,6 +23,7 @@ from simulator.arch.spec import System
 from simulator.cost.dollars import system_hourly_rate
 from simulator.errors import HwsimError
 from simulator.predict import Predictor
+from simulator.results.result import finite_json
 from simulator.serve.iteration import IterationModel
 from simulator.serve.requests import MAX_CV, Lengths, Request, gamma, load_trace, offline, poisson
 from simulator.serve.scheduler import SchedulerConfig
@@ -163,7 +164,7 @@ class ServeResult:
                 **self.metrics}
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.to_dict()), allow_nan=False, sort_keys=False)
+        return json.dumps(finite_json(self.to_dict()), allow_nan=False, sort_keys=False)
 
     def to_chrome_trace(self) -> dict[str, Any]:
         """One track per replica, one event per iteration (tokens, prefills, decodes)."""
@@ -180,15 +181,6 @@ class ServeResult:
         return {"traceEvents": events, "displayTimeUnit": "ms",
                 "otherData": {"workload": self.workload, "arch": self.arch}}
 
-
-def _finite(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
 
 
 def serve(workload: str, arch: str | System, options: ServeOptions | None = None, *,

@@ -84,6 +84,7 @@ from simulator.cost.dollars import system_hourly_rate
 from simulator.errors import HwsimError, WorkloadError
 from simulator.plan import auto_dtype
 from simulator.predict import Predictor
+from simulator.results.result import finite_json
 from simulator.serve.api import ServeOptions, ServeResult, kv_blocks_for, make_requests, serve
 from simulator.serve.iteration import Batch, IterationModel
 from simulator.units import format_quantity as fq
@@ -224,17 +225,8 @@ class PlanResult:
                 "bounds": [dict(b) for b in self.bounds]}
 
     def to_json(self, timing: bool = False) -> str:
-        return json.dumps(_finite(self.to_dict(timing)), allow_nan=False)
+        return json.dumps(finite_json(self.to_dict(timing)), allow_nan=False)
 
-
-def _finite(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
 
 
 # -- validation ------------------------------------------------------------------------------
