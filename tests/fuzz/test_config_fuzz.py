@@ -14,14 +14,12 @@ import json
 import math
 import random
 import re
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _timeouts import no_hang
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,19 +47,6 @@ ANY_VALUES: list[Any] = [*BAD_SIZES, *BAD_LISTS, None, 0, 1, 3, 64, False, "", "
                          "gelu_new", "bogus", [1, 2, 3], {"a": 1}, 10**6, 2**31]
 
 
-@contextmanager
-def no_hang(seconds: int = 10) -> Iterator[None]:
-    """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
-    def alarm(signum, frame):  # noqa: ARG001
-        raise TimeoutError(f"did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _raw(name: str) -> dict[str, Any]:

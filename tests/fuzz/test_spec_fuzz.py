@@ -14,14 +14,13 @@ import copy
 import math
 import random
 import re
-import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _timeouts import no_hang
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,19 +50,6 @@ SOMETIMES_BAD: list[Any] = [0, 0.0, 2.5, 1, True, False, "", "3,35 TB/s", "fast"
                             "2001-13-45", 1e-300, 2**62]
 
 
-@contextmanager
-def no_hang(seconds: int = 10) -> Iterator[None]:
-    """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
-    def alarm(signum, frame):  # noqa: ARG001
-        raise TimeoutError(f"did not finish within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _raw(name: str) -> Any:
