@@ -16,7 +16,7 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
         "train", help="one training step of a parallel layout: step time, MFU, memory, comm",
         description="A training step (forward, backward, optimizer) over --tp x --pp x --dp "
                     "(or --ep) devices: GPipe or 1F1B pipeline schedules, gradient "
-                    "accumulation, ZeRO 1-2, sequence parallelism and recomputation.")
+                    "accumulation, ZeRO 1-3, sequence parallelism and recomputation.")
     p.add_argument("--workload", default="llama2-7b")
     p.add_argument("--arch", default="dgx-a100", help="part or node system (default dgx-a100)")
     p.add_argument("--nodes", type=pos_int, default=None,
@@ -25,8 +25,11 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
     p.add_argument("--pp", type=pos_int, default=1)
     p.add_argument("--dp", type=pos_int, default=None)
     p.add_argument("--ep", type=pos_int, default=1)
-    p.add_argument("--zero", type=nonneg_int, default=0, choices=(0, 1, 2),
-                   help="ZeRO stage over the data-parallel replicas")
+    p.add_argument("--zero", type=nonneg_int, default=0, choices=(0, 1, 2, 3),
+                   help="ZeRO stage over the data-parallel replicas (3: weights sharded too)")
+    p.add_argument("--bucket-mb", dest="bucket_mb", type=float, default=25.0,
+                   help="data-parallel gradient bucket size in MB, reduced while the backward "
+                        "pass goes on (PyTorch DDP's default 25; 0: one reduction at the end)")
     p.add_argument("--global-batch", dest="global_batch", type=pos_int, default=64)
     p.add_argument("--micro-batch", dest="micro_batch", type=pos_int, default=None,
                    help="samples per forward/backward; the rest is gradient accumulation")
@@ -37,15 +40,21 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                    help="reduce-scatter/all-gather around the tp regions, norms on 1/tp of "
                         "the tokens (Korthikanti et al. 2022)")
     p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default=None,
-                   help="pipeline schedule with --pp > 1 (default 1f1b; interleaved: not yet)")
-    p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None)
+                   help="pipeline schedule with --pp > 1 (default 1f1b; interleaved: Megatron's "
+                        "virtual stages, see --virtual-stages)")
+    p.add_argument("--virtual-stages", dest="virtual_stages", type=pos_int, default=None,
+                   help="model chunks per pipeline device with --schedule interleaved "
+                        "(default 2); implies interleaved")
     p.add_argument("--search", action="store_true",
                    help="try every tp x dp x ZeRO x sequence-parallel layout of the devices "
                         "and print the fastest that fit")
     p.add_argument("--top", type=pos_int, default=5, help="layouts to show with --search")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
-                   "stream (compute, copy, comm)")
+                   "stream (compute, copy, comm) and one per link (NVLink port, NIC)")
+    p.add_argument("--exact", action="store_true",
+                   help="simulate every device and op (default: fold identical devices and "
+                        "collapse repeated layers, see simulator/engine/blocks.py)")
     p.set_defaults(fn=lambda a: cmd_train(a, check_out))
 
 
@@ -59,7 +68,8 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
     r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
               micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
-              virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel)
+              virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel,
+              exact=a.exact, bucket_mb=a.bucket_mb)
     if a.trace:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)

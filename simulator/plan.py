@@ -78,7 +78,12 @@ class Plan:
     micro_batch: int | None = None  # training: gradient accumulation over micro-batches
     zero: int = 0                   # training: ZeRO stage over the data-parallel replicas
     sequence_parallel: bool = False  # Megatron sequence parallelism in the tp regions
-    schedule: str = "1f1b"          # pipeline-parallel training: gpipe | 1f1b
+    schedule: str = "1f1b"          # pipeline-parallel training: gpipe | 1f1b | interleaved
+    virtual_stages: int = 1         # interleaved: model chunks per pipeline device
+    bucket_bytes: float | None = 25e6  # data-parallel gradient buckets (PyTorch DDP default)
+    # fold symmetric devices and collapse repeated blocks into macro ops (the fast path of
+    # large training runs: workloads/transforms/fold.py, simulator/engine/blocks.py)
+    fast: bool = False
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -127,7 +132,8 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
         for b in set(mbs_t):
             g = _model(plan, b, lay.tp)
             cache_t[b] = fuse_epilogues(g) if plan.fuse else g
-        return pipeline_train([cache_t[b] for b in mbs_t], lay.pp, lay.tp, plan.schedule)
+        return pipeline_train([cache_t[b] for b in mbs_t], lay.pp, lay.tp, plan.schedule,
+                              virtual_stages=plan.virtual_stages)
     if plan.phase == "train" and plan.micro_batch and plan.micro_batch < batch:
         from workloads.transforms.training import accumulate
 
@@ -157,10 +163,27 @@ def _split(n: int, parts: int) -> tuple[int, ...]:
 def _build(plan: Plan) -> WorkloadGraph:
     from workloads.transforms.data_parallel import data_parallel
 
-    replicas = {b: _replica(plan, b) for b in set(plan.replica_batches())}
-    graph = data_parallel([replicas[b] for b in plan.replica_batches()],
-                          plan.layout.devices_per_replica, zero=plan.zero)
+    lay = plan.layout
+    batches = plan.replica_batches()
+    replicas = {b: _replica(plan, b) for b in set(batches)}
+    # the fast path builds one of identical replicas; the fold below simulates one of each
+    one = plan.fast and lay.dp > 1 and lay.ep == 1 and len(replicas) == 1
+    graph = data_parallel([replicas[batches[0]]] if one else [replicas[b] for b in batches],
+                          lay.devices_per_replica, zero=plan.zero,
+                          bucket_bytes=plan.bucket_bytes, stand_for=lay.dp if one else 1)
     graph.meta["layout"] = plan.layout
+    if plan.fast:
+        from workloads.transforms.fold import fold_symmetric
+
+        folded = None if lay.ep > 1 else fold_symmetric(
+            graph, unit=lay.tp, period=lay.devices_per_replica if lay.dp > 1 else None,
+            replicas=lay.dp if one else 1)
+        if folded is None and one:  # cannot happen for identical replicas: build them all
+            from dataclasses import replace
+
+            return _build(replace(plan, fast=False))
+        graph = folded if folded is not None else graph
+        graph.meta["collapse"] = True
     return graph
 
 
@@ -192,7 +215,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               microbatches: int = 1, ep: int = 1, image_size: int | None = None,
               recompute: str = "none", fuse: bool = True, dataflow: str | None = None,
               micro_batch: int | None = None, zero: int = 0,
-              sequence_parallel: bool = False, schedule: str = "1f1b") -> Plan:
+              sequence_parallel: bool = False, schedule: str = "1f1b",
+              virtual_stages: int | None = None, bucket_bytes: float | None = 25e6) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -226,9 +250,17 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                          "parallelism with data parallelism only")
     if ep > 1:
         tp = 1
-    if schedule not in ("gpipe", "1f1b"):
-        raise HwsimError(f"--schedule must be gpipe or 1f1b (interleaved stages are not "
-                         f"modelled yet), got {schedule!r}")
+    if schedule not in ("gpipe", "1f1b", "interleaved"):
+        raise HwsimError(f"--schedule must be gpipe, 1f1b or interleaved, got {schedule!r}")
+    if virtual_stages is not None:
+        _positive("virtual-stages", virtual_stages, allow_none=False)
+        if schedule != "interleaved" and virtual_stages > 1:
+            raise HwsimError(f"--virtual-stages {virtual_stages} needs --schedule interleaved "
+                             f"(got {schedule})")
+    if schedule == "interleaved" and (phase != "train" or pp == 1):
+        raise HwsimError("--schedule interleaved applies to pipeline-parallel training "
+                         "(--pp > 1)")
+    v = virtual_stages or (2 if schedule == "interleaved" else 1)
     if phase == "train" and pp > 1 and micro_batch is not None:
         # pipeline training: the micro-batches are the pipeline's (Megatron's convention)
         if microbatches == 1:
@@ -242,16 +274,23 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
     if microbatches > batch:
         raise HwsimError(f"--microbatches {microbatches} exceeds the batch {batch}")
-    if recompute not in ("none", "full"):
-        raise HwsimError(f"--recompute must be none or full, got {recompute!r}")
+    if recompute not in ("none", "selective", "full"):
+        raise HwsimError(f"--recompute must be none, selective or full, got {recompute!r}")
+    if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(
+            bucket_bytes, (int, float)) or not math.isfinite(bucket_bytes) or bucket_bytes < 0):
+        raise HwsimError(f"--bucket-mb must be a non-negative number, got {bucket_bytes!r}")
     if recompute != "none" and phase != "train":
         raise HwsimError(f"--recompute applies to phase train only, not {phase!r}")
     if micro_batch is not None:
         _positive("micro-batch", micro_batch, allow_none=False)
         if phase != "train":
             raise HwsimError("--micro-batch (gradient accumulation) applies to phase train only")
-    if zero not in (0, 1, 2):
-        raise HwsimError(f"--zero must be 0, 1 or 2 (stage 3 is not modelled yet), got {zero!r}")
+    if isinstance(zero, bool) or zero not in (0, 1, 2, 3):
+        raise HwsimError(f"--zero must be 0, 1, 2 or 3, got {zero!r}")
+    if zero == 3 and pp > 1:
+        raise HwsimError("--zero 3 with --pp > 1 is not modelled (every micro-batch would "
+                         "gather each stage's weights again; DeepSpeed refuses it too): use "
+                         "ZeRO 1-2 with pipelines")
     if zero and phase != "train":
         raise HwsimError("--zero applies to phase train only")
     if dataflow not in (None, "os", "ws", "is"):
@@ -301,7 +340,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 dtype=dtype, seq=seq, context=context, weight_dtype=weight_dtype,
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
-                sequence_parallel=bool(sequence_parallel), schedule=schedule)
+                sequence_parallel=bool(sequence_parallel), schedule=schedule,
+                virtual_stages=v, bucket_bytes=bucket_bytes)
 
 
 @lru_cache(maxsize=256)

@@ -22,6 +22,7 @@ import numpy as np
 from simulator.arch.calibration import CalibrationProfile, band_for, load_profile
 from simulator.arch.spec import Device, Link, System
 from simulator.cost.dollars import CostOptions, run_cost
+from simulator.engine.blocks import BlockOp, block_costs, collapse_repeats
 from simulator.engine.runner import Timeline, run_graph
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
@@ -117,27 +118,25 @@ class Predictor:
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
+        self._links: dict[tuple[int, ...], tuple[int | str, ...]] = {}
         self._run_hits = 0
 
     # -- op costs ---------------------------------------------------------------------------
     def link_for(self, group: tuple[int, ...] | None) -> tuple[Link | None, str]:
-        """The link a collective over ``group`` crosses, and its topology: the system's
-        scale-out ``network`` when the devices sit on more than one node, else its
-        in-node ``link``.
+        """The main link a collective over ``group`` crosses, and its topology: the system's
+        scale-out ``network`` (a :class:`~simulator.arch.spec.Fabric`) when the devices sit
+        on more than one node, else its in-node ``link``. :meth:`cost` prices the group by
+        its whole placement (:func:`simulator.network.route_for`).
 
         Raises
         ------
         MappingError
             If the group spans nodes and the spec has no ``network``.
         """
+        from simulator.network import route_for
+
         s = self.system
-        per = s.devices_per_node or s.count
-        if group and len({d // per for d in group}) > 1:
-            if s.network is None:
-                raise MappingError(f"{s.name}: a collective over devices {group[0]}..{group[-1]} "
-                                   f"spans {len({d // per for d in group})} nodes of {per} "
-                                   "devices, but the spec has no network (the scale-out "
-                                   "fabric between nodes); add network: to the system spec")
+        if group and route_for(s, tuple(group)).nodes > 1:
             return s.network, "switch"
         return s.link, s.topology
 
@@ -151,22 +150,50 @@ class Predictor:
     def cost(self, op: Op, group: tuple[int, ...] | None = None, *,
              dataflow: str | None = None) -> OpCost:
         """The cost of one op on one device of the system (memoised); for a collective,
-        over the devices of ``group`` (see :meth:`link_for`); ``dataflow`` overrides the
-        predictor's for systolic and FPGA parts."""
+        over the devices of ``group`` (default: the first ``op.devices`` devices), priced by
+        where they sit (:func:`simulator.network.route_for`: in one node, one per node on
+        their rails, or several per node over several nodes) with the physical links it
+        occupies in ``details["links"]`` (:func:`simulator.network.links_used`);
+        ``dataflow`` overrides the predictor's for systolic and FPGA parts."""
         df = dataflow if dataflow is not None else self.options.dataflow
-        link, topology = self.link_for(group) if isinstance(op, Collective) else (None, "")
-        key = (op, link.name) if link is not None else (op, df) if df is not None else op
+        if isinstance(op, Collective):
+            return self._collective_cost(op, group)
+        key = (op, df) if df is not None else op
         c = self._cache.get(key)
         if c is not None:
             self._hits += 1
             return c
-        if isinstance(op, Collective):
-            c = collective_cost(op, self.system.device, self.options, link=link,
-                                topology=topology)
-        elif isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
+        if isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
             c = host_copy_cost(op, self.system)
         else:
             c = self._mapper(df).cost(op)
+        self._cache[key] = c
+        return c
+
+    def _collective_cost(self, op: Collective, group: tuple[int, ...] | None) -> OpCost:
+        """:meth:`cost` of a collective: one cost per (op, route), its links per group."""
+        from simulator.network import links_used, route_for
+
+        s = self.system
+        grp = tuple(group) if group else \
+            tuple(range(op.devices)) if 1 < op.devices <= s.count else None
+        key = ("collective", op, grp)
+        c = self._cache.get(key)
+        if c is not None:
+            self._hits += 1
+            return c
+        if grp is None:  # a hypothetical group beyond the system: over its in-node link
+            link, topology = self.link_for(None)
+            c = collective_cost(op, s.device, self.options, link=link, topology=topology)
+        else:
+            route = route_for(s, grp)
+            core_key = ("route", op, route)
+            core = self._cache.get(core_key)
+            if core is None:
+                core = self._cache[core_key] = collective_cost(op, s.device, self.options,
+                                                               route=route)
+            c = replace(core, details=FrozenMap({**core.details,
+                                                 "links": links_used(s, grp)}))
         self._cache[key] = c
         return c
 
@@ -221,9 +248,15 @@ class Predictor:
         df = plan.dataflow if plan is not None and plan.dataflow is not None else None
 
         def cost_of(op: Op, group: tuple[int, ...] | None = None) -> OpCost:
+            if isinstance(op, BlockOp):
+                return self._block_cost(op, df)
             return self.cost(op, group, dataflow=df)
 
-        timeline = run_graph(graph, cost_of, progress)
+        # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py)
+        engine_graph = collapse_repeats(graph) if graph.meta.get("collapse") else graph
+        timeline = run_graph(engine_graph, cost_of, progress, links_of=self.links_of)
+        if graph.meta.get("fold"):  # one device ran for each set of symmetric ones
+            timeline.fold(graph.meta["fold_rep"], graph.meta["fold"])
         latency = timeline.makespan_s
         devices, energy = self._energy(timeline, latency)
         warnings = list(self._warnings(graph, plan))
@@ -266,6 +299,46 @@ class Predictor:
             peak_flops=peak_per_device * system.count, records=RecordTable(timeline),
             warnings=tuple(warnings), meta=FrozenMap(meta), per_device=tuple(devices))
 
+    def links_of(self, group: tuple[int, ...]) -> tuple[int | str, ...]:
+        """The resources a collective over ``group`` holds in the event run: the
+        communication port (an ``int``, the device) of each rank that shares its node with
+        another rank (the in-node NVLink/NVSwitch or ICI path), and the NICs it crosses when
+        the group spans nodes (:func:`simulator.network.links_used`). A data-parallel
+        all-reduce with one rank per node thus shares the NICs of its rail with pipeline
+        hand-offs, not the device's in-node port with tensor-parallel all-reduces."""
+        got = self._links.get(group)
+        if got is None:
+            from simulator.network import links_used
+
+            s = self.system
+            per = s.devices_per_node or s.count
+            nodes: dict[int, int] = {}
+            for d in group:
+                nodes[d // per] = nodes.get(d // per, 0) + 1
+            keys: list[int | str] = [d for d in group if nodes[d // per] > 1]
+            if len(nodes) > 1:
+                keys += [n for n in links_used(s, group) if ".nic" in n]
+            got = self._links[group] = tuple(keys) or tuple(group)
+        return got
+
+    def _block_cost(self, op: BlockOp, dataflow: str | None) -> OpCost:
+        """A macro op's cost: its block run once on its own (memoised with both parts)."""
+        key = (op, dataflow)
+        c = self._cache.get(key)
+        if c is not None:
+            self._hits += 1
+            return c
+
+        def cost_of(o: Op, group: tuple[int, ...] | None = None) -> OpCost:
+            return self.cost(o, group, dataflow=dataflow)
+
+        comp, comm = block_costs(op.block, op.times, op.group, op.span,
+                                 lambda g: run_graph(g, cost_of, links_of=self.links_of))
+        base = replace(op, part="compute")
+        self._cache[(base, dataflow)] = comp
+        self._cache[(replace(op, part="comm"), dataflow)] = comm
+        return comp if op.part == "compute" else comm
+
     def _energy(self, tl: Timeline, latency: float) -> tuple[list[DeviceEnergy], EnergyBreakdown]:
         system, dev = self.system, self.system.device
         # per op instance, by way of the distinct cost objects (shared by identical ops)
@@ -288,16 +361,24 @@ class Predictor:
         mem_tot: dict[str, float] = {}
         comp_tot = static_tot = 0.0
         load: list[float] = []
+        ran: dict[int, DeviceEnergy] = {}  # a folded run: one device ran for several
         for d in range(system.count):
-            sel = tl.node[tl.device == d]
-            busy = tl.busy_s(d) if sel.size else 0.0
-            c = float(compute[sel].sum())
-            mem = {k: float(a[sel].sum()) for k, a in levels.items()}
-            st = static_w * latency + active_w * busy
-            total = c + sum(mem.values()) + st
-            out.append(DeviceEnergy(device=d, busy_s=busy, compute_j=c, memory_j=FrozenMap(mem),
-                                    static_j=st, energy_j=total,
-                                    avg_power_w=total / latency if latency else 0.0))
+            r = tl.rep_of.get(d, d)
+            e = ran.get(r)
+            if e is None:
+                sel = tl.node[tl.device == r]
+                busy = tl.busy_s(r) if sel.size else 0.0
+                c = float(compute[sel].sum())
+                mem = {k: float(a[sel].sum()) for k, a in levels.items()}
+                st = static_w * latency + active_w * busy
+                total = c + sum(mem.values()) + st
+                e = ran[r] = DeviceEnergy(device=r, busy_s=busy, compute_j=c,
+                                          memory_j=FrozenMap(mem), static_j=st, energy_j=total,
+                                          avg_power_w=total / latency if latency else 0.0)
+            if e.device != d:
+                e = replace(e, device=d)
+            c, mem, st, total = e.compute_j, dict(e.memory_j), e.static_j, e.energy_j
+            out.append(e)
             comp_tot += c
             static_tot += st
             for k, v in mem.items():

@@ -3,12 +3,16 @@
 Step time, tokens/s, model and hardware FLOP utilisation (MFU, HFU), memory per device by
 part, communication time and how much of it is exposed (not hidden behind compute), energy
 and cost, from one run of the prediction pipeline: tensor, data and expert parallelism,
-ZeRO stages 1-2, sequence parallelism, pipeline parallelism with GPipe or 1F1B schedules over
-micro-batches (the bubble comes out of the event run), gradient accumulation, full
-recomputation.
+ZeRO stages 1-3, sequence parallelism, pipeline parallelism with GPipe, 1F1B or interleaved
+schedules over micro-batches (the bubble comes out of the event run), bucketed gradient
+reduction overlapped with the backward pass, gradient accumulation, selective or full
+recomputation, on N nodes joined by the system's fabric.
 
-Interleaved pipeline schedules, selective recomputation and ZeRO-3 are not modelled yet:
-asking for them is a clear error.
+Large layouts run on the fast path by default: devices that do identical work are simulated
+once (:mod:`workloads.transforms.fold`) and each repeated block of layers is one pair of macro
+ops (:mod:`simulator.engine.blocks`); ``exact=True`` simulates every device and every op.
+A layout that does not fit raises a CapacityError that lists the nearest layouts of the same
+devices that do (:mod:`simulator.train_search`).
 
 >>> r = train("gpt2", "dgx-a100", global_batch=16, micro_batch=4, seq=256, tp=1, dp=4)
 >>> r.metrics["accumulation_steps"], 0 < r.metrics["mfu"] < 1
@@ -18,12 +22,13 @@ asking for them is a clear error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.arch.loader import load_arch
 from simulator.arch.spec import System
-from simulator.errors import HwsimError
+from simulator.errors import CapacityError, HwsimError
 from simulator.plan import Plan, make_plan
 from simulator.predict import Predictor
 from simulator.results.result import Result, finite_json
@@ -65,7 +70,8 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
           pp: int = 1, dp: int | None = None, ep: int = 1, zero: int = 0,
           dtype: str | None = None, recompute: str = "none", schedule: str | None = None,
           virtual_stages: int | None = None, sequence_parallel: bool = False,
-          predictor: Predictor | None = None) -> TrainResult:
+          predictor: Predictor | None = None, exact: bool = False,
+          bucket_mb: float | None = 25.0) -> TrainResult:
     """Simulate one training step (``global_batch`` samples) of ``workload`` on ``arch``.
 
     Raises
@@ -74,12 +80,6 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
         A layout that does not fit the devices or the model, an option not modelled yet, a
         model that does not fit in memory (CapacityError, with parts and what would help).
     """
-    if recompute == "selective":
-        raise HwsimError("--recompute selective is not modelled yet (the fused attention keeps "
-                         "no score matrices, so it would equal none); use none or full")
-    if virtual_stages is not None or schedule == "interleaved":
-        raise HwsimError("interleaved pipeline schedules (--virtual-stages) are not modelled "
-                         "yet; use --schedule gpipe or 1f1b")
     if schedule is not None and pp == 1:
         raise HwsimError("--schedule applies to pipeline parallelism (--pp > 1)")
     system = train_system(arch, nodes)
@@ -87,17 +87,21 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     plan = make_plan(workload, p.system, phase="train", batch=global_batch, seq=seq, tp=tp,
                      pp=pp, dp=dp, ep=ep, dtype=dtype, recompute=recompute,
                      micro_batch=micro_batch, zero=zero, sequence_parallel=sequence_parallel,
-                     schedule=schedule or "1f1b")
-    r = p.run(plan)
+                     schedule=schedule or ("interleaved" if virtual_stages else "1f1b"),
+                     virtual_stages=virtual_stages,
+                     bucket_bytes=None if bucket_mb is None else bucket_mb * 1e6)
+    if not exact:
+        from dataclasses import replace as _replace
+
+        plan = _replace(plan, fast=True)
+    try:
+        r = p.run(plan)
+    except CapacityError as e:
+        raise CapacityError(str(e) + _nearest_hint(workload, p.system, plan, global_batch,
+                                                   seq, micro_batch, dtype)) from None
     lay = plan.layout
     devices = lay.devices
-    graph = plan.build()
-    executed = graph.flops().total
-    model = executed
-    if recompute != "none":  # the model's own FLOPs exclude the recomputed forward
-        from dataclasses import replace
-
-        model = replace(plan, recompute="none").build().flops().total
+    executed, model = _flops_ratio(plan)
     peak = p.system.device.peak(plan.dtype, "matrix")[0] * devices
     step = r.latency_s
     hfu = r.flops / (step * peak) if peak and step else 0.0
@@ -111,11 +115,14 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     stage_devs = [s * lay.tp for s in range(lay.pp)]
     bubble = 0.0 if lay.pp == 1 or not step else max(0.0, sum(
         1.0 - r.records.busy_s(d) / step for d in stage_devs) / lay.pp)
-    steps = int(graph.meta.get("accumulation_steps", 1))
+    per_replica = plan.replica_batches()[0]
+    steps = per_replica // plan.micro_batch if lay.pp == 1 and plan.micro_batch and \
+        plan.micro_batch < per_replica else 1
     metrics = {
         "workload": workload, "arch": p.system.name, "devices": devices,
         "nodes": p.system.nodes, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
         "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
+        "bucket_mb": (plan.bucket_bytes or 0.0) / 1e6,
         "global_batch": global_batch,
         "micro_batch": micro_batch or global_batch // lay.dp // lay.microbatches,
         "accumulation_steps": steps, "seq": r.meta.get("seq"), "dtype": plan.dtype,
@@ -124,6 +131,7 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
         "samples_per_s": global_batch / step if step else 0.0,
         "mfu": mfu, "hfu": hfu, "bubble_fraction": bubble,
         "schedule": plan.schedule if lay.pp > 1 else None,
+        "virtual_stages": plan.virtual_stages if lay.pp > 1 else None,
         "pipeline_microbatches": lay.microbatches if lay.pp > 1 else None,
         "model_flops": r.flops * model / executed if executed else 0.0,
         "executed_flops": r.flops,
@@ -137,6 +145,44 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     return TrainResult(plan, r, metrics)
 
 
+def _flops_ratio(plan: Plan) -> tuple[float, float]:
+    """Executed and model FLOPs of one micro-batch's training graph (their ratio turns HFU
+    into MFU: the model's own FLOPs exclude recomputed forwards)."""
+    from dataclasses import replace
+
+    from simulator.plan import _model
+
+    lay = plan.layout
+    per_replica = plan.replica_batches()[0]
+    b = plan.micro_batch or max(1, per_replica // (lay.microbatches if lay.pp > 1 else 1))
+    if lay.ep > 1:
+        b = max(1, b // lay.ep)
+    executed = _model(plan, b, lay.tp, lay.ep).flops().total
+    if plan.recompute == "none":
+        return executed, executed
+    return executed, _model(replace(plan, recompute="none"), b, lay.tp, lay.ep).flops().total
+
+
+def _nearest_hint(workload: str, system: System, plan: Plan, global_batch: int,
+                  seq: int | None, micro_batch: int | None, dtype: str | None) -> str:
+    """'; nearest layouts of these devices that fit: ...' (or that none was found)."""
+    from simulator.train_search import Layout, nearest_fits
+
+    lay = plan.layout
+    asked = Layout(lay.tp, lay.pp, lay.dp, plan.zero, plan.sequence_parallel, plan.recompute)
+    try:
+        near = nearest_fits(workload, system, asked, global_batch=global_batch, seq=seq,
+                            micro_batch=micro_batch, dtype=dtype,
+                            schedule=plan.schedule if lay.pp > 1 else None)
+    except HwsimError:
+        near = []
+    if not near:
+        return (f". No layout of the {system.count} devices near this one fits (tried the "
+                "closest 40); more devices or a smaller model")
+    return (f". Nearest layouts of the {system.count} devices that fit: "
+            + "; ".join(n.describe() for n in near))
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """Layouts that fit, fastest first, and those that did not with the reason."""
@@ -144,39 +190,44 @@ class SearchResult:
     fits: list[TrainResult]
     refused: list[tuple[dict[str, Any], str]]
     evaluated: int
+    screened: list[tuple[dict[str, Any], float]] = field(default_factory=list)
 
 
 def search(workload: str, arch: str | System, *, global_batch: int, seq: int | None = None,
            micro_batch: int | None = None, nodes: int | None = None, dtype: str | None = None,
-           recompute: str = "none", top: int = 5) -> SearchResult:
-    """Every layout of the system's devices (tp a power of two within a node that divides the
-    model, dp the rest, ZeRO 0-2, sequence parallelism on or off) that fits; fastest first."""
-    from simulator.errors import CapacityError
-    from simulator.plan import _tp_degrees
+           recompute: str = "none", top: int = 5, schedule: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Every layout of the system's devices (tp a power of two within a node that splits the
+    model, pp up to the layers, dp the rest, ZeRO 0-3, sequence parallelism on or off) that
+    fits, fastest first: memory is screened first (closed form, then the real footprint),
+    step times on fewer micro-batches extrapolated (:mod:`simulator.train_search`), and the
+    ``top`` fastest are run in full."""
+    from simulator.train_search import candidate_layouts, fits, screen_step_time
 
     system = train_system(arch, nodes)
     p = Predictor(system)
-    n = system.count
-    per_node = min(system.devices_per_node or n, n)
-    tps = [t for t in _tp_degrees(workload, per_node, None) if t & (t - 1) == 0 and n % t == 0]
-    fits: list[TrainResult] = []
+    cands = candidate_layouts(workload, system, global_batch, micro_batch,
+                              recomputes=(recompute,))
+    kw = dict(global_batch=global_batch, seq=seq, micro_batch=micro_batch, dtype=dtype)
     refused: list[tuple[dict[str, Any], str]] = []
-    evaluated = 0
-    for tp in sorted(tps):
-        dp = n // tp
-        for zero in ((0, 1, 2) if dp > 1 else (0,)):
-            for sp in ((False, True) if tp > 1 else (False,)):
-                layout = {"tp": tp, "dp": dp, "zero": zero, "sequence_parallel": sp}
-                evaluated += 1
-                try:
-                    fits.append(train(workload, system, global_batch=global_batch, seq=seq,
-                                      micro_batch=micro_batch, tp=tp, dp=dp, zero=zero,
-                                      dtype=dtype, recompute=recompute, sequence_parallel=sp,
-                                      predictor=p))
-                except CapacityError as e:
-                    refused.append((layout, "does not fit: " + str(e).split(" needs ", 1)[-1]
-                                    .split(";", 1)[0]))
-                except HwsimError as e:
-                    refused.append((layout, str(e)))
-    fits.sort(key=lambda r: (r.metrics["step_time_s"], r.metrics["tp"], r.metrics["zero"]))
-    return SearchResult(fits[:top], refused, evaluated)
+    screened: list[tuple[dict[str, Any], float]] = []
+    for i, lay in enumerate(cands):
+        if progress is not None:
+            progress(i, len(cands))
+        why = fits(workload, system, lay, schedule=schedule, **kw)
+        if why is None:
+            try:
+                screened.append((lay.to_dict(), screen_step_time(
+                    train, p, workload, lay, schedule=schedule, **kw)))
+                continue
+            except HwsimError as e:
+                why = str(e)
+        refused.append((lay.to_dict(), why))
+    screened.sort(key=lambda x: (x[1], x[0]["tp"], x[0]["pp"], x[0]["zero"]))
+    full: list[TrainResult] = []
+    for lay, _ in screened[:top]:
+        full.append(train(workload, system, global_batch=global_batch, seq=seq,
+                          micro_batch=micro_batch, dtype=dtype, predictor=p,
+                          schedule=schedule if lay["pp"] > 1 else None, **lay))
+    full.sort(key=lambda r: (r.metrics["step_time_s"], r.metrics["tp"], r.metrics["zero"]))
+    return SearchResult(full, refused, len(cands), screened)

@@ -59,6 +59,9 @@ class FlatNode(NamedTuple):
     preds: tuple[str, ...]
     devices: Group = (0,)
     tags: tuple[str, ...] = ()
+    #: the devices a folded node stands for (see :mod:`workloads.transforms.fold`); a
+    #: collective's links are chosen from these. ``None``: the node's own ``devices``.
+    span: Group | None = None
 
     @property
     def device(self) -> int:
@@ -103,6 +106,17 @@ class WorkloadGraph:
             self.g.add_edge(src, name, bytes=self._out_bytes(src))
         return name
 
+    def _copy_node(self, name: str, data: dict[str, Any], edges: Iterable[tuple[str, float]],
+                   group: Group | None, span: Group | None = None) -> None:
+        """Add a node copied from another graph (``data``: its attributes) with its in-edges
+        (``(source, bytes)``), unchecked: for transforms that rebuild large graphs whose nodes
+        were validated when first added."""
+        self.g.add_node(name, item=data["item"], group=group, tags=data["tags"])
+        if span is not None:
+            self.g.nodes[name]["span"] = span
+        self.g.add_edges_from((src, name, {"bytes": b}) for src, b in edges)
+        self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
+
     def add_op(self, name: str, op: Op, inputs: Iterable[str] = (), group: Group | None = None,
                tags: Iterable[str] = ()) -> str:
         """Add an op node fed by ``inputs`` (node names); returns ``name`` for chaining.
@@ -116,8 +130,12 @@ class WorkloadGraph:
                    inputs: Iterable[str] = (), group: Group | None = None,
                    tags: Iterable[str] = ()) -> str:
         """Add ``block`` repeated ``times`` (e.g. the decoder layers) as one compact node."""
-        if not nx.is_directed_acyclic_graph(block.g) or len(block.g) == 0:
+        if len(block.g) == 0:
             raise ValueError(f"{name}: block must be a non-empty DAG")
+        try:  # cached per block: a schedule adds the same block thousands of times
+            block._plan()
+        except ValueError:
+            raise ValueError(f"{name}: block must be a non-empty DAG") from None
         return self._add(name, Repeat(block, times), inputs, group, tuple(tags))
 
     def add_order(self, before: str, after: str) -> None:
@@ -132,8 +150,10 @@ class WorkloadGraph:
         for n in (before, after):
             if n not in self.g:
                 raise ValueError(f"{self.name}: no node {n!r}")
-        if before == after or nx.has_path(self.g, after, before):
+        if before == after:
             raise ValueError(f"{self.name}: ordering {before!r} before {after!r} closes a cycle")
+        # Schedules add thousands of orderings: a path search per edge would be quadratic, so
+        # a cycle is reported by the next topological sort (``topo``/``flat``) instead.
         self.g.add_edge(before, after, bytes=0.0)
         self.__dict__["_version"] = self.__dict__.get("_version", 0) + 1
 
@@ -165,9 +185,17 @@ class WorkloadGraph:
     def _out_bytes(self, name: str) -> float:
         item = self.g.nodes[name]["item"]
         if isinstance(item, Repeat):
-            sinks = item.block.sinks()
-            return sum(item.block._out_bytes(s) for s in sinks)
+            return item.block._sink_bytes()
         return item.output_bytes()
+
+    def _sink_bytes(self) -> float:
+        """Bytes the sinks of this graph output (what a repeat of it hands on), cached until
+        the graph changes: schedules add the same block thousands of times."""
+        key = self._plan()[0]
+        got = self.__dict__.get("_sinkb")
+        if got is None or got[0] != key:
+            got = self.__dict__["_sinkb"] = (key, sum(self._out_bytes(s) for s in self.sinks()))
+        return got[1]
 
     # -- structure --------------------------------------------------------------------------
     def topo(self) -> list[str]:
@@ -183,7 +211,19 @@ class WorkloadGraph:
         cached = self.__dict__.get("_topo")
         if cached is None or cached[0] != key:
             order = {n: i for i, n in enumerate(self.g.nodes)}
-            names = list(nx.lexicographical_topological_sort(self.g, key=order.__getitem__))
+            try:
+                if all(order[u] < order[v] for u, v in self.g.edges):
+                    # every edge runs forward in insertion order (the usual case: inputs must
+                    # exist first), so insertion order is the lexicographic topological order
+                    names = list(self.g.nodes)
+                else:
+                    names = list(nx.lexicographical_topological_sort(self.g,
+                                                                     key=order.__getitem__))
+            except nx.NetworkXUnfeasible:
+                cycle = [u for u, _ in nx.find_cycle(self.g)]
+                raise ValueError(f"{self.name}: the graph has a cycle (an ordering closes it): "
+                                 f"{' -> '.join(cycle[:6])}{' ...' if len(cycle) > 6 else ''}"
+                                 ) from None
             sinks = [n for n in names if self.g.out_degree(n) == 0]
             rows = [(n, self.g.nodes[n]["item"], tuple(self.g.predecessors(n)), self.g.nodes[n])
                     for n in names]
@@ -203,10 +243,10 @@ class WorkloadGraph:
         repeat's iterations are chained: iteration ``i``'s sources depend on iteration
         ``i-1``'s sinks. Names of repeated ops are ``<repeat>.<i>.<op>``.
         """
-        yield from self._flat(prefix, entry, [], (0,))
+        yield from self._flat(prefix, entry, [], (0,), None)
 
-    def _flat(self, prefix: str, entry: tuple[str, ...], sinks_out: list[str], group: Group
-              ) -> Iterator[FlatNode]:
+    def _flat(self, prefix: str, entry: tuple[str, ...], sinks_out: list[str], group: Group,
+              span: Group | None) -> Iterator[FlatNode]:
         exits: dict[str, tuple[str, ...]] = {}
         _, _, sinks, rows = self._plan()
         for name, item, pred_names, data in rows:
@@ -217,16 +257,18 @@ class WorkloadGraph:
             if not preds:
                 preds = entry
             full = f"{prefix}{name}"
-            grp = data["group"] or group
+            own = data["group"]
+            grp = own or group
+            sp = data.get("span") if own else span
             if isinstance(item, Repeat):
                 last = preds
                 for i in range(item.times):
                     inner: list[str] = []
-                    yield from item.block._flat(f"{full}.{i}.", last, inner, grp)
+                    yield from item.block._flat(f"{full}.{i}.", last, inner, grp, sp)
                     last = tuple(inner) or last
                 exits[name] = last
             else:
-                yield FlatNode(full, item, preds, grp, data["tags"])
+                yield FlatNode(full, item, preds, grp, data["tags"], sp)
                 exits[name] = (full,)
         for s in sinks:
             sinks_out.extend(exits[s])

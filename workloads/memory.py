@@ -8,10 +8,15 @@ What one device must hold to run its share of the graph (bytes):
 - ``kv_cache``: the attention KV cache of prefill and decode steps;
 - ``activations``: the largest set of tensors live during one op, plus, in a training step,
   the forward activations kept for the backward pass (with full recomputation, only each
-  layer's input and one layer's activations: Chen et al. 2016; Korthikanti et al. 2022);
+  layer's input and one layer's activations: Chen et al. 2016; with selective recomputation,
+  all but the outputs of the ops it re-runs, plus one layer's worth of those: Korthikanti et
+  al. 2022, see :mod:`workloads.transforms.training`);
 - ``gradients`` and ``optimizer_state`` (training): mixed-precision Adam keeps a gradient in the
   training dtype and fp32 master weights plus two fp32 moments, 2 + 12 bytes per parameter with
-  bf16 weights, 16 in all (Rajbhandari et al., "ZeRO", SC 2020, sec. 3.1).
+  bf16 weights, 16 in all (Rajbhandari et al., "ZeRO", SC 2020, sec. 3.1). Under data
+  parallelism ``meta["zero"]`` shards them over the ``meta["dp"]`` replicas: stage 1 the
+  optimizer state, stage 2 the gradients too, stage 3 the weights as well (each device then
+  holds its shard plus the layers gathered in flight: :func:`zero3_weights`).
 
 Placement comes from the graph's device groups (see :mod:`workloads.graph`): every device of a
 node's group holds that node's share.
@@ -30,7 +35,7 @@ from workloads.graph import Group, Repeat, WorkloadGraph
 from workloads.ops import Attention, MatMul, Op
 
 __all__ = ["Footprint", "footprint_by_device", "footprint", "live_bytes",
-           "OPTIMIZER_BYTES_PER_PARAM", "moe_idle", "idle_params"]
+           "OPTIMIZER_BYTES_PER_PARAM", "moe_idle", "idle_params", "zero3_weights"]
 
 #: fp32 master weights + Adam's first and second moments (ZeRO, sec. 3.1).
 OPTIMIZER_BYTES_PER_PARAM = 12.0
@@ -115,18 +120,23 @@ class _Acc:
         self.kv = 0.0
         self.live = 0.0
         self.stored = 0.0
+        self.transient = 0.0      # recomputed activations of the layer in its backward
+        self.layer_weights = 0.0  # weight bytes inside ``layers`` repeats
+        self.layer_unit = 0.0     # the largest one layer's weight bytes
 
 
 def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
           train: bool, inference_kv: bool, placed: dict[str, Group], meta: dict,
-          shared: bool = False) -> None:
+          shared: bool = False, redone: frozenset[str] = frozenset()) -> None:
+    """Accumulate ``graph``'s footprint into ``acc``; ``redone``: nodes of ``graph`` whose
+    outputs are recomputed in the backward (selective recomputation), so not stored."""
     recompute = meta.get("recompute", "none")
     for name in graph.topo():
         data = graph.g.nodes[name]
         item, tags = data["item"], data["tags"]
         grp = data["group"] or group
-        if "backward" in tags or "optimizer" in tags:
-            continue
+        if "backward" in tags or "optimizer" in tags or "dp:collective" in tags:
+            continue  # (data-parallel buffers are the ZeRO rules' concern)
         # a later micro-batch runs on the weights the first one holds
         shared_here = shared or "weights:shared" in tags
         # a pipeline schedule that has freed this micro-batch's activations (1F1B)
@@ -136,20 +146,33 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             _walk(item.block, grp, times, acc, train, inference_kv, placed, meta, shared_here)
             continue
         if isinstance(item, Repeat):
-            inner_train = keep and not (recompute == "full" and "layers" in tags)
-            _walk(item.block, grp, times * item.times, acc, inner_train, inference_kv, placed,
-                  meta, shared_here)
-            if keep and recompute == "full" and "layers" in tags:
-                # keep each layer's input; recompute one layer's activations at a time
-                per_layer_in = sum(item.block._out_bytes(s) for s in item.block.sinks())
-                one_layer = sum(op.output_bytes() for op, _ in _ops(item.block))
+            layers = "layers" in tags
+            full = keep and recompute == "full" and layers
+            inner_redo = _selective(item.block) if layers and recompute == "selective" \
+                else frozenset()
+            _walk(item.block, grp, times * item.times, acc, keep and not full, inference_kv,
+                  placed, meta, shared_here, inner_redo)
+            if full or (keep and inner_redo):
+                block = item.block
+                # full: keep each layer's input, recompute one layer's activations at a time;
+                # selective: the recomputed ops' outputs of one layer at a time
+                per_layer_in = sum(block._out_bytes(s) for s in block.sinks()) if full else 0.0
+                redo = [n for n in block.g.nodes if full or n in inner_redo]
+                one_layer = sum(_out_total(block, n) for n in redo)
                 for d in grp:
-                    acc[d].stored += times * item.times * per_layer_in + one_layer
-            if "layers" in tags and not shared_here and _resident_experts(meta):
+                    acc[d].stored += times * item.times * per_layer_in
+                    acc[d].transient = max(acc[d].transient, one_layer)
+            if layers and not shared_here:
+                unit = item.block.weight_bytes()
+                for d in grp:
+                    acc[d].layer_weights += times * item.times * unit
+                    acc[d].layer_unit = max(acc[d].layer_unit, unit)
+            if layers and not shared_here and _resident_experts(meta):
                 p, b = moe_idle(item.block, _resident_experts(meta))
                 for d in grp:
                     acc[d].params += times * item.times * p
                     acc[d].weights += times * item.times * b
+                    acc[d].layer_weights += times * item.times * b
             continue
         placed[name] = grp
         tied_to = next((t[len("tied:"):] for t in tags if t.startswith("tied:")), None)
@@ -163,8 +186,27 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             if inference_kv and isinstance(item, Attention):
                 a.kv += times * item.kv_cache_bytes()
             a.live = max(a.live, live_bytes(item))
-            if keep:
+            if keep and name not in redone:
                 a.stored += times * item.output_bytes()
+
+
+def _selective(block: WorkloadGraph) -> frozenset[str]:
+    """The nodes of a layer block that selective recomputation re-runs (see
+    :mod:`workloads.transforms.training`): non-GEMM ops other than the layer's output."""
+    from workloads.transforms.training import selective_recomputed
+
+    sinks = set(block.sinks())
+    return frozenset(n for n in block.g.nodes if n not in sinks
+                     and not isinstance(block.item(n), Repeat)
+                     and selective_recomputed(block.item(n)))
+
+
+def _out_total(block: WorkloadGraph, name: str) -> float:
+    """Output bytes of one node, a nested repeat's every op counted."""
+    item = block.item(name)
+    if isinstance(item, Repeat):
+        return sum(op.output_bytes() * n for op, n in _ops(item.block)) * item.times
+    return item.output_bytes()
 
 
 def _ops(graph: WorkloadGraph):
@@ -186,12 +228,31 @@ def footprint_by_device(graph: WorkloadGraph) -> dict[int, Footprint]:
     grad_share = 1.0 / dp if zero >= 2 else 1.0   # ZeRO-2: gradients too
     out = {}
     for d, a in sorted(acc.items()):
+        weights = a.weights
+        if train and zero >= 3 and dp > 1:
+            weights = zero3_weights(a.weights, a.layer_weights, a.layer_unit, dp)
         out[d] = Footprint(
-            weights=a.weights, kv_cache=a.kv, activations=a.live + a.stored,
+            weights=weights, kv_cache=a.kv, activations=a.live + a.stored + a.transient,
             gradients=a.params * grad_bytes * grad_share if train else 0.0,
             optimizer_state=a.params * OPTIMIZER_BYTES_PER_PARAM * opt_share if train else 0.0,
             params=a.params)
     return out
+
+
+def zero3_weights(weights: float, layer_weights: float, layer_unit: float, dp: int) -> float:
+    """Weight bytes one device holds under ZeRO-3: its ``1/dp`` shard of ``weights``, plus the
+    gathered parameters in flight. Data parallelism gathers one layer at a time and prefetches
+    the next, and gathers the rest (embeddings, final norm, LM head: ``weights -
+    layer_weights``) as one unit before the forward and before the backward; freeing each unit
+    after use, at most two consecutive units are whole at once, the largest pair being the
+    non-layer unit and the largest layer (``layer_unit``) (Rajbhandari et al. 2020, sec. 5.2;
+    never more than the unsharded weights).
+
+    >>> zero3_weights(100.0, 80.0, 10.0, 4)  # 25 sharded + 20 non-layer + 10 one layer
+    55.0
+    """
+    buffer = max(0.0, weights - layer_weights) + layer_unit
+    return min(weights, weights / dp + buffer)
 
 
 def footprint(graph: WorkloadGraph) -> Footprint:

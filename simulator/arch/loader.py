@@ -6,6 +6,14 @@ are applied to the raw YAML before validation, so an override gets the same chec
 problem it causes says ``(from --set path=value)``). List items can be addressed by index
 (``compute.0.count``) or by their ``name`` (``compute.tensor_core.count``).
 
+Three kinds of file: a part (``kind: gpu|tpu|fpga|asic|cpu``), a system (``kind: system``:
+``count`` devices of a part per node, an in-node ``link`` in a ``topology`` with an optional
+torus ``shape``, and a scale-out ``network`` described as a
+:class:`~simulator.arch.spec.Fabric`: per-NIC bandwidth and latency, ``nics_per_node``,
+``topology: fat-tree | rail-optimized``, ``oversubscription``, ``nodes_per_leaf``,
+``switch_latency``) and a cluster (``kind: cluster``: ``nodes`` copies of a ``node`` spec and
+the fabric between them).
+
 Bad input is an error, never a default or a wrong number:
 
 - every quantity is finite, non-negative and inside the sane range of its kind
@@ -23,6 +31,7 @@ import functools
 import os
 import reprlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +39,17 @@ import yaml
 
 from simulator.arch.spec import (
     DEVICE_KINDS,
+    FABRIC_TOPOLOGIES,
     FAMILIES,
     KIND_EFFICIENCY_KINDS,
     KIND_EFFICIENCY_MAX,
     TOPOLOGIES,
+    TORUS_DIMS,
     UNIT_KINDS,
     ComputeUnit,
     Device,
     EnergyModel,
+    Fabric,
     Link,
     MemoryLevel,
     Power,
@@ -295,6 +307,84 @@ def _link(c: _Checker, raw: Any, path: str) -> Link | None:
                       positive=False))
 
 
+#: Largest fat-tree oversubscription ratio accepted (shipped fabrics: 1.0, non-blocking).
+_MAX_OVERSUBSCRIPTION = 1000.0
+_FABRIC_FIELDS = ("name", "bandwidth", "latency", "energy_per_byte", "nics_per_node",
+                  "topology", "oversubscription", "nodes_per_leaf", "switch_latency")
+
+
+def _fabric(c: _Checker, raw: Any, path: str, per_node: int | None,
+            required: tuple[str, ...] = ("name", "bandwidth"), base: Fabric | None = None
+            ) -> Fabric | None:
+    """The scale-out network: a link per NIC plus how the NICs are switched (see
+    :class:`~simulator.arch.spec.Fabric`). ``base``: the fabric whose values the absent
+    fields keep (a cluster refining its node's network)."""
+    if raw is None:
+        return None
+    d = c.mapping(raw, path, _FABRIC_FIELDS, required)
+    if not d and not isinstance(raw, Mapping):
+        return None
+    b = base or Fabric("", 1.0)
+    nics = c.integer(d, "nics_per_node", path, b.nics_per_node)
+    if nics is not None and per_node and "nics_per_node" in d \
+            and per_node % nics and nics % per_node:
+        c.bad(f"{path}.nics_per_node", f"a divisor or a multiple of the {per_node} devices per "
+              "node", d["nics_per_node"])
+        nics = b.nics_per_node
+    over = d.get("oversubscription", b.oversubscription)
+    if "oversubscription" in d and (not _is_number(over, _MAX_OVERSUBSCRIPTION) or over < 1):
+        c.bad(f"{path}.oversubscription", "a ratio from 1 (non-blocking) to "
+              f"{_MAX_OVERSUBSCRIPTION:g}", over)
+        over = b.oversubscription
+    name = c.string(d, "name", path, default=b.name or path) or path
+    return Fabric(name,
+                  c.qty(d, "bandwidth", path, "bandwidth", b.bandwidth_Bps) or 1.0,
+                  c.qty(d, "latency", path, "time", b.latency_s, required=False,
+                        positive=False) or 0.0,
+                  c.qty(d, "energy_per_byte", path, "energy_per_byte", b.energy_per_byte_j,
+                        required=False, positive=False) or 0.0,
+                  nics,
+                  c.string(d, "topology", path, FABRIC_TOPOLOGIES, b.topology) or b.topology,
+                  float(over),
+                  c.integer(d, "nodes_per_leaf", path, b.nodes_per_leaf),
+                  c.qty(d, "switch_latency", path, "time", b.switch_latency_s, required=False,
+                        positive=False) or 0.0)
+
+
+def _shape(c: _Checker, raw: Any, topology: str | None, devices: int | None
+           ) -> tuple[int, ...] | None:
+    """``shape: [x, y, z]``: devices per dimension of a ring/torus node; their product is the
+    node's device count."""
+    if raw is None:
+        return None
+    dims = TORUS_DIMS.get(topology or "")
+    if not isinstance(raw, list) or not raw:
+        c.bad("shape", "a list of devices per dimension like [4, 4, 4]", raw)
+        return None
+    ok = True
+    for i, v in enumerate(raw):
+        if not _is_count(v):
+            c.bad(f"shape.{i}", _count_expected(v), v)
+            ok = False
+    if not ok:
+        return None
+    if dims is None:
+        c.bad("topology", "ring, torus2d or torus3d (the topologies a shape describes)",
+              topology)
+        return None
+    if len(raw) != dims:
+        c.bad("shape", f"{dims} dimension(s) for topology {topology}", raw)
+        return None
+    prod = 1
+    for v in raw:
+        prod *= v
+    if devices is not None and prod != devices:
+        c.bad("shape", f"dimensions whose product is the node's {devices} devices (count), "
+              f"not {prod}", raw)
+        return None
+    return tuple(raw)
+
+
 def _pricing(c: _Checker, raw: Any, path: str = "cost") -> Pricing:
     if raw is None:
         return Pricing()
@@ -415,11 +505,15 @@ def _published(c: _Checker, raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     kinds = {"peak": "rate", "memory_bandwidth": "bandwidth", "memory": "bytes", "tdp": "power",
-             "clock": "frequency", "link_bandwidth": "bandwidth"}
+             "clock": "frequency", "link_bandwidth": "bandwidth",
+             "network_bandwidth": "bandwidth", "bisection_bandwidth": "bandwidth",
+             "allreduce_bandwidth": "bandwidth", "devices": "int", "nodes": "int"}
     d = c.mapping(raw, "published", kinds)
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if k == "peak":
+        if kinds.get(k) == "int":
+            out[k] = c.integer(d, k, "published")
+        elif k == "peak":
             if not isinstance(v, Mapping):
                 c.bad("published.peak", "a mapping dtype -> rate", v)
                 continue
@@ -471,8 +565,10 @@ def _energy(c: _Checker, raw: Any, process_nm: float) -> EnergyModel:
 _DEVICE_FIELDS = ("name", "kind", "family", "description", "process_node", "compute", "memory",
                   "link", "host_link", "power", "cost", "energy", "params", "published",
                   "sources")
-_SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", "link",
-                  "host_link", "network", "power", "cost", "published", "sources")
+_SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", "shape",
+                  "link", "host_link", "network", "power", "cost", "published", "sources")
+_CLUSTER_FIELDS = ("name", "kind", "description", "node", "nodes", "count", "link", "network",
+                   "published", "sources")
 
 
 def _build(raw: Any, source: str, stem: str | None, device_loader,
@@ -500,9 +596,11 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
                                   + "; ".join(f"{e.source}: {p}" for p in e.problems))
         count = c.integer(d, "count", "", 1)
         topology = c.string(d, "topology", "", TOPOLOGIES, "switch")
+        per_node = base_count or count or 1
+        shape = _shape(c, d.get("shape"), topology, per_node)
         link = _link(c, d.get("link"), "link") or (device.link if device else None)
         host_link = _link(c, d.get("host_link"), "host_link")
-        network = _link(c, d.get("network"), "network")
+        network = _fabric(c, d.get("network"), "network", per_node)
         pw = c.mapping(d.get("power", {}), "power", ("extra", "extra_idle"))
         extra = c.qty(pw, "extra", "power", "power", 0.0, required=False, positive=False)
         extra_idle = c.qty(pw, "extra_idle", "power", "power", None, required=False,
@@ -517,7 +615,9 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         return System(sys_name, device, count or 1, topology or "switch", link,
                       host_link or device.host_link, extra or 0.0, pricing, description or "",
                       source, extra_idle_power_w=extra_idle,
-                      devices_per_node=base_count or count or 1, network=network)
+                      devices_per_node=per_node, network=network, shape=shape)
+    if kind == "cluster":
+        return _cluster(c, raw, source, stem)
 
     d = c.mapping(raw, "", _DEVICE_FIELDS,
                   ("name", "kind", "family", "process_node", "compute", "memory", "power"))
@@ -562,6 +662,77 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
                                node * 1e9, compute, memory, power, pricing, energy,
                                _frozen(params), _frozen(published), source, link, host_link),
                   host_link=host_link)
+
+
+def _cluster(c: _Checker, raw: Mapping[str, Any], source: str, stem: str | None) -> System:
+    """``kind: cluster``: ``nodes`` copies of a node spec (a system or a part) joined by a
+    scale-out ``network`` (a Fabric; absent fields keep the node's network). ``count``
+    (optional, what ``--set count=N`` and ``train_system(nodes=...)`` set) uses only the
+    first N devices, at most ``nodes`` x devices per node. An optional ``link`` refines the
+    node's in-node link field by field. Price and overhead power stay per node, so they scale
+    with the nodes in use."""
+    d = c.mapping(raw, "", _CLUSTER_FIELDS, ("name", "kind", "node", "nodes"))
+    name = c.string(d, "name", "")
+    if stem and name is not None and name != stem:
+        c.bad("name", f"the file name {stem!r}", name)
+    description = c.string(d, "description", "", default="", empty_ok=True)
+    node_name = d.get("node")
+    node = None
+    if not isinstance(node_name, str) or not node_name:
+        c.bad("node", "the name of a shipped system or part (one node)", node_name)
+    else:
+        try:
+            node = _cluster_node(node_name)
+        except SpecError as e:
+            c.problems.append(f"node: {_show(node_name)} could not be loaded: "
+                              + "; ".join(f"{e.source}: {p}" for p in e.problems))
+    nodes = c.integer(d, "nodes", "", 1)
+    per = (node.devices_per_node or node.count) if node is not None else None
+    count = c.integer(d, "count", "", None)
+    if count is not None and per is not None and nodes is not None and count > nodes * per:
+        c.bad("count", f"at most nodes x devices per node = {nodes} x {per} = {nodes * per}",
+              d.get("count"))
+    base = (node.network if isinstance(node.network, Fabric) else
+            Fabric(node.network.name, node.network.bandwidth_Bps, node.network.latency_s,
+                   node.network.energy_per_byte_j) if node.network is not None else None) \
+        if node is not None else None
+    network = _fabric(c, d.get("network"), "network", per,
+                      required=() if base is not None else ("name", "bandwidth"),
+                      base=base) if "network" in d else base
+    if "network" not in d and node is not None and base is None:
+        c.problems.append(f"network: missing required field (the node {node.name} has no "
+                          "network)")
+    link = (node.link or node.device.link) if node is not None else None
+    if d.get("link") is not None:
+        ld = c.mapping(d.get("link"), "link", ("name", "bandwidth", "latency",
+                                               "energy_per_byte"),
+                       () if link is not None else ("name", "bandwidth"))
+        b = link or Link("link", 1.0)
+        link = Link(c.string(ld, "name", "link", default=b.name) or b.name,
+                    c.qty(ld, "bandwidth", "link", "bandwidth", b.bandwidth_Bps) or 1.0,
+                    c.qty(ld, "latency", "link", "time", b.latency_s, required=False,
+                          positive=False) or 0.0,
+                    c.qty(ld, "energy_per_byte", "link", "energy_per_byte",
+                          b.energy_per_byte_j, required=False, positive=False) or 0.0)
+    _published(c, d.get("published"))
+    if c.problems or node is None or name is None or per is None:
+        raise SpecError(source, [_one_line(p) for p in c.problems])
+    total = count if count is not None else (nodes or 1) * per
+    topology = node.topology if node.topology != "single" else "switch"
+    return replace(node, name=name, count=total, topology=topology, link=link,
+                   description=description or node.description, source=source,
+                   devices_per_node=per, network=network)
+
+
+def _cluster_node(name: str) -> System:
+    """The node a cluster spec names: a system or a part, never a cluster (so a cluster that
+    names itself cannot recurse)."""
+    path = find_arch(name)
+    raw = _read_yaml(path)
+    if isinstance(raw, Mapping) and raw.get("kind") == "cluster":
+        raise SpecError(str(path), ["kind: is a cluster; a cluster's node must be a system or "
+                                    "a part"])
+    return load_arch(name)
 
 
 # -- files, names and overrides --------------------------------------------------------------
@@ -701,8 +872,9 @@ def _system_device(name: str) -> Device:
     system that names itself and recurses forever)."""
     path = find_arch(name)
     raw = _read_yaml(path)
-    if isinstance(raw, Mapping) and raw.get("kind") == "system":
-        raise SpecError(str(path), ["kind: is a system; a system's device must be a single part"])
+    if isinstance(raw, Mapping) and raw.get("kind") in ("system", "cluster"):
+        raise SpecError(str(path), [f"kind: is a {raw.get('kind')}; a system's device must be "
+                                    "a single part"])
     return load_arch(name).device
 
 

@@ -15,14 +15,19 @@ from typing import Any
 from simulator.frozen import FrozenMap
 from workloads.dtypes import DType, get_dtype
 
-__all__ = ["ComputeUnit", "MemoryLevel", "Link", "Power", "Pricing", "EnergyModel", "Device",
-           "System", "UNIT_KINDS", "DEVICE_KINDS", "FAMILIES", "TOPOLOGIES", "DTYPE_FALLBACK",
-           "KIND_EFFICIENCY_KINDS", "KIND_EFFICIENCY_MAX"]
+__all__ = ["ComputeUnit", "MemoryLevel", "Link", "Fabric", "Power", "Pricing", "EnergyModel",
+           "Device", "System", "UNIT_KINDS", "DEVICE_KINDS", "FAMILIES", "TOPOLOGIES",
+           "FABRIC_TOPOLOGIES", "TORUS_DIMS", "DTYPE_FALLBACK", "KIND_EFFICIENCY_KINDS",
+           "KIND_EFFICIENCY_MAX"]
 
 UNIT_KINDS = ("matrix", "vector", "special")
 DEVICE_KINDS = ("gpu", "tpu", "fpga", "asic", "cpu")
 FAMILIES = ("gpu", "systolic", "fpga", "cpu")
 TOPOLOGIES = ("single", "switch", "ring", "torus2d", "torus3d", "pcie")
+#: Dimensions of the in-node topologies that may carry a ``shape`` (devices per dimension).
+TORUS_DIMS = {"ring": 1, "torus2d": 2, "torus3d": 3}
+#: How a scale-out fabric switches its NICs (see :class:`Fabric`).
+FABRIC_TOPOLOGIES = ("fat-tree", "rail-optimized")
 # Op kinds a spec may give an achievable-fraction factor in ``params.kind_efficiency``: the
 # streaming kinds (simulator.mapping.common.STREAMING_KINDS) and attention. GEMM-like kinds
 # (matmul, conv2d) use compute_efficiency per dtype instead. A factor divides the op's modelled
@@ -87,6 +92,27 @@ class Link:
     bandwidth_Bps: float
     latency_s: float = 0.0
     energy_per_byte_j: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fabric(Link):
+    """The scale-out network between nodes (InfiniBand, RoCE, DCN): a :class:`Link` whose
+    bandwidth, latency and energy are per NIC, plus how the NICs are switched.
+
+    ``nics_per_node`` None means one NIC per device (DGX-style). ``topology``:
+    ``fat-tree`` puts all NICs of a node on one leaf switch, ``nodes_per_leaf`` nodes per leaf;
+    ``rail-optimized`` puts NIC i of every node on rail switch i (one leaf per rail per
+    ``nodes_per_leaf`` nodes), so same-rank devices of different nodes are one hop apart.
+    Traffic between leaves (or rails) goes through the spine: ``2 x switch_latency_s`` more
+    latency and ``bandwidth / oversubscription`` (1.0 is non-blocking). ``nodes_per_leaf``
+    None: every node under one leaf. ``latency_s`` is the one-hop (NIC-leaf-NIC) latency.
+    """
+
+    nics_per_node: int | None = None
+    topology: str = "fat-tree"
+    oversubscription: float = 1.0
+    nodes_per_leaf: int | None = None
+    switch_latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -203,7 +229,10 @@ class System:
     # Devices per node as the spec describes it (its ``count``): the system's price and its
     # overhead power are per node, so ``--set count=64`` on an 8-device system is 8 nodes.
     devices_per_node: int | None = None
-    network: Link | None = None  # scale-out fabric between nodes, per device (InfiniBand...)
+    network: Link | None = None  # scale-out fabric between nodes (a Fabric from the loader)
+    # Devices per dimension of a ring/torus node (row-major, last dimension fastest), e.g.
+    # (4, 4, 4) for a TPU v4 cube; None: unknown (collectives use bandwidth x dimensions).
+    shape: tuple[int, ...] | None = None
 
     @property
     def nodes(self) -> int:

@@ -90,8 +90,9 @@ class Ports:
 
     def dispatch(self, ports: Iterable[int]) -> None:
         """Start the head task of each of ``ports`` that can start now."""
+        tried: set[int] = set()  # a task over many ports is checked once per dispatch
         for p in sorted(set(ports)):
-            self._try(p)
+            self._try(p, tried)
 
     def _heads(self, p: int) -> int | None:
         if not self._in_order(p):  # the first ready task in program order
@@ -100,7 +101,7 @@ class Ports:
         q, h = self._order.get(p), self._head.get(p, 0)
         return q[h] if q is not None and h < len(q) else None
 
-    def _try(self, p: int) -> None:
+    def _try(self, p: int, tried: set[int]) -> None:
         busy = self._busy
         if p in busy:
             return
@@ -108,8 +109,12 @@ class Ports:
         if task is None or not self._ready[task]:
             return
         ports = self._ports_of(task)
-        if len(ports) > 1 and not all(q not in busy and self._heads(q) == task for q in ports):
-            return
+        if len(ports) > 1:
+            if task in tried:
+                return
+            tried.add(task)
+            if not all(q not in busy and self._heads(q) == task for q in ports):
+                return
         for q in ports:
             if self._in_order(q):
                 self._head[q] += 1

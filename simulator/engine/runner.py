@@ -24,7 +24,7 @@ device still overlap. Deterministic: ties resolve in topological order, then by 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import simpy
@@ -40,7 +40,11 @@ __all__ = ["TimelineEntry", "Timeline", "STREAMS", "stream_of", "run_graph"]
 
 
 def stream_of(op: Op) -> str:
-    """Collectives use the communication port, copies the copy engine, the rest compute."""
+    """Collectives use the communication port, copies the copy engine, the rest compute (an
+    op may name its stream: the macro ops of :mod:`simulator.engine.blocks`)."""
+    named = getattr(op, "stream", None)
+    if isinstance(named, str):
+        return named
     if isinstance(op, Collective):
         return "comm"
     if isinstance(op, Memcpy) and op.src != op.dst:
@@ -49,10 +53,18 @@ def stream_of(op: Op) -> str:
 
 
 def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
-              progress: Callable[[int], None] | None = None) -> Timeline:
+              progress: Callable[[int], None] | None = None,
+              links_of: Callable[[tuple[int, ...]], tuple[Hashable, ...]] | None = None
+              ) -> Timeline:
     """Simulate ``graph`` on every device of its groups; ``cost_of(op)`` maps an op to its
     cost on one device (usually a memoised mapper), ``cost_of(op, group)`` a collective over
     that device group (which links it crosses depends on where the devices are).
+
+    ``links_of(group)``: the resources a collective over ``group`` holds while it runs, each
+    of capacity one -- an ``int`` device index for that device's communication port, any
+    other hashable for a shared physical link (a NIC, a fabric port); collectives that need
+    the same link then queue for it. Without it a collective holds the communication port of
+    each device of its group.
 
     Raises
     ------
@@ -66,6 +78,7 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     costs: list[OpCost] = []
     index: dict[str, int] = {}
     node_group: list[tuple[int, ...]] = []
+    node_where: list[tuple[int, ...] | None] = []  # a collective's devices as placed
     node_tasks: list[tuple[int, ...]] = []  # task ids of each node
     # per task (compact arrays: a million-op graph must fit in little memory)
     t_node = array("i")
@@ -79,19 +92,21 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
 
     per_op: dict[int, tuple[OpCost, int, bool]] = {}  # by op object: shared by repeats
     for i, fn in enumerate(graph.flat()):
-        name, op, fpreds, grp = fn[0], fn[1], fn[2], fn[3]
+        name, op, fpreds, grp, span = fn[0], fn[1], fn[2], fn[3], fn[5]
         index[name] = i
         names.append(name)
         ops.append(op)
         collective = isinstance(op, Collective)
-        key = (id(op), grp) if collective else id(op)
+        where = span or grp  # a folded collective crosses the links of what it stands for
+        key = (id(op), where) if collective else id(op)
         known = per_op.get(key)
         if known is None:  # ids are stable: every op stays referenced from `ops`
-            known = per_op[key] = (cost_of(op, grp) if collective else cost_of(op),
+            known = per_op[key] = (cost_of(op, where) if collective else cost_of(op),
                                    STREAMS.index(stream_of(op)), collective)
         cost, stream, collective = known
         costs.append(cost)
         node_group.append(grp)
+        node_where.append(where if collective else None)
         preds = [index[p] for p in fpreds]
         node_stream.append(stream)
         mine = []
@@ -135,25 +150,45 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     rec_start = np.full(n_rec, np.nan)
     rec_end = np.full(n_rec, np.nan)
     n_streams = len(STREAMS)
+    comm = STREAMS.index("comm")
+    named: dict[Hashable, int] = {}  # shared links: negative port ids
+    coll_ports: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    def link_ports(where: tuple[int, ...]) -> tuple[int, ...]:
+        got = coll_ports.get(where)
+        if got is None:
+            ids = []
+            for k in links_of(where):  # type: ignore[misc]
+                if isinstance(k, int):
+                    ids.append(k * n_streams + comm)
+                else:
+                    ids.append(named.setdefault(k, -1 - len(named)))
+            got = coll_ports[where] = tuple(sorted(set(ids)))
+        return got
 
     def ports_of(t: int) -> tuple[int, ...]:
         n, d = t_node[t], t_dev[t]
         stream = node_stream[n]
         if d != -1:
             return (d * n_streams + stream,)
+        if links_of is not None and node_where[n] is not None:
+            return link_ports(node_where[n])
         return tuple(x * n_streams + stream for x in node_group[n])
 
     def ready(t: int) -> tuple[int, ...]:
         ports.ready(t)
         return ports_of(t)
 
+    def n_rows(t: int) -> int:
+        return 1 if t_dev[t] != -1 else len(node_group[t_node[t]])
+
     def on_start(t: int, held: tuple[int, ...]) -> None:
         r0 = t_rec[t]
-        rec_start[r0:r0 + len(held)] = env.now
+        rec_start[r0:r0 + n_rows(t)] = env.now
 
     def on_done(t: int, held: tuple[int, ...]) -> None:
         r0 = t_rec[t]
-        rec_end[r0:r0 + len(held)] = env.now
+        rec_end[r0:r0 + n_rows(t)] = env.now
         ports.release(held)
         touched = list(held)
         succ = t_succ[t]
@@ -164,10 +199,9 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
                 touched.extend(ready(s))
         ports.dispatch(touched)
 
-    comm = STREAMS.index("comm")
     ports = Ports(env, ports_of=ports_of, duration=lambda t: costs[t_node[t]].latency_s,
                   on_start=on_start, on_done=on_done,
-                  in_order=lambda p: p % n_streams != comm)
+                  in_order=lambda p: p >= 0 and p % n_streams != comm)
     for t in range(len(t_node)):  # tasks were made in program order
         ports.enqueue(t, ports_of(t))
     first: list[int] = []

@@ -47,6 +47,24 @@ class Timeline(Sequence[TimelineEntry]):
         self.stream = stream[order]
         self.start = start[order]
         self.end = end[order]
+        self.rep_of: dict[int, int] = {}   # folded runs: device -> the device that ran for it
+        self.weight: dict[int, int] = {}   # folded runs: devices each representative stands for
+
+    def fold(self, rep_of: dict[int, int], weight: dict[int, int]) -> Timeline:
+        """Mark this run as folded (see :mod:`workloads.transforms.fold`): ``rep_of`` maps every
+        device to its representative, ``weight`` gives how many devices each stands for."""
+        self.rep_of, self.weight = dict(rep_of), dict(weight)
+        return self
+
+    def row_weights(self) -> np.ndarray:
+        """Devices each row stands for (all ones for an unfolded run)."""
+        if not self.weight:
+            return np.ones(len(self))
+        w = np.ones(int(self.device.max()) + 1 if len(self) else 1)
+        for d, k in self.weight.items():
+            if d < w.size:
+                w[d] = k
+        return w[self.device]
 
     def __len__(self) -> int:
         return int(self.node.shape[0])
@@ -73,7 +91,9 @@ class Timeline(Sequence[TimelineEntry]):
         return sorted(int(d) for d in np.unique(self.device))
 
     def busy_s(self, device: int, stream: str | None = None) -> float:
-        """Time ``device`` had at least one op on ``stream`` (any stream if None)."""
+        """Time ``device`` had at least one op on ``stream`` (any stream if None); in a folded
+        run, the time of the device that ran for it."""
+        device = self.rep_of.get(device, device)
         sel = self.device == device
         if stream is not None:
             sel &= self.stream == STREAMS.index(stream)

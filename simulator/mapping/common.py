@@ -18,9 +18,10 @@ norm and softmax kernels run far below the roofline while its copies stream at f
 every kernel, e.g. an embedding gather whose rows stay cached. GEMM-like kinds (matmul,
 conv2d) keep ``compute_efficiency`` per dtype.
 
-Collectives use the alpha-beta model: each of the algorithm's steps costs the link latency
-(alpha) plus its bytes over the per-direction link bandwidth (beta); ring and tree
-algorithms are both evaluated and the faster is taken, as NCCL does for its protocol choice.
+Collectives use the alpha-beta model of :mod:`simulator.network`: each of the algorithm's
+steps costs the link latency (alpha) plus its bytes over the per-direction link bandwidth
+(beta); every algorithm that applies to where the group's devices sit (ring, tree,
+hierarchical, torus, pairwise) is evaluated and the fastest is taken, as NCCL's tuner does.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from simulator.arch.params import param as _arch_param
 from simulator.arch.spec import Device, Link, MemoryLevel
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
-from simulator.mapping.base import MapOptions, OpCost, make_cost
+from simulator.mapping.base import EnergyParts, MapOptions, OpCost, make_cost
+from simulator.network.collectives import collective
+from simulator.network.topology import Route
 from workloads.ops import Collective, Conv2d, MatMul, Op
 
 __all__ = ["param", "achievable_bandwidth", "vector_time", "streaming_cost",
@@ -197,63 +200,54 @@ def streaming_cost(op: Op, device: Device, options: MapOptions, *,
 
 def collective_time(op: Collective, link: Link, topology: str = "switch"
                     ) -> tuple[float, float, str]:
-    """Alpha-beta time of a collective: returns (seconds, bytes sent per rank, algorithm)."""
-    p = op.devices
-    n = float(op.bytes)
-    if p <= 1:
-        return 0.0, 0.0, "none"
-    a, bw = link.latency_s, link.bandwidth_Bps
-    # On a d-dimensional torus a collective runs as concurrent rings along every dimension,
-    # so each rank drives d links at once (the TPU pod all-reduce); switch, ring and PCIe
-    # topologies give one link's bandwidth per rank.
-    bw *= {"torus2d": 2, "torus3d": 3}.get(topology, 1)
-    if op.collective == "allreduce":
-        ring = (2 * (p - 1) * a + 2 * (p - 1) / p * n / bw, 2 * (p - 1) / p * n, "ring")
-        steps = math.ceil(math.log2(p))
-        tree = (2 * steps * a + 2 * n / bw, 2 * n, "tree")
-        return min(ring, tree)
-    if op.collective in ("allgather", "reducescatter", "alltoall"):
-        return (p - 1) * a + (p - 1) / p * n / bw, (p - 1) / p * n, "ring" \
-            if op.collective != "alltoall" else "pairwise"
-    # sendrecv: a one-way hand-off within each pair (pipeline stages); the sender puts n bytes
-    # on the link, the receiver none, so each rank of the pair is charged n / 2 on average
-    return a + n / bw, n / 2, "p2p"
+    """Alpha-beta time of a collective over ``op.devices`` ranks of one node joined by
+    ``link`` in ``topology`` (the fastest applicable algorithm of
+    :mod:`simulator.network.collectives`): returns (seconds, bytes sent per rank, algorithm)."""
+    r = collective(op.collective, op.bytes, Route.in_node(op.devices, link, topology))
+    return r.time_s, r.bytes_sent, r.algorithm
 
 
 def collective_cost(op: Op, device: Device, options: MapOptions,
-                    link: Link | None = None, topology: str = "switch") -> OpCost:
-    """Collective over the device's own link (or a system link passed by the engine)."""
+                    link: Link | None = None, topology: str = "switch", *,
+                    route: Route | None = None, links: tuple[str, ...] = (),
+                    algorithm: str | None = None) -> OpCost:
+    """Collective over the device's own link (or a system link passed by the engine), or over
+    ``route`` (where the group's devices sit: :func:`simulator.network.route_for`), whose
+    physical ``links`` (:func:`simulator.network.links_used`) go into the details.
+    ``algorithm`` forces one (ring, tree, hierarchical, torus, pairwise, p2p)."""
     assert isinstance(op, Collective)
-    link = link or device.link
-    if link is None and op.devices > 1:
-        article = "an" if op.collective[:1] in ("a", "e", "i", "o", "u") else "a"
-        raise MappingError(f"{device.name}: {article} {op.collective} over {op.devices} devices "
-                           "needs a link; the spec has none (add link: to the part or use a "
-                           "system)")
-    if link is None:
-        link = Link("none", 1.0)
-    t, sent, algo = collective_time(op, link, topology)
+    if route is None:
+        link = link or device.link
+        if link is None and op.devices > 1:
+            article = "an" if op.collective[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise MappingError(f"{device.name}: {article} {op.collective} over {op.devices} "
+                               "devices needs a link; the spec has none (add link: to the part "
+                               "or use a system)")
+        route = Route.in_node(op.devices, link or Link("none", 1.0), topology)
+    ct = collective(op.collective, op.bytes, route, algorithm)
+    main = route.net if route.nodes > 1 and route.net is not None else route.intra
+    name = main.name if main is not None else "none"
+    t, sent, algo = ct.time_s, ct.bytes_sent, ct.algorithm
     reduce_s, cls, vpeak = vector_time(op, device)
+    by_link = {name: 0.0, **ct.bytes_by_link()}
+    energy = {k: 0.0 for k in by_link} | ct.energy_by_link()
+    where = (f"{name} ({main.bandwidth_Bps / 1e9:.0f} GB/s per direction, "
+             f"{main.latency_s * 1e6:.1f} us latency)" if main is not None else name)
+    if route.nodes > 1:
+        where += (f", {route.nodes} nodes x {route.per_node} rank(s), {route.nics} NIC(s) per "
+                  f"node{', across leaves/rails' if route.cross_leaf else ''}")
     notes = (f"{op.collective} of {op.bytes:.3g} B over {op.devices} ranks, {algo} algorithm on "
-             f"{link.name} ({link.bandwidth_Bps / 1e9:.0f} GB/s per direction, "
-             f"{link.latency_s * 1e6:.1f} us latency): each rank sends {sent:.3g} B"
+             f"{where}: each rank sends {sent:.3g} B"
              + (" on average (one end of each pair sends, the other receives)"
-                if op.collective == "sendrecv" else ""),)
+                if op.collective == "sendrecv" else ""), *ct.describe())
+    details = {"algorithm": algo, "link": name, "bytes_sent": sent, "links": tuple(links),
+               "alpha_s": ct.alpha_s, "beta_s": ct.beta_s, "phases": ct.describe()}
     c = make_cost(device, op, compute_s=reduce_s, memory_s=0.0, overhead_s=0.0,
-                  latency_s=max(t, reduce_s), bytes_by_level={link.name: sent},
-                  compute_class=cls, peak_flops=vpeak,
-                  details={"algorithm": algo, "link": link.name, "bytes_sent": sent}, notes=notes)
-    from dataclasses import replace
-
-    alpha_part = (2 * (op.devices - 1) if algo == "ring" else 1) * link.latency_s
-    bound = "latency" if alpha_part > t / 2 else "communication"
-    mem_j = dict(c.energy.memory_j)
-    mem_j[link.name] = sent * link.energy_per_byte_j
-
-    from simulator.mapping.base import EnergyParts
-
+                  latency_s=max(t, reduce_s), bytes_by_level=by_link,
+                  compute_class=cls, peak_flops=vpeak, details=details, notes=notes)
+    bound = "latency" if t == 0 or ct.alpha_s > t / 2 else "communication"
     return replace(c, bound=bound, memory_s=t,
-                   energy=EnergyParts(c.energy.compute_j, FrozenMap(mem_j)))
+                   energy=EnergyParts(c.energy.compute_j, FrozenMap(energy)))
 
 
 # -- convolution: one rule for every family that runs GEMMs on matrix units --------------------

@@ -90,12 +90,16 @@ class RecordTable(Sequence[OpRecord]):
         import numpy as np
 
         tl = self._tl
+        if device is not None:
+            device = tl.rep_of.get(device, device)
         sel = np.ones(len(self), dtype=bool) if device is None else tl.device == device
         if kind is not None or name is not None:
             ok = np.array([(kind is None or tl.ops[n].kind == kind) and
                            (name is None or tl.names[n] == name) for n in range(len(tl.names))])
             sel &= ok[tl.node]
         per_node = np.array([getattr(c, field) for c in tl.costs])
+        if device is None:  # a folded run's rows stand for several devices each
+            return float((per_node[tl.node[sel]] * tl.row_weights()[sel]).sum())
         return float(per_node[tl.node[sel]].sum())
 
     def busy_s(self, device: int, stream: str | None = None) -> float:
@@ -107,7 +111,9 @@ class RecordTable(Sequence[OpRecord]):
         import numpy as np
 
         per_node = np.array([c.flops.total for c in self._tl.costs])
-        return float(per_node[self._tl.node].sum()) if len(self) else 0.0
+        if not len(self):
+            return 0.0
+        return float((per_node[self._tl.node] * self._tl.row_weights()).sum())
 
 
 @dataclass(frozen=True)
@@ -329,9 +335,40 @@ class Result:
                          "energy_j": r.energy_j, "utilization": round(r.utilization, 4),
                          "op": r.describe},
             })
+        events.extend(_link_tracks(self.records, max((d for d, _ in streams), default=0) + 1))
         return {"traceEvents": events, "displayTimeUnit": "ns",
                 "otherData": {"workload": self.workload, "arch": self.arch,
                               "phase": self.phase, "latency_s": self.latency_s}}
+
+
+def _link_tracks(records: Sequence[OpRecord], pid: int) -> list[dict[str, Any]]:
+    """One track per physical link (NVLink port, NIC) that a collective occupied, as the
+    process ``links``: a slice per collective on every link it crossed (from its cost's
+    ``details["links"]``)."""
+    tid: dict[str, int] = {}
+    events: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, float]] = set()
+    for r in records:
+        links = r.details.get("links") if r.stream == "comm" else None
+        if not links:
+            continue
+        for link in links:
+            key = (link, r.name, r.start_s)
+            if key in seen:
+                continue
+            seen.add(key)
+            if link not in tid:
+                tid[link] = len(tid)
+                events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid[link],
+                               "args": {"name": link}})
+            events.append({"name": r.name, "cat": "link", "ph": "X", "pid": pid,
+                           "tid": tid[link], "ts": r.start_s * 1e6,
+                           "dur": max((r.end_s - r.start_s) * 1e6, 1e-3),
+                           "args": {"op": r.describe}})
+    if tid:
+        events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                       "args": {"name": "links"}})
+    return events
 
 
 def finite_json(o: Any) -> Any:

@@ -116,11 +116,18 @@ def test_data_parallel_training_all_reduces_the_gradients():
                      dp=4)
     g = plan.build()
     ars = [n for n in g.g.nodes if n.startswith("dp_grad_allreduce")]
-    assert len(ars) == 2  # one per tensor-parallel shard, each over the 4 replicas
-    op = g.item(ars[0])
+    # gradient buckets (25 MB, reduced during the backward), each one all-reduce per
+    # tensor-parallel shard over the 4 replicas, together every gradient byte once
     params = build("gpt2", phase="train", batch=2, seq=256, tp=2).meta["params_per_device"]
-    assert (op.devices, op.bytes) == (4, pytest.approx(params * 2))
-    assert g.group_of(ars[0]) == (0, 2, 4, 6)
+    shard0 = [n for n in ars if n.endswith(".d0")]
+    assert len(ars) == 2 * len(shard0) and len(shard0) > 1
+    assert all(g.item(n).devices == 4 for n in ars)
+    assert sum(g.item(n).bytes for n in shard0) == pytest.approx(params * 2)
+    assert g.group_of(shard0[0]) == (0, 2, 4, 6)
+    one = make_plan("gpt2", load_arch("dgx-a100"), phase="train", batch=8, seq=256, tp=2,
+                    dp=4, bucket_bytes=None).build()
+    assert sorted(n for n in one.g.nodes if n.startswith("dp_grad_allreduce")) == \
+        ["dp_grad_allreduce.d0", "dp_grad_allreduce.d1"]
 
 
 def test_pipeline_bubble_emerges_from_the_schedule():

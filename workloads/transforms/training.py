@@ -20,8 +20,30 @@ Backward ops that re-read a weight (dgrad, norm backward) report the weight's pa
 the train graph's ``meta["tied_params"]`` / ``meta["tied_weight_bytes"]`` are raised by those
 amounts so ``graph.params()`` and ``graph.weight_bytes()`` still count each weight once.
 
-Out of scope: the data-parallel gradient all-reduce (add a Collective per bucket when modelling
-DP), activation recomputation, dropout, and the loss itself (negligible next to the LM head).
+Activation recomputation (``recompute``):
+
+- ``none``: every forward activation is kept for the backward pass;
+- ``full``: only each layer's input is kept; the backward of every layer first re-runs the
+  layer's whole forward (activation checkpointing at layer boundaries; Chen et al. 2016);
+- ``selective`` (after Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+  Transformer Models"): inside each repeated layer block, the cheap non-GEMM forward ops -- the
+  attention core (:class:`~workloads.ops.Attention`), softmax, activation functions and other
+  elementwise ops, norms -- are re-run in the backward, each just before the first backward op
+  that needs its output; the GEMMs are not, nor the layer's last op (its output is the next
+  layer's input, kept anyway). The re-run ops' outputs are not stored: a layer keeps its input
+  and its GEMMs' outputs, from which the re-run ops rebuild the GEMMs' inputs. The paper
+  recomputes only the attention core (QK^T, softmax, dropout, attention over V), whose
+  activations grow with the sequence squared; here attention is one fused flash-style op that
+  keeps no score matrix and whose backward already recomputes it, so selective recomputation
+  is widened to every non-GEMM op: 1-3% more step FLOPs for 60-75% of the activation memory
+  of ``none`` (llama2-7b, gpt2; :func:`selective_recomputed` says which ops).
+
+The backward repeat of a ``layers`` block is tagged ``backward:layers`` and its block's
+``meta["layer_params"]`` holds one layer's parameters, so data parallelism can reduce the
+gradients in buckets of layers as the backward pass produces them.
+
+Out of scope: the data-parallel gradient reduction (:mod:`workloads.transforms.data_parallel`),
+dropout, and the loss itself (negligible next to the LM head).
 """
 
 from __future__ import annotations
@@ -48,7 +70,9 @@ from workloads.ops import (
 )
 from workloads.transforms.walk import total
 
-__all__ = ["training_step", "backward_ops", "backward_rule", "BackwardOp", "accumulate"]
+__all__ = ["training_step", "backward_ops", "backward_rule", "BackwardOp", "accumulate",
+           "RECOMPUTE", "selective_recomputed"]
+
 
 @dataclass(frozen=True)
 class BackwardOp:
@@ -145,14 +169,40 @@ for _t in (Elementwise, Norm, Softmax, Pool, Collective, Memcpy):
     backward_rule(_t)(_same)
 
 
+def selective_recomputed(op: Op) -> bool:
+    """Whether selective recomputation re-runs ``op`` in the backward pass (and so does not
+    store its output): the non-GEMM compute ops of a layer."""
+    return isinstance(op, (Attention, Softmax, Elementwise, Norm))
+
+
 def _append_backward(dst: WorkloadGraph, src: WorkloadGraph, prefix: str,
-                     entry: Iterable[str], recompute: str = "none") -> None:
+                     entry: Iterable[str], recompute: str = "none",
+                     redo: Callable[[Op], bool] | None = None) -> None:
     """Add the backward of ``src`` to ``dst``; ``src`` sinks' backward waits on ``entry``.
 
     With ``recompute="full"`` the backward of every ``layers`` repeat first re-runs the layer's
-    forward (activation checkpointing at layer boundaries)."""
+    forward (activation checkpointing at layer boundaries); with ``"selective"`` it re-runs the
+    ops ``selective_recomputed`` picks, each just before the first backward op needing it.
+    ``redo``: inside such a block, which forward ops to re-run (set by the recursion)."""
     entry = list(entry)
     grad_of: dict[str, list[str]] = {}  # forward node -> backward nodes giving its input grad
+    redone: dict[str, str] = {}         # forward node -> its recomputed copy in dst
+
+    def recomputed(name: str) -> str:
+        if name not in redone:  # inputs first, so the copies run in forward order
+            ins = [recomputed(p) for p in src.g.predecessors(name) if needs_redo(p)]
+            data = src.g.nodes[name]
+            redone[name] = dst.add_op(f"{prefix}recompute.{name}", data["item"], ins,
+                                      group=data["group"], tags=(*data["tags"], "recompute"))
+        return redone[name]
+
+    sinks = set(src.sinks())  # a layer's output is the next layer's stored input
+
+    def needs_redo(name: str) -> bool:
+        item = src.g.nodes[name]["item"]
+        return (redo is not None and name not in sinks and not isinstance(item, Repeat)
+                and redo(item))
+
     for name in reversed(src.topo()):
         deps = [x for s in src.g.successors(name) for x in grad_of[s]] or entry
         item = src.g.nodes[name]["item"]
@@ -160,19 +210,28 @@ def _append_backward(dst: WorkloadGraph, src: WorkloadGraph, prefix: str,
         if isinstance(item, Repeat):
             block = WorkloadGraph(f"{item.block.name}.backward", "train", dict(item.block.meta))
             inner_entry: list[str] = []
-            if recompute == "full" and "layers" in src.g.nodes[name]["tags"]:
+            layers = "layers" in src.g.nodes[name]["tags"]
+            if recompute == "full" and layers:
                 inner_entry = _copy_nodes(block, item.block, "recompute.", ("recompute",))
-            _append_backward(block, item.block, "", inner_entry)
+            inner_redo = selective_recomputed if recompute == "selective" and layers else None
+            _append_backward(block, item.block, "", inner_entry, redo=inner_redo)
+            tags: tuple[str, ...] = ("backward",)
+            if layers:  # one layer's parameters: data parallelism buckets gradients by layer
+                block.meta["layer_params"] = total(item.block, lambda op: op.params())
+                tags = ("backward", "backward:layers")
             grad_of[name] = [dst.add_repeat(base, block, item.times, deps,
-                                            group=src.g.nodes[name]["group"],
-                                            tags=("backward",))]
+                                            group=src.g.nodes[name]["group"], tags=tags)]
             continue
+        # selective: re-run the forward ops whose outputs this op's backward reads (its inputs,
+        # and its own output), just before it
+        redo_deps = [recomputed(x) for x in (*src.g.predecessors(name), name) if needs_redo(x)]
         stages: dict[int, list[BackwardOp]] = {}
         for bop in backward_ops(item):
             stages.setdefault(bop.stage, []).append(bop)
         carried, prev = [], deps
-        for stage in sorted(stages):  # each stage waits for the one before
-            names = [dst.add_op(f"{base}.{b.suffix}", b.op, prev, tags=("backward", b.suffix),
+        for i, stage in enumerate(sorted(stages)):  # each stage waits for the one before
+            ins = [*prev, *redo_deps] if i == 0 else prev
+            names = [dst.add_op(f"{base}.{b.suffix}", b.op, ins, tags=("backward", b.suffix),
                                 group=src.g.nodes[name]["group"]) for b in stages[stage]]
             carried += [n for n, b in zip(names, stages[stage], strict=True) if b.input_grad]
             prev = names
@@ -194,7 +253,8 @@ def _copy_nodes(dst: WorkloadGraph, src: WorkloadGraph, prefix: str, tags: tuple
     return [f"{prefix}{s}" for s in src.sinks()]
 
 
-RECOMPUTE = ("none", "full")
+#: activation recomputation policies (see the module docstring)
+RECOMPUTE = ("none", "selective", "full")
 
 
 def training_step(forward: WorkloadGraph, *, params: float | None = None,
@@ -214,7 +274,9 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
     recompute:
         ``none`` keeps every forward activation for the backward pass; ``full`` keeps only each
         layer's input and re-runs the layer's forward before its backward (about a third
-        more compute for much less activation memory; Chen et al. 2016).
+        more compute for much less activation memory; Chen et al. 2016); ``selective``
+        re-runs only the non-GEMM ops of each layer (a few percent more compute, well under
+        the activation memory of ``none``; see the module docstring).
 
     Raises
     ------
@@ -246,8 +308,7 @@ def training_step(forward: WorkloadGraph, *, params: float | None = None,
     train.meta["tied_weight_bytes"] = total(train, lambda op: op.weight_bytes()) - fwd_wbytes
     n = round(fwd_params if params is None else params)
     if n > 0:
-        # No data-parallel gradient all-reduce here (out of scope): with DP, add a Collective
-        # of the gradient bytes over the DP group before this update.
+        # the data-parallel gradient reduction is added by data_parallel, before this update
         od = get_dtype(optimizer_dtype)
         # every device holding a shard updates it (the whole tensor-parallel group)
         train.add_op("optimizer.adam", Elementwise(fn="adam", numel=n, dtype=od, state_dtype=od),

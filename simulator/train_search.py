@@ -1,0 +1,221 @@
+"""Training layouts of a device count: enumeration, memory screening and the nearest fits.
+
+``hwsim train --search`` and the capacity error of ``hwsim train`` both need the layouts
+(tensor x pipeline x data parallel, ZeRO stage, sequence parallelism) that the devices allow
+and whether each fits in memory. Fitting is decided from the per-device footprint of the real
+graph (:func:`workloads.memory.footprint_by_device`), not a formula, but two shortcuts keep it
+cheap on a thousand devices:
+
+- weights, gradients and optimizer state per device have a closed form (params / (tp x pp),
+  2 + 2 + 12 bytes per parameter with mixed-precision Adam, sharded by ZeRO over dp); a layout
+  whose weights and optimizer alone overflow is refused without building anything;
+- a pipeline's footprint depends on the number of micro-batches only up to the schedule's
+  peak in flight (1F1B: ``pp``; interleaved: its warm-up), so it is computed on a graph with
+  at most ``pp x (v + 2)`` micro-batches.
+
+Step times for ranking are screened on fewer micro-batches too and extrapolated linearly in the
+micro-batch count (exact in a pipeline's steady state, and for gradient accumulation); the
+fastest few are then run in full.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+from simulator.arch.spec import System
+from simulator.errors import CapacityError, HwsimError
+from simulator.plan import Plan, _tp_degrees, check_capacity, make_plan
+from simulator.predict import Predictor
+from workloads.memory import OPTIMIZER_BYTES_PER_PARAM
+
+__all__ = ["Layout", "candidate_layouts", "layers_of", "fits", "nearest_fits"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One training layout of ``tp * pp * dp`` devices."""
+
+    tp: int
+    pp: int
+    dp: int
+    zero: int = 0
+    sequence_parallel: bool = False
+    recompute: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "zero": self.zero,
+                "sequence_parallel": self.sequence_parallel, "recompute": self.recompute}
+
+    def describe(self) -> str:
+        return (f"--tp {self.tp} --pp {self.pp} --dp {self.dp}"
+                + (f" --zero {self.zero}" if self.zero else "")
+                + (" --sequence-parallel" if self.sequence_parallel else "")
+                + (f" --recompute {self.recompute}" if self.recompute != "none" else ""))
+
+    def distance(self, other: Layout) -> float:
+        """How far from ``other``: log2 steps of the degrees plus one per changed switch."""
+        d = sum(abs(math.log2(getattr(self, k)) - math.log2(getattr(other, k)))
+                for k in ("tp", "pp", "dp"))
+        return (d + abs(self.zero - other.zero)
+                + (self.sequence_parallel != other.sequence_parallel)
+                + 1.5 * abs(_RECOMPUTE.index(self.recompute) - _RECOMPUTE.index(other.recompute)))
+
+
+_RECOMPUTE = ("none", "selective", "full")
+
+
+@lru_cache(maxsize=64)
+def layers_of(workload: str) -> int:
+    """Repeated layers of a transformer (0 for models without a ``layers`` block)."""
+    from workloads.graph import Repeat
+    from workloads.zoo import build_model
+
+    g = build_model(workload, phase="forward", batch=1, seq=1)
+    for n in g.g.nodes:
+        item = g.item(n)
+        if isinstance(item, Repeat) and "layers" in g.tags(n):
+            return item.times
+    return 0
+
+
+@lru_cache(maxsize=64)
+def _params(workload: str) -> float:
+    from workloads.zoo import build_model
+
+    return float(build_model(workload, phase="forward", batch=1, seq=1).params())
+
+
+def candidate_layouts(workload: str, system: System, global_batch: int,
+                      micro_batch: int | None = None, zeros: tuple[int, ...] = (0, 1, 2, 3),
+                      recomputes: tuple[str, ...] = ("none",)) -> list[Layout]:
+    """Every layout of all the system's devices: tp a power of two within a node that splits
+    the model, pp up to the layers, dp the rest dividing the global batch (and leaving whole
+    micro-batches), ZeRO stages with dp > 1, sequence parallelism with tp > 1."""
+    n = system.count
+    per_node = min(system.devices_per_node or n, n)
+    layers = layers_of(workload)
+    out: list[Layout] = []
+    for tp in sorted(t for t in _tp_degrees(workload, per_node, None)
+                     if t & (t - 1) == 0 and n % t == 0):
+        for pp in (p for p in range(1, n // tp + 1) if (n // tp) % p == 0):
+            if pp > 1 and (layers == 0 or pp > layers):
+                continue
+            dp = n // (tp * pp)
+            if global_batch % dp:
+                continue
+            per_replica = global_batch // dp
+            if micro_batch and per_replica % micro_batch:
+                continue
+            if pp > 1 and per_replica // (micro_batch or 1) < 1:
+                continue
+            for zero in (z for z in zeros if dp > 1 or z == 0):
+                for sp in ((False, True) if tp > 1 else (False,)):
+                    for rc in recomputes:
+                        out.append(Layout(tp, pp, dp, zero, sp, rc))
+    return out
+
+
+def _state_bytes(workload: str, lay: Layout) -> float:
+    """Weights + gradients + optimizer state per device (the closed form)."""
+    p = _params(workload) / (lay.tp * lay.pp)
+    weights, grads, opt = 2.0 * p, 2.0 * p, OPTIMIZER_BYTES_PER_PARAM * p
+    if lay.zero >= 1:
+        opt /= lay.dp
+    if lay.zero >= 2:
+        grads /= lay.dp
+    if lay.zero >= 3:
+        weights /= lay.dp
+    return weights + grads + opt
+
+
+def memory_plan(workload: str, system: System, lay: Layout, *, global_batch: int,
+                seq: int | None, micro_batch: int | None, dtype: str | None,
+                schedule: str | None = None, virtual_stages: int | None = None) -> Plan:
+    """A plan of ``lay`` whose footprint equals the full step's, on as few micro-batches as
+    the schedule's peak in flight needs."""
+    per_replica = global_batch // lay.dp
+    mb = micro_batch or (1 if lay.pp > 1 else per_replica)
+    batch = global_batch
+    if lay.pp > 1:
+        v = virtual_stages or (2 if schedule == "interleaved" else 1)
+        m = per_replica // mb
+        keep = min(m, lay.pp * (v + 2))
+        keep -= keep % lay.pp if schedule == "interleaved" and keep >= lay.pp else 0
+        batch = lay.dp * mb * max(1, keep)
+    else:
+        batch = lay.dp * mb  # one accumulation step holds what all of them hold
+    return make_plan(workload, system, phase="train", batch=batch, seq=seq, tp=lay.tp,
+                     pp=lay.pp, dp=lay.dp, dtype=dtype, recompute=lay.recompute,
+                     micro_batch=mb, zero=lay.zero, sequence_parallel=lay.sequence_parallel,
+                     schedule=schedule or "1f1b", virtual_stages=virtual_stages)
+
+
+def fits(workload: str, system: System, lay: Layout, **kw: Any) -> str | None:
+    """``None`` if ``lay`` fits in every device's memory, else why not (one line)."""
+    cap = system.device.dram.capacity_bytes
+    state = _state_bytes(workload, lay)
+    if state > cap:
+        return (f"weights, gradients and optimizer state alone need "
+                f"{state / 1e9:.1f} GB per device of {cap / 1e9:.0f} GB")
+    try:
+        plan = replace(memory_plan(workload, system, lay, **kw), fast=True)
+        check_capacity(plan.build(), system, plan.layout)
+    except CapacityError as e:
+        return "does not fit: " + str(e).split(" needs ", 1)[-1].split(";", 1)[0]
+    except HwsimError as e:
+        return str(e)
+    return None
+
+
+def nearest_fits(workload: str, system: System, asked: Layout, *, limit: int = 3,
+                 budget: int = 40, **kw: Any) -> list[Layout]:
+    """Up to ``limit`` layouts of the same devices closest to ``asked`` that fit (at most
+    ``budget`` footprints computed), closest first."""
+    cands = candidate_layouts(workload, system, kw["global_batch"], kw.get("micro_batch"),
+                              recomputes=_RECOMPUTE)
+    cands.sort(key=lambda c: (c.distance(asked), c.tp, c.pp, c.zero))
+    out: list[Layout] = []
+    tried = 0
+    for c in cands:
+        if c == asked:
+            continue
+        if _state_bytes(workload, c) > system.device.dram.capacity_bytes:
+            continue
+        tried += 1
+        if fits(workload, system, c, **kw) is None:
+            out.append(c)
+            if len(out) >= limit:
+                break
+        if tried >= budget:
+            break
+    return out
+
+
+def screen_step_time(train: Callable[..., Any], p: Predictor, workload: str, lay: Layout, *,
+                     global_batch: int, seq: int | None, micro_batch: int | None,
+                     dtype: str | None, schedule: str | None = None,
+                     virtual_stages: int | None = None) -> float:
+    """The step time of ``lay`` by ``train`` (:func:`simulator.train.train`), from two runs on
+    fewer micro-batches (or accumulation steps) extrapolated linearly to the full count;
+    exact runs when the count is small."""
+    per_replica = global_batch // lay.dp
+    mb = micro_batch or (1 if lay.pp > 1 else per_replica)
+    m = per_replica // mb
+    common = dict(seq=seq, micro_batch=mb, tp=lay.tp, pp=lay.pp, dp=lay.dp, zero=lay.zero,
+                  dtype=dtype, recompute=lay.recompute, sequence_parallel=lay.sequence_parallel,
+                  schedule=schedule if lay.pp > 1 else None,
+                  virtual_stages=virtual_stages if lay.pp > 1 else None, predictor=p)
+    step = lay.pp if lay.pp > 1 else 1
+    m1 = step * (3 if lay.pp > 1 else 1)
+    m2 = m1 + step
+    if m <= m2:
+        return train(workload, p.system, global_batch=global_batch, **common
+                     ).metrics["step_time_s"]
+    t1 = train(workload, p.system, global_batch=lay.dp * mb * m1, **common)
+    t2 = train(workload, p.system, global_batch=lay.dp * mb * m2, **common)
+    a, b = t1.metrics["step_time_s"], t2.metrics["step_time_s"]
+    return a + (m - m1) * (b - a) / (m2 - m1)
