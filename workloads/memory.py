@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workloads.graph import Group, Repeat, WorkloadGraph
-from workloads.ops import Attention, MatMul, Op
+from workloads.ops import Attention, Collective, MatMul, Op
 
 __all__ = ["Footprint", "footprint_by_device", "footprint", "live_bytes",
            "OPTIMIZER_BYTES_PER_PARAM", "moe_idle", "idle_params", "zero3_weights"]
@@ -186,8 +186,26 @@ def _walk(graph: WorkloadGraph, group: Group, times: int, acc: dict[int, _Acc],
             if inference_kv and isinstance(item, Attention):
                 a.kv += times * item.kv_cache_bytes()
             a.live = max(a.live, live_bytes(item))
-            if keep and name not in redone:
+            if keep and name not in redone and not _not_kept(graph, name, item):
                 a.stored += times * item.output_bytes()
+
+
+_REGATHERED = ("allgather", "allreduce", "reducescatter", "sendrecv")
+
+
+def _not_kept(graph: WorkloadGraph, name: str, item: object) -> bool:
+    """Outputs the backward pass does not keep (Korthikanti et al. 2022, sec. 4.2): a
+    gathered or reduced tensor (sequence parallelism stores the sharded input and gathers it
+    again in the backward; a reduced sum feeds a residual add whose own output is kept; a
+    pipeline hand-off is the next stage's input, counted there), and the partial sums of a
+    row-parallel GEMM that only feed such a reduction. All-to-all outputs (the tokens an
+    expert's GEMMs read) are kept."""
+    if isinstance(item, Collective):
+        return item.collective in _REGATHERED
+    succ = list(graph.g.successors(name))
+    return bool(succ) and all(
+        isinstance(graph.item(n), Collective) and graph.item(n).collective in _REGATHERED
+        and "backward" not in graph.tags(n) for n in succ)
 
 
 def _selective(block: WorkloadGraph) -> frozenset[str]:
