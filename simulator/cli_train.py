@@ -46,8 +46,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                    help="model chunks per pipeline device with --schedule interleaved "
                         "(default 2); implies interleaved")
     p.add_argument("--search", action="store_true",
-                   help="try every tp x dp x ZeRO x sequence-parallel layout of the devices "
-                        "and print the fastest that fit")
+                   help="try every tp x pp x dp x ZeRO x sequence-parallel layout of the "
+                        "devices and print the fastest that fit")
     p.add_argument("--top", type=pos_int, default=5, help="layouts to show with --search")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
@@ -116,11 +116,17 @@ def _search(a: argparse.Namespace) -> int:
     from simulator.train import search
 
     if a.tp or a.dp or a.zero or a.sequence_parallel or a.pp != 1 or a.ep != 1 or a.trace:
-        raise HwsimError("--search chooses --tp, --dp, --zero and --sequence-parallel itself; "
-                         "give it without them (and without --pp, --ep, --trace)")
+        raise HwsimError("--search chooses --tp, --pp, --dp, --zero and --sequence-parallel "
+                         "itself; give it without them (and without --ep, --trace)")
+    import sys
+
+    def progress(i: int, n: int) -> None:
+        if i % 10 == 0:
+            print(f"  search: {i}/{n} layouts", file=sys.stderr, flush=True)
+
     res = search(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
                  micro_batch=a.micro_batch, nodes=a.nodes, dtype=a.dtype,
-                 recompute=a.recompute, top=a.top)
+                 recompute=a.recompute, top=a.top, schedule=a.schedule, progress=progress)
     if a.json:
         print(json.dumps({"fits": [json.loads(r.to_json()) for r in res.fits],
                           "refused": [{"layout": lay, "why": why} for lay, why in res.refused],
@@ -128,15 +134,17 @@ def _search(a: argparse.Namespace) -> int:
         return 0
     print(f"{a.workload}: {res.evaluated} layouts evaluated, {len(res.refused)} refused; "
           f"fastest that fit:")
-    head = ["tp", "dp", "ZeRO", "seq-par", "step time", "tokens/s", "MFU", "memory/device"]
-    rows = [[str(m["tp"]), str(m["dp"]), str(m["zero"]), "yes" if m["sequence_parallel"] else
+    head = ["tp", "pp", "dp", "ZeRO", "seq-par", "step time", "tokens/s", "MFU",
+            "memory/device"]
+    rows = [[str(m["tp"]), str(m["pp"]), str(m["dp"]), str(m["zero"]),
+             "yes" if m["sequence_parallel"] else
              "no", f"{m['step_time_s'] * 1e3:,.1f} ms", f"{m['tokens_per_s']:,.0f}",
              f"{m['mfu']:.1%}", fq(m["memory_per_device_bytes"]["total"], "B")]
             for m in (r.metrics for r in res.fits)]
     if not rows:
         print("  none fits; refused:")
         for lay, why in res.refused[:10]:
-            print(f"  tp {lay['tp']} dp {lay['dp']} ZeRO {lay['zero']}: {why}")
+            print(f"  tp {lay['tp']} pp {lay['pp']} dp {lay['dp']} ZeRO {lay['zero']}: {why}")
         return 1
     w = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(k) for h, k in zip(head, w, strict=True)))

@@ -214,12 +214,16 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
     for i, lay in enumerate(cands):
         if progress is not None:
             progress(i, len(cands))
-        why = fits(workload, system, lay, schedule=schedule, **kw)
+        # the closed form refuses what cannot fit without building anything; the screening
+        # runs (1F1B: pp micro-batches, the schedule's peak in flight) check the real footprint
+        why = fits(workload, system, lay, schedule=schedule, build=schedule == "gpipe", **kw)
         if why is None:
             try:
                 screened.append((lay.to_dict(), screen_step_time(
                     train, p, workload, lay, schedule=schedule, **kw)))
                 continue
+            except CapacityError as e:
+                why = "does not fit: " + str(e).split(" needs ", 1)[-1].split(";", 1)[0]
             except HwsimError as e:
                 why = str(e)
         refused.append((lay.to_dict(), why))

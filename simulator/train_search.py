@@ -154,13 +154,17 @@ def memory_plan(workload: str, system: System, lay: Layout, *, global_batch: int
                      schedule=schedule or "1f1b", virtual_stages=virtual_stages)
 
 
-def fits(workload: str, system: System, lay: Layout, **kw: Any) -> str | None:
-    """``None`` if ``lay`` fits in every device's memory, else why not (one line)."""
+def fits(workload: str, system: System, lay: Layout, build: bool = True, **kw: Any
+         ) -> str | None:
+    """``None`` if ``lay`` fits in every device's memory, else why not (one line);
+    ``build=False``: the closed-form check only (the caller's runs check the rest)."""
     cap = system.device.dram.capacity_bytes
     state = _state_bytes(workload, lay)
     if state > cap:
         return (f"weights, gradients and optimizer state alone need "
                 f"{state / 1e9:.1f} GB per device of {cap / 1e9:.0f} GB")
+    if not build:
+        return None
     try:
         plan = replace(memory_plan(workload, system, lay, **kw), fast=True)
         check_capacity(plan.build(), system, plan.layout)
@@ -209,8 +213,10 @@ def screen_step_time(train: Callable[..., Any], p: Predictor, workload: str, lay
                   dtype=dtype, recompute=lay.recompute, sequence_parallel=lay.sequence_parallel,
                   schedule=schedule if lay.pp > 1 else None,
                   virtual_stages=virtual_stages if lay.pp > 1 else None, predictor=p)
+    # past pp micro-batches a 1F1B stage is in its steady state (each more adds one forward
+    # and one backward on the slowest stage), and accumulation steps add alike
     step = lay.pp if lay.pp > 1 else 1
-    m1 = step * (3 if lay.pp > 1 else 1)
+    m1 = step * (3 if schedule == "gpipe" else 1)
     m2 = m1 + step
     if m <= m2:
         return train(workload, p.system, global_batch=global_batch, **common
