@@ -208,6 +208,10 @@ def _positive(name: str, v: Any, allow_none: bool = True) -> None:
         raise HwsimError(f"--{name} must be a positive integer, got {v!r}")
 
 
+#: Pipeline stage passes (micro-batches x stages) one run simulates: each is a few events.
+MAX_PIPELINE_CHUNKS = 200_000
+
+
 def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int = 1,
               seq: int | None = None, context: int | None = None, dtype: str | None = None,
               weight_dtype: str | None = None, kv_dtype: str | None = None,
@@ -261,14 +265,12 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError("--schedule interleaved applies to pipeline-parallel training "
                          "(--pp > 1)")
     v = virtual_stages or (2 if schedule == "interleaved" else 1)
+    if micro_batch is not None:
+        _positive("micro-batch", micro_batch, allow_none=False)
+    pipe_micro = None  # pipeline training: the micro-batches are the pipeline's (Megatron)
     if phase == "train" and pp > 1 and micro_batch is not None:
-        # pipeline training: the micro-batches are the pipeline's (Megatron's convention)
         if microbatches == 1:
-            per_replica = batch // (dp or 1)
-            if per_replica % micro_batch:
-                raise HwsimError(f"--micro-batch {micro_batch} does not divide a replica's "
-                                 f"batch of {per_replica}")
-            microbatches = per_replica // micro_batch
+            pipe_micro = micro_batch
         micro_batch = None
     if microbatches > 1 and pp == 1:
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
@@ -278,14 +280,15 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError(f"--recompute must be none, selective or full, got {recompute!r}")
     if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(
             bucket_bytes, (int, float)) or not math.isfinite(bucket_bytes) or bucket_bytes < 0):
-        raise HwsimError(f"--bucket-mb must be a non-negative number, got {bucket_bytes!r}")
+        raise HwsimError(f"bucket_bytes (--bucket-mb x 1e6) must be a non-negative number, "
+                         f"got {bucket_bytes!r}")
     if recompute != "none" and phase != "train":
         raise HwsimError(f"--recompute applies to phase train only, not {phase!r}")
     if micro_batch is not None:
         _positive("micro-batch", micro_batch, allow_none=False)
         if phase != "train":
             raise HwsimError("--micro-batch (gradient accumulation) applies to phase train only")
-    if isinstance(zero, bool) or zero not in (0, 1, 2, 3):
+    if not isinstance(zero, int) or isinstance(zero, bool) or zero not in (0, 1, 2, 3):
         raise HwsimError(f"--zero must be 0, 1, 2 or 3, got {zero!r}")
     if zero == 3 and pp > 1:
         raise HwsimError("--zero 3 with --pp > 1 is not modelled (every micro-batch would "
@@ -317,7 +320,19 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         tensor_parallel(build_model(workload, phase="forward", batch=1, seq=1,
                                     image_size=image_size), tp)
     if dp is None:
-        dp = max(1, min(n // (tp * pp * ep), batch // (ep * microbatches)))
+        dp = max(1, min(n // (tp * pp * ep), batch // (ep * microbatches * (pipe_micro or 1))))
+    if pipe_micro is not None:
+        per_replica = batch // dp
+        if batch % dp or per_replica < pipe_micro or per_replica % pipe_micro:
+            raise HwsimError(f"--micro-batch {pipe_micro} does not divide every replica's batch "
+                             f"({batch} over {dp} data-parallel replicas: "
+                             f"{', '.join(map(str, sorted(set(_split(batch, dp)))))})")
+        microbatches = per_replica // pipe_micro
+    if pp > 1 and microbatches * pp > MAX_PIPELINE_CHUNKS:
+        raise HwsimError(f"--global-batch {batch} over --pp {pp} makes {microbatches:,} "
+                         f"micro-batches per replica: {microbatches * pp:,} stage passes is "
+                         f"beyond what hwsim simulates ({MAX_PIPELINE_CHUNKS:,}); use a larger "
+                         "--micro-batch or more --dp")
     layout = Layout(tp=tp, pp=pp, dp=dp, microbatches=microbatches, ep=ep)
     if layout.devices > n:
         raise HwsimError(f"layout {layout.describe()} needs {layout.devices} devices but "

@@ -118,7 +118,7 @@ class Predictor:
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
-        self._links: dict[tuple[int, ...], tuple[int | str, ...]] = {}
+        self._links: dict[tuple[tuple[int, ...], bool], tuple[int | str, ...]] = {}
         self._run_hits = 0
 
     # -- op costs ---------------------------------------------------------------------------
@@ -253,7 +253,8 @@ class Predictor:
             return self.cost(op, group, dataflow=df)
 
         # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py)
-        engine_graph = collapse_repeats(graph) if graph.meta.get("collapse") else graph
+        engine_graph = collapse_repeats(graph, self._shared_ports(graph)) \
+            if graph.meta.get("collapse") else graph
         timeline = run_graph(engine_graph, cost_of, progress, links_of=self.links_of)
         if graph.meta.get("fold"):  # one device ran for each set of symmetric ones
             timeline.fold(graph.meta["fold_rep"], graph.meta["fold"])
@@ -299,27 +300,57 @@ class Predictor:
             peak_flops=peak_per_device * system.count, records=RecordTable(timeline),
             warnings=tuple(warnings), meta=FrozenMap(meta), per_device=tuple(devices))
 
-    def links_of(self, group: tuple[int, ...]) -> tuple[int | str, ...]:
-        """The resources a collective over ``group`` holds in the event run: the
-        communication port (an ``int``, the device) of each rank that shares its node with
-        another rank (the in-node NVLink/NVSwitch or ICI path), and the NICs it crosses when
-        the group spans nodes (:func:`simulator.network.links_used`). A data-parallel
-        all-reduce with one rank per node thus shares the NICs of its rail with pipeline
-        hand-offs, not the device's in-node port with tensor-parallel all-reduces."""
-        got = self._links.get(group)
+    def links_of(self, group: tuple[int, ...], op: Op | None = None) -> tuple[int | str, ...]:
+        """The resources collective ``op`` over ``group`` holds in the event run: the
+        communication port (an ``int``, the device) of each rank that exchanges data with
+        another rank of its own node (the in-node NVLink/NVSwitch or ICI path), and the NICs
+        it crosses when it spans nodes (:func:`simulator.network.links_used`). A
+        data-parallel all-reduce with one rank per node thus shares the NICs of its rail with
+        pipeline hand-offs, not the device's in-node port with tensor-parallel all-reduces. A
+        ``sendrecv`` over ``2k`` devices is ``k`` pairs (device ``i`` sends to ``i + k``), each
+        judged on its own."""
+        pairs = isinstance(op, Collective) and op.collective == "sendrecv" and \
+            len(group) % 2 == 0 and len(group) > 2
+        key = (group, pairs)
+        got = self._links.get(key)
         if got is None:
-            from simulator.network import links_used
-
-            s = self.system
-            per = s.devices_per_node or s.count
-            nodes: dict[int, int] = {}
-            for d in group:
-                nodes[d // per] = nodes.get(d // per, 0) + 1
-            keys: list[int | str] = [d for d in group if nodes[d // per] > 1]
-            if len(nodes) > 1:
-                keys += [n for n in links_used(s, group) if ".nic" in n]
-            got = self._links[group] = tuple(keys) or tuple(group)
+            if pairs:
+                k = len(group) // 2
+                keys: list[int | str] = []
+                for a, b in zip(group[:k], group[k:], strict=True):
+                    keys += self._links_of((a, b))
+                got = tuple(dict.fromkeys(keys))
+            else:
+                got = self._links_of(group)
+            self._links[key] = got
         return got
+
+    def _links_of(self, group: tuple[int, ...]) -> tuple[int | str, ...]:
+        from simulator.network import links_used
+
+        s = self.system
+        per = s.devices_per_node or s.count
+        nodes: dict[int, int] = {}
+        for d in group:
+            nodes[d // per] = nodes.get(d // per, 0) + 1
+        keys: list[int | str] = [d for d in group if nodes[d // per] > 1]
+        if len(nodes) > 1:
+            keys += [n for n in links_used(s, group) if ".nic" in n]
+        return tuple(keys) or tuple(group)
+
+    def _shared_ports(self, graph: WorkloadGraph) -> Callable[[tuple[int, ...]], bool]:
+        """Whether a device set's in-node communication ports also carry the graph's
+        data-parallel or pipeline collectives (see :func:`collapse_repeats`)."""
+        busy: set[int] = set()
+        for n in graph.g.nodes:
+            data = graph.g.nodes[n]
+            item = data["item"]
+            if isinstance(item, Collective) and any(
+                    t in ("dp:collective", "pp:collective") for t in data["tags"]):
+                where = data.get("span") or data["group"] or (0,)
+                busy.update(k for k in self.links_of(tuple(where), item)
+                            if isinstance(k, int))
+        return lambda devices: any(d in busy for d in devices)
 
     def _block_cost(self, op: BlockOp, dataflow: str | None) -> OpCost:
         """A macro op's cost: its block run once on its own (memoised with both parts)."""
@@ -362,11 +393,12 @@ class Predictor:
         comp_tot = static_tot = 0.0
         load: list[float] = []
         ran: dict[int, DeviceEnergy] = {}  # a folded run: one device ran for several
+        used = set(int(x) for x in np.unique(tl.device)) | set(tl.rep_of)
         for d in range(system.count):
-            r = tl.rep_of.get(d, d)
+            r = tl.rep_of.get(d, d) if d in used else -1  # -1: every idle device alike
             e = ran.get(r)
             if e is None:
-                sel = tl.node[tl.device == r]
+                sel = tl.node[tl.device == r] if r >= 0 else tl.node[:0]
                 busy = tl.busy_s(r) if sel.size else 0.0
                 c = float(compute[sel].sum())
                 mem = {k: float(a[sel].sum()) for k, a in levels.items()}

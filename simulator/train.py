@@ -22,6 +22,7 @@ devices that do (:mod:`simulator.train_search`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,10 @@ from simulator.plan import Plan, make_plan
 from simulator.predict import Predictor
 from simulator.results.result import Result, finite_json
 
-__all__ = ["TrainResult", "train", "train_system", "search", "SearchResult"]
+__all__ = ["TrainResult", "train", "train_system", "search", "SearchResult", "MAX_DEVICES"]
+
+#: Devices a training run may span: above the largest clusters built (~100k GPUs).
+MAX_DEVICES = 131_072
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,13 @@ def train_system(arch: str | System, nodes: int | None = None,
         return base
     if isinstance(arch, System):
         raise HwsimError("--nodes needs a spec name, not a System object")
+    if base.kind != "system":
+        raise HwsimError(f"--nodes {nodes} needs a node system spec (e.g. dgx-a100, dgx-h100, "
+                         f"a cluster spec); {arch} is a single {base.device.kind} part")
     per = base.devices_per_node or base.count
+    if per * nodes > MAX_DEVICES:
+        raise HwsimError(f"--nodes {nodes}: {per * nodes:,} devices is beyond what hwsim "
+                         f"simulates ({MAX_DEVICES:,}, about the largest clusters built)")
     return load_arch(arch, (*overrides, f"count={per * nodes}"))
 
 
@@ -82,6 +92,9 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     """
     if schedule is not None and pp == 1:
         raise HwsimError("--schedule applies to pipeline parallelism (--pp > 1)")
+    if bucket_mb is not None and (isinstance(bucket_mb, bool) or not isinstance(
+            bucket_mb, (int, float)) or not math.isfinite(bucket_mb) or bucket_mb < 0):
+        raise HwsimError(f"--bucket-mb must be a non-negative number of MB, got {bucket_mb!r}")
     system = train_system(arch, nodes)
     p = predictor or Predictor(system)
     plan = make_plan(workload, p.system, phase="train", batch=global_batch, seq=seq, tp=tp,
@@ -99,6 +112,9 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     except CapacityError as e:
         raise CapacityError(str(e) + _nearest_hint(workload, p.system, plan, global_batch,
                                                    seq, micro_batch, dtype)) from None
+    except ValueError as e:  # an op shape out of range (e.g. seq**2 scores beyond 2**53)
+        raise HwsimError(f"{workload} with --seq {seq} and --global-batch {global_batch}: "
+                         f"a tensor is out of range ({e})") from None
     lay = plan.layout
     devices = lay.devices
     executed, model = _flops_ratio(plan)

@@ -14,10 +14,13 @@ its own (memoised by the caller) and replaces the repeat node by
   the communication the block exposes (e.g. tensor-parallel all-reduces between its GEMMs),
   carrying the energy of its collectives.
 
-The chain lasts exactly the block's makespan; what is lost is the interleaving of the block's
-own collectives with unrelated transfers on the same port (they queue behind the macro op
-instead of between its pieces) and the per-op detail of the trace, which shows one slice per
-macro op. ``hwsim train --exact`` runs without collapsing.
+The chain lasts exactly the block's makespan; what is lost is the per-op detail of the trace,
+which shows one slice per macro op. A block whose devices' communication ports also carry
+data-parallel or pipeline transfers (replicas or stages inside one node) is not collapsed:
+there the block's tensor-parallel collectives queue with those transfers between its GEMMs,
+which a macro op cannot express (accumulated micro-batches before the last are collapsed
+anyway: the reductions wait for the last one). ``hwsim train --exact`` runs without
+collapsing.
 """
 
 from __future__ import annotations
@@ -82,16 +85,28 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
                 span: tuple[int, ...] | None, run: Callable[[WorkloadGraph], Any]
                 ) -> tuple[OpCost, OpCost]:
     """The compute and exposed-communication macro costs of ``times`` x ``block`` on
-    ``group``; ``run`` is the engine (graph -> Timeline) with the caller's op costs."""
-    sub = WorkloadGraph(block.name, "block")
-    sub.add_repeat("b", block, times, group=group)
-    if span is not None:
-        sub.g.nodes["b"]["span"] = span
-    tl = run(sub)
+    ``group``; ``run`` is the engine (graph -> Timeline) with the caller's op costs.
+
+    Iterations of a repeat run one after another (each waits for the previous one's sinks),
+    so the times grow linearly with the count: one and two iterations are run and the rest
+    extrapolated (thousands of accumulation steps cost two small runs)."""
     d = group[0]
-    makespan = tl.makespan_s
-    compute_busy = tl.busy_s(d, "compute")
-    comm_busy = tl.busy_s(d, "comm")
+
+    def one(n: int):
+        sub = WorkloadGraph(block.name, "block")
+        sub.add_repeat("b", block, n, group=group)
+        if span is not None:
+            sub.g.nodes["b"]["span"] = span
+        tl = run(sub)
+        return tl, (tl.makespan_s, tl.busy_s(d, "compute"), tl.busy_s(d, "comm"))
+
+    tl, t1 = one(1)
+    if times == 1:
+        makespan, compute_busy, comm_busy = t1
+    else:
+        _, t2 = one(2)
+        makespan, compute_busy, comm_busy = (a + (times - 1) * (b - a)
+                                             for a, b in zip(t1, t2, strict=True))
     sums = {"compute": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0],
             "comm": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0]}
     for i in range(len(tl)):
@@ -113,6 +128,10 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
 
     def make(part: str, latency: float) -> OpCost:
         f, cs, ms, os_, by, ej, mj, n = sums[part]
+        k = float(times)  # the sums are of one iteration
+        f, cs, ms, os_, ej, n = f.scaled(k), cs * k, ms * k, os_ * k, ej * k, n * times
+        by = {key: v * k for key, v in by.items()}
+        mj = {key: v * k for key, v in mj.items()}
         return OpCost(
             latency_s=latency, compute_s=cs, memory_s=ms, overhead_s=os_,
             bound="communication" if part == "comm" else "compute",
@@ -128,9 +147,12 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
     return make("compute", compute_busy), make("comm", max(0.0, makespan - compute_busy))
 
 
-def collapse_repeats(graph: WorkloadGraph) -> WorkloadGraph:
+def collapse_repeats(graph: WorkloadGraph,
+                     shared: Callable[[tuple[int, ...]], bool] | None = None) -> WorkloadGraph:
     """``graph`` with each self-contained top-level repeat replaced by its macro ops (see the
-    module docstring); other nodes are kept as they are."""
+    module docstring); other nodes are kept as they are. ``shared(devices)``: whether other
+    transfers may use the communication ports of those devices while the block runs; such a
+    repeat is kept op by op, so its collectives queue with them as in the exact run."""
     out = WorkloadGraph(graph.name, graph.phase, graph.meta)
     exit_of: dict[str, str] = {}
     for name in graph.topo():
@@ -138,7 +160,9 @@ def collapse_repeats(graph: WorkloadGraph) -> WorkloadGraph:
         item = data["item"]
         preds = [exit_of[p] for p in graph.g.predecessors(name)]
         grp, tags = data["group"], data["tags"]
-        if isinstance(item, Repeat) and _self_contained(item.block):
+        if isinstance(item, Repeat) and _self_contained(item.block) and (
+                "accumulate" in tags or shared is None
+                or not shared(data.get("span") or grp or (0,))):
             span = data.get("span")
             out.add_op(name, BlockOp(block=item.block, times=item.times, group=grp or (0,),
                                          span=span), preds,

@@ -54,13 +54,13 @@ def stream_of(op: Op) -> str:
 
 def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
               progress: Callable[[int], None] | None = None,
-              links_of: Callable[[tuple[int, ...]], tuple[Hashable, ...]] | None = None
+              links_of: Callable[[tuple[int, ...], Op], tuple[Hashable, ...]] | None = None
               ) -> Timeline:
     """Simulate ``graph`` on every device of its groups; ``cost_of(op)`` maps an op to its
     cost on one device (usually a memoised mapper), ``cost_of(op, group)`` a collective over
     that device group (which links it crosses depends on where the devices are).
 
-    ``links_of(group)``: the resources a collective over ``group`` holds while it runs, each
+    ``links_of(group, op)``: the resources collective ``op`` over ``group`` holds while it runs, each
     of capacity one -- an ``int`` device index for that device's communication port, any
     other hashable for a shared physical link (a NIC, a fabric port); collectives that need
     the same link then queue for it. Without it a collective holds the communication port of
@@ -152,18 +152,20 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     n_streams = len(STREAMS)
     comm = STREAMS.index("comm")
     named: dict[Hashable, int] = {}  # shared links: negative port ids
-    coll_ports: dict[tuple[int, ...], tuple[int, ...]] = {}
+    coll_ports: dict[tuple[tuple[int, ...], int], tuple[int, ...]] = {}
 
-    def link_ports(where: tuple[int, ...]) -> tuple[int, ...]:
-        got = coll_ports.get(where)
+    def link_ports(n: int) -> tuple[int, ...]:
+        where = node_where[n]
+        key = (where, id(ops[n]))
+        got = coll_ports.get(key)
         if got is None:
             ids = []
-            for k in links_of(where):  # type: ignore[misc]
+            for k in links_of(where, ops[n]):  # type: ignore[misc,arg-type]
                 if isinstance(k, int):
                     ids.append(k * n_streams + comm)
                 else:
                     ids.append(named.setdefault(k, -1 - len(named)))
-            got = coll_ports[where] = tuple(sorted(set(ids)))
+            got = coll_ports[key] = tuple(sorted(set(ids)))
         return got
 
     def ports_of(t: int) -> tuple[int, ...]:
@@ -172,7 +174,7 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
         if d != -1:
             return (d * n_streams + stream,)
         if links_of is not None and node_where[n] is not None:
-            return link_ports(node_where[n])
+            return link_ports(n)
         return tuple(x * n_streams + stream for x in node_group[n])
 
     def ready(t: int) -> tuple[int, ...]:
