@@ -52,6 +52,10 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
                    "stream (compute, copy, comm) and one per link (NVLink port, NIC)")
+    p.add_argument("--attention", choices=("flash", "materialized"), default="flash",
+                   help="flash: one fused kernel (default); materialized: separate GEMM, "
+                        "softmax and dropout kernels with the s x s scores in HBM, as "
+                        "Megatron-LM ran in 2021")
     p.add_argument("--exact", action="store_true",
                    help="simulate every device and op (default: fold identical devices and "
                         "collapse repeated layers, see simulator/engine/blocks.py)")
@@ -69,7 +73,7 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
               micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
               virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel,
-              exact=a.exact, bucket_mb=a.bucket_mb)
+              exact=a.exact, bucket_mb=a.bucket_mb, attention=a.attention)
     if a.trace:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)

@@ -81,6 +81,7 @@ class Plan:
     schedule: str = "1f1b"          # pipeline-parallel training: gpipe | 1f1b | interleaved
     virtual_stages: int = 1         # interleaved: model chunks per pipeline device
     bucket_bytes: float | None = 25e6  # data-parallel gradient buckets (PyTorch DDP default)
+    attention: str = "flash"        # flash (fused) | materialized (scores through HBM)
     # fold symmetric devices and collapse repeated blocks into macro ops (the fast path of
     # large training runs: workloads/transforms/fold.py, simulator/engine/blocks.py)
     fast: bool = False
@@ -107,6 +108,10 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
                     kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
     g = expert_parallel(tensor_parallel(g, tp, plan.sequence_parallel), ep)
+    if plan.attention == "materialized":
+        from workloads.transforms.attention import materialize_attention
+
+        g = materialize_attention(g)
     if plan.phase == "train":
         g = training_step(g, params=g.meta["params_per_device"], recompute=plan.recompute)
         g = ep_gradient_allreduce(g)
@@ -220,7 +225,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               recompute: str = "none", fuse: bool = True, dataflow: str | None = None,
               micro_batch: int | None = None, zero: int = 0,
               sequence_parallel: bool = False, schedule: str = "1f1b",
-              virtual_stages: int | None = None, bucket_bytes: float | None = 25e6) -> Plan:
+              virtual_stages: int | None = None, bucket_bytes: float | None = 25e6,
+              attention: str = "flash") -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -276,6 +282,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError("--microbatches applies to pipeline parallelism (--pp > 1) only")
     if microbatches > batch:
         raise HwsimError(f"--microbatches {microbatches} exceeds the batch {batch}")
+    if attention not in ("flash", "materialized"):
+        raise HwsimError(f"--attention must be flash or materialized, got {attention!r}")
     if recompute not in ("none", "selective", "full"):
         raise HwsimError(f"--recompute must be none, selective or full, got {recompute!r}")
     if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(
@@ -356,7 +364,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
                 sequence_parallel=bool(sequence_parallel), schedule=schedule,
-                virtual_stages=v, bucket_bytes=bucket_bytes)
+                virtual_stages=v, bucket_bytes=bucket_bytes, attention=attention)
 
 
 @lru_cache(maxsize=256)

@@ -81,7 +81,7 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
           dtype: str | None = None, recompute: str = "none", schedule: str | None = None,
           virtual_stages: int | None = None, sequence_parallel: bool = False,
           predictor: Predictor | None = None, exact: bool = False,
-          bucket_mb: float | None = 25.0) -> TrainResult:
+          bucket_mb: float | None = 25.0, attention: str = "flash") -> TrainResult:
     """Simulate one training step (``global_batch`` samples) of ``workload`` on ``arch``.
 
     Raises
@@ -102,7 +102,8 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
                      micro_batch=micro_batch, zero=zero, sequence_parallel=sequence_parallel,
                      schedule=schedule or ("interleaved" if virtual_stages else "1f1b"),
                      virtual_stages=virtual_stages,
-                     bucket_bytes=None if bucket_mb is None else bucket_mb * 1e6)
+                     bucket_bytes=None if bucket_mb is None else bucket_mb * 1e6,
+                     attention=attention)
     if not exact:
         from dataclasses import replace as _replace
 
@@ -138,7 +139,7 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
         "workload": workload, "arch": p.system.name, "devices": devices,
         "nodes": p.system.nodes, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
         "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
-        "bucket_mb": (plan.bucket_bytes or 0.0) / 1e6,
+        "bucket_mb": (plan.bucket_bytes or 0.0) / 1e6, "attention": plan.attention,
         "global_batch": global_batch,
         "micro_batch": micro_batch or global_batch // lay.dp // lay.microbatches,
         "accumulation_steps": steps, "seq": r.meta.get("seq"), "dtype": plan.dtype,
