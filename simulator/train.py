@@ -228,16 +228,23 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
     kw = dict(global_batch=global_batch, seq=seq, micro_batch=micro_batch, dtype=dtype)
     refused: list[tuple[dict[str, Any], str]] = []
     screened: list[tuple[dict[str, Any], float]] = []
+    zero1: dict[tuple, float] = {}  # ZeRO-2 moves what ZeRO-1 moves: the same step time
     for i, lay in enumerate(cands):
         if progress is not None:
             progress(i, len(cands))
+        same = (lay.tp, lay.pp, lay.dp, lay.sequence_parallel, lay.recompute)
+        if lay.zero == 2 and same in zero1:  # and needs less memory, so it fits too
+            screened.append((lay.to_dict(), zero1[same]))
+            continue
         # the closed form refuses what cannot fit without building anything; the screening
         # runs (1F1B: pp micro-batches, the schedule's peak in flight) check the real footprint
         why = fits(workload, system, lay, schedule=schedule, build=schedule == "gpipe", **kw)
         if why is None:
             try:
-                screened.append((lay.to_dict(), screen_step_time(
-                    train, p, workload, lay, schedule=schedule, **kw)))
+                t = screen_step_time(train, p, workload, lay, schedule=schedule, **kw)
+                screened.append((lay.to_dict(), t))
+                if lay.zero == 1:
+                    zero1[same] = t
                 continue
             except CapacityError as e:
                 why = "does not fit: " + str(e).split(" needs ", 1)[-1].split(";", 1)[0]
