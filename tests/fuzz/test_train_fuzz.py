@@ -6,8 +6,7 @@ that names the offending option or value; the command line exits 0 or 2, never a
 The bugs this fuzz found (type errors and zero divisions on odd micro-batch and bucket values,
 errors naming the wrong option, hours-long runs for huge accumulation counts or node counts,
 an out-of-range tensor as a bare ValueError) are fixed; the ``test_fixed_*`` tests at the end
-pin one reproducer each. A new one goes into :func:`_known_bug` with a strict xfail until
-fixed.
+pin one reproducer each.
 """
 
 from __future__ import annotations
@@ -101,17 +100,6 @@ OPTION_WORDS = (
 )
 
 
-def _known_bug(kw: dict) -> bool:
-    """Inputs that hit a known library bug (none open: the ``test_fixed_*`` tests below pin
-    the ones this fuzz found)."""
-    return False
-
-
-def _known_misnamed(kw: dict) -> bool:
-    """Inputs whose error names the wrong value (none open)."""
-    return False
-
-
 def _check_metrics(r, kw: dict) -> None:
     m = r.metrics
     for k, v in m.items():
@@ -147,7 +135,6 @@ RAN: list[bool] = []
 @fuzz
 @given(kw=train_inputs())
 def test_any_train_input_runs_or_fails_cleanly(kw):
-    assume(not _known_bug(kw))
     try:
         with no_hang(20):
             r = train(**kw)
@@ -184,8 +171,6 @@ def test_one_bad_option_is_named_with_its_value(opt, value, piped):
     if opt == "schedule" and not piped:
         kw["pp"] = 2
         kw["dp"] = 2
-    if _known_bug(kw) or _known_misnamed(kw):
-        pytest.skip("a known bug, pinned by a strict xfail below")
     with pytest.raises(HwsimError) as e, no_hang(20):
         train(**kw)
     msg, word = str(e.value), BAD_VALUES[opt][0]
