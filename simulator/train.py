@@ -183,10 +183,10 @@ def _flops_ratio(plan: Plan) -> tuple[float, float]:
 def _nearest_hint(workload: str, system: System, plan: Plan, global_batch: int,
                   seq: int | None, micro_batch: int | None, dtype: str | None) -> str:
     """'; nearest layouts of these devices that fit: ...' (or that none was found)."""
-    from simulator.train_search import Layout, nearest_fits
+    from simulator.train_search import TrainLayout, nearest_fits
 
     lay = plan.layout
-    asked = Layout(lay.tp, lay.pp, lay.dp, plan.zero, plan.sequence_parallel, plan.recompute)
+    asked = TrainLayout(lay.tp, lay.pp, lay.dp, plan.zero, plan.sequence_parallel, plan.recompute)
     try:
         near = nearest_fits(workload, system, asked, global_batch=global_batch, seq=seq,
                             micro_batch=micro_batch, dtype=dtype,

@@ -32,11 +32,11 @@ from simulator.plan import Plan, _tp_degrees, check_capacity, make_plan
 from simulator.predict import Predictor
 from workloads.memory import OPTIMIZER_BYTES_PER_PARAM
 
-__all__ = ["Layout", "candidate_layouts", "layers_of", "fits", "nearest_fits"]
+__all__ = ["TrainLayout", "candidate_layouts", "layers_of", "fits", "nearest_fits"]
 
 
 @dataclass(frozen=True)
-class Layout:
+class TrainLayout:
     """One training layout of ``tp * pp * dp`` devices."""
 
     tp: int
@@ -56,7 +56,7 @@ class Layout:
                 + (" --sequence-parallel" if self.sequence_parallel else "")
                 + (f" --recompute {self.recompute}" if self.recompute != "none" else ""))
 
-    def distance(self, other: Layout) -> float:
+    def distance(self, other: TrainLayout) -> float:
         """How far from ``other``: log2 steps of the degrees plus one per changed switch."""
         d = sum(abs(math.log2(getattr(self, k)) - math.log2(getattr(other, k)))
                 for k in ("tp", "pp", "dp"))
@@ -91,14 +91,14 @@ def _params(workload: str) -> float:
 
 def candidate_layouts(workload: str, system: System, global_batch: int,
                       micro_batch: int | None = None, zeros: tuple[int, ...] = (0, 1, 2, 3),
-                      recomputes: tuple[str, ...] = ("none",)) -> list[Layout]:
+                      recomputes: tuple[str, ...] = ("none",)) -> list[TrainLayout]:
     """Every layout of all the system's devices: tp a power of two within a node that splits
     the model, pp up to the layers, dp the rest dividing the global batch (and leaving whole
     micro-batches), ZeRO stages with dp > 1, sequence parallelism with tp > 1."""
     n = system.count
     per_node = min(system.devices_per_node or n, n)
     layers = layers_of(workload)
-    out: list[Layout] = []
+    out: list[TrainLayout] = []
     for tp in sorted(t for t in _tp_degrees(workload, per_node, None)
                      if t & (t - 1) == 0 and n % t == 0):
         for pp in (p for p in range(1, n // tp + 1) if (n // tp) % p == 0):
@@ -115,11 +115,11 @@ def candidate_layouts(workload: str, system: System, global_batch: int,
             for zero in (z for z in zeros if dp > 1 or z == 0):
                 for sp in ((False, True) if tp > 1 else (False,)):
                     for rc in recomputes:
-                        out.append(Layout(tp, pp, dp, zero, sp, rc))
+                        out.append(TrainLayout(tp, pp, dp, zero, sp, rc))
     return out
 
 
-def _state_bytes(workload: str, lay: Layout) -> float:
+def _state_bytes(workload: str, lay: TrainLayout) -> float:
     """Weights + gradients + optimizer state per device (the closed form)."""
     p = _params(workload) / (lay.tp * lay.pp)
     weights, grads, opt = 2.0 * p, 2.0 * p, OPTIMIZER_BYTES_PER_PARAM * p
@@ -132,7 +132,7 @@ def _state_bytes(workload: str, lay: Layout) -> float:
     return weights + grads + opt
 
 
-def memory_plan(workload: str, system: System, lay: Layout, *, global_batch: int,
+def memory_plan(workload: str, system: System, lay: TrainLayout, *, global_batch: int,
                 seq: int | None, micro_batch: int | None, dtype: str | None,
                 schedule: str | None = None, virtual_stages: int | None = None) -> Plan:
     """A plan of ``lay`` whose footprint equals the full step's, on as few micro-batches as
@@ -154,7 +154,7 @@ def memory_plan(workload: str, system: System, lay: Layout, *, global_batch: int
                      schedule=schedule or "1f1b", virtual_stages=virtual_stages)
 
 
-def fits(workload: str, system: System, lay: Layout, build: bool = True, **kw: Any
+def fits(workload: str, system: System, lay: TrainLayout, build: bool = True, **kw: Any
          ) -> str | None:
     """``None`` if ``lay`` fits in every device's memory, else why not (one line);
     ``build=False``: the closed-form check only (the caller's runs check the rest)."""
@@ -175,14 +175,14 @@ def fits(workload: str, system: System, lay: Layout, build: bool = True, **kw: A
     return None
 
 
-def nearest_fits(workload: str, system: System, asked: Layout, *, limit: int = 3,
-                 budget: int = 40, **kw: Any) -> list[Layout]:
+def nearest_fits(workload: str, system: System, asked: TrainLayout, *, limit: int = 3,
+                 budget: int = 40, **kw: Any) -> list[TrainLayout]:
     """Up to ``limit`` layouts of the same devices closest to ``asked`` that fit (at most
     ``budget`` footprints computed), closest first."""
     cands = candidate_layouts(workload, system, kw["global_batch"], kw.get("micro_batch"),
                               recomputes=_RECOMPUTE)
     cands.sort(key=lambda c: (c.distance(asked), c.tp, c.pp, c.zero))
-    out: list[Layout] = []
+    out: list[TrainLayout] = []
     tried = 0
     for c in cands:
         if c == asked:
@@ -199,7 +199,7 @@ def nearest_fits(workload: str, system: System, asked: Layout, *, limit: int = 3
     return out
 
 
-def screen_step_time(train: Callable[..., Any], p: Predictor, workload: str, lay: Layout, *,
+def screen_step_time(train: Callable[..., Any], p: Predictor, workload: str, lay: TrainLayout, *,
                      global_batch: int, seq: int | None, micro_batch: int | None,
                      dtype: str | None, schedule: str | None = None,
                      virtual_stages: int | None = None) -> float:
