@@ -57,8 +57,10 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                         "softmax and dropout kernels with the s x s scores in HBM, as "
                         "Megatron-LM ran in 2021")
     p.add_argument("--exact", action="store_true",
-                   help="simulate every device and op (default: fold identical devices and "
-                        "collapse repeated layers, see simulator/engine/blocks.py)")
+                   help="simulate every device, op and micro-batch (default: fold identical "
+                        "devices, collapse repeated layers (simulator/engine/blocks.py) and "
+                        "run a long pipeline as three short ones, extrapolating the steady "
+                        "state they show; --trace keeps every micro-batch)")
     p.set_defaults(fn=lambda a: cmd_train(a, check_out))
 
 
@@ -73,7 +75,8 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
               micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
               virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel,
-              exact=a.exact, bucket_mb=a.bucket_mb, attention=a.attention)
+              exact=a.exact, bucket_mb=a.bucket_mb, attention=a.attention,
+              extrapolate=not a.trace)  # a timeline shows every micro-batch
     if a.trace:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)
@@ -107,6 +110,12 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
         ("cost", "unknown (no price)" if m["cost_usd"] is None or m["cost_usd"] != m["cost_usd"]
          else f"${m['cost_usd']:.4g} per step"),
     ]
+    rep = m.get("simulated_repeats")
+    if rep:
+        what = "micro-batches" if m["pp"] > 1 else "accumulation steps"
+        total = m["pipeline_microbatches"] if m["pp"] > 1 else m["accumulation_steps"]
+        rows.append(("simulated", f"{', '.join(map(str, rep))} of {total} {what}, the steady "
+                                  "state extrapolated (--exact: all of them)"))
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k.ljust(w)}  {v}")

@@ -85,6 +85,9 @@ class Plan:
     # fold symmetric devices and collapse repeated blocks into macro ops (the fast path of
     # large training runs: workloads/transforms/fold.py, simulator/engine/blocks.py)
     fast: bool = False
+    # ranking only (hwsim train --search): collapse every repeated block, also where its
+    # collectives share ports with pipeline or data-parallel transfers (an approximation)
+    screen: bool = False
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -118,6 +121,22 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
     return g
 
 
+@lru_cache(maxsize=16)
+def _shared_model(key: Plan, batch: int, tp: int, fuse: bool) -> WorkloadGraph:
+    """:func:`_model` (its epilogues fused if ``fuse``), memoised on what shapes it (``key``:
+    the plan without its batch, layout and fast-path flags), so that the short runs of one
+    long pipeline or accumulation share one graph, and the costs of its repeated blocks.
+    Graphs are not modified once built."""
+    from workloads.transforms.fuse import fuse_epilogues
+
+    g = _model(key, batch, tp)
+    return fuse_epilogues(g) if fuse else g
+
+
+def _model_key(plan: Plan) -> Plan:
+    return replace(plan, batch=1, layout=Layout(), fast=False, screen=False)
+
+
 def _replica(plan: Plan, batch: int) -> WorkloadGraph:
     from workloads.transforms.fuse import fuse_epilogues
     from workloads.transforms.pipeline_parallel import pipeline_parallel
@@ -132,12 +151,11 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
     if plan.phase == "train" and lay.pp > 1:
         from workloads.transforms.pipeline_train import pipeline_train
 
-        cache_t: dict[int, WorkloadGraph] = {}
+        key = _model_key(plan)
         mbs_t = _split(batch, lay.microbatches)
-        for b in set(mbs_t):
-            g = _model(plan, b, lay.tp)
-            cache_t[b] = fuse_epilogues(g) if plan.fuse else g
-        return pipeline_train([cache_t[b] for b in mbs_t], lay.pp, lay.tp, plan.schedule,
+        return pipeline_train([_shared_model(key, b, lay.tp, plan.fuse) for b in mbs_t],
+                              lay.pp, lay.tp,
+                              plan.schedule,
                               virtual_stages=plan.virtual_stages)
     if plan.phase == "train" and plan.micro_batch and plan.micro_batch < batch:
         from workloads.transforms.training import accumulate
@@ -145,7 +163,8 @@ def _replica(plan: Plan, batch: int) -> WorkloadGraph:
         if batch % plan.micro_batch:
             raise HwsimError(f"--micro-batch {plan.micro_batch} does not divide a replica's "
                              f"batch of {batch}")
-        g = accumulate(_model(plan, plan.micro_batch, lay.tp), batch // plan.micro_batch)
+        g = accumulate(_shared_model(_model_key(plan), plan.micro_batch, lay.tp, False),
+                       batch // plan.micro_batch)
         return fuse_epilogues(g) if plan.fuse else g
     mbs = _split(batch, lay.microbatches) if lay.pp > 1 else (batch,)
     graphs = []
@@ -189,6 +208,7 @@ def _build(plan: Plan) -> WorkloadGraph:
             return _build(replace(plan, fast=False))
         graph = folded if folded is not None else graph
         graph.meta["collapse"] = True
+        graph.meta["collapse_all"] = plan.screen
     return graph
 
 

@@ -116,6 +116,7 @@ class Predictor:
         self.options = MapOptions(dataflow=dataflow)
         self._mappers = {dataflow: Mapper(system.device, self.options)}
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
+        self._block_sigs: dict[tuple, tuple[OpCost, OpCost]] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
         self._links: dict[tuple[tuple[int, ...], bool], tuple[int | str, ...]] = {}
@@ -253,7 +254,8 @@ class Predictor:
             return self.cost(op, group, dataflow=df)
 
         # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py)
-        engine_graph = collapse_repeats(graph, self._shared_ports(graph)) \
+        engine_graph = collapse_repeats(
+            graph, None if graph.meta.get("collapse_all") else self._shared_ports(graph)) \
             if graph.meta.get("collapse") else graph
         timeline = run_graph(engine_graph, cost_of, progress, links_of=self.links_of)
         if graph.meta.get("fold"):  # one device ran for each set of symmetric ones
@@ -353,20 +355,27 @@ class Predictor:
         return lambda devices: any(d in busy for d in devices)
 
     def _block_cost(self, op: BlockOp, dataflow: str | None) -> OpCost:
-        """A macro op's cost: its block run once on its own (memoised with both parts)."""
-        key = (op, dataflow)
-        c = self._cache.get(key)
+        """A macro op's cost: its block run once on its own (memoised with both parts, for
+        this op and any op of an identical block: see WorkloadGraph.signature)."""
+        c = self._cache.get((op, dataflow))
         if c is not None:
             self._hits += 1
             return c
+        sig = (op.block.signature(), op.times, op.group, op.span, dataflow)
+        both = self._block_sigs.get(sig)
+        if both is not None:
+            self._hits += 1
+            self._cache[(replace(op, part="compute"), dataflow)] = both[0]
+            self._cache[(replace(op, part="comm"), dataflow)] = both[1]
+            return both[0] if op.part == "compute" else both[1]
 
         def cost_of(o: Op, group: tuple[int, ...] | None = None) -> OpCost:
             return self.cost(o, group, dataflow=dataflow)
 
         comp, comm = block_costs(op.block, op.times, op.group, op.span,
                                  lambda g: run_graph(g, cost_of, links_of=self.links_of))
-        base = replace(op, part="compute")
-        self._cache[(base, dataflow)] = comp
+        self._block_sigs[sig] = (comp, comm)
+        self._cache[(replace(op, part="compute"), dataflow)] = comp
         self._cache[(replace(op, part="comm"), dataflow)] = comm
         return comp if op.part == "compute" else comm
 

@@ -34,6 +34,9 @@ from workloads.ops import Flops, Op
 
 __all__ = ["WorkloadGraph", "Repeat", "FlatNode"]
 
+#: structure -> small id, for :meth:`WorkloadGraph.signature`
+_SIGNATURES: dict[tuple, int] = {}
+
 
 @dataclass(frozen=True)
 class Repeat:
@@ -167,6 +170,25 @@ class WorkloadGraph:
     def tags(self, name: str) -> tuple[str, ...]:
         return self.g.nodes[name]["tags"]
 
+    def signature(self) -> int:
+        """An id shared by graphs of the same name, phase, nodes (ops, repeated blocks,
+        device groups, tags, spans) and edges, so that a cost computed for one block holds
+        for an identical block built again (the short runs of one long pipeline)."""
+        version = self.__dict__.get("_version", 0)
+        cached = self.__dict__.get("_signature")
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        parts = []
+        for n, data in self.g.nodes(data=True):
+            item = data["item"]
+            what = ("repeat", item.block.signature(), item.times) \
+                if isinstance(item, Repeat) else item
+            parts.append((n, what, data["group"], data["tags"], data.get("span"),
+                          tuple(self.g.predecessors(n))))
+        sid = _SIGNATURES.setdefault((self.name, self.phase, tuple(parts)), len(_SIGNATURES))
+        self.__dict__["_signature"] = (version, sid)
+        return sid
+
     def devices(self) -> Group:
         """Every device index a node (or a node of a nested block) is placed on; (0,) if none."""
         out: set[int] = set()
@@ -191,7 +213,7 @@ class WorkloadGraph:
     def _sink_bytes(self) -> float:
         """Bytes the sinks of this graph output (what a repeat of it hands on), cached until
         the graph changes: schedules add the same block thousands of times."""
-        key = self._plan()[0]
+        key = (id(self.g), len(self.g), self.__dict__.get("_version", 0))
         got = self.__dict__.get("_sinkb")
         if got is None or got[0] != key:
             got = self.__dict__["_sinkb"] = (key, sum(self._out_bytes(s) for s in self.sinks()))

@@ -112,8 +112,16 @@ def test_palm_540b_published_figures_are_consistent():
         == pub["chips_per_pod"]
 
 
-@pytest.mark.skip(reason=DATA["palm_540b"]["blocked"])
-def test_palm_540b_tokens_per_s():
-    pub, kw = DATA["palm_540b"]["published"], dict(DATA["palm_540b"]["hwsim"])
-    r = train(pub["model"], kw.pop("arch"), **{k: v for k, v in kw.items() if k != "count"})
-    assert r.metrics["tokens_per_s"] == pytest.approx(pub["tokens_per_s"], rel=TOL)
+def test_palm_540b_one_pod_tokens_per_s():
+    # One of PaLM's two 3072-chip pods (12-way model x 256-way fully sharded data parallel) on
+    # its 12 x 16 x 16 torus slice, against the published throughput / 1.95 (the two-pod
+    # speed-up PaLM reports). Measured with this tree: 115,577 tokens/s vs 122,205 (-5.4%);
+    # MFU 45.6% vs 46.2% published for the two pods.
+    palm = DATA["palm_540b"]
+    pub, kw = palm["published"], dict(palm["hwsim"])
+    r = train(pub["model"], kw.pop("arch"), **kw)
+    assert r.metrics["devices"] == pub["chips_per_pod"]
+    assert r.metrics["tokens_per_s"] == pytest.approx(pub["derived_one_pod_tokens_per_s"],
+                                                      rel=DATA["tolerance"]["palm_tokens_per_s_rel"])
+    # the recipe fits only with the activations sharded over the model axis
+    assert r.metrics["memory_per_device_bytes"]["total"] < r.metrics["memory_capacity_bytes"]

@@ -19,7 +19,8 @@ from simulator.units import parse_quantity
 
 CLUSTERS = {"a100-cluster-hdr": ("dgx-a100", 128, 8, 25e9, 20),
             "h100-cluster-ndr": ("dgx-h100", 127, 8, 50e9, 32)}
-PODS = {"tpu-v4-pod": (16, 16, 16), "tpu-v4-pod-cube": (4, 4, 4)}
+PODS = {"tpu-v4-pod": (16, 16, 16), "tpu-v4-pod-cube": (4, 4, 4),
+        "tpu-v4-slice-3072": (16, 16, 12)}
 TOL = 0.015  # derived vs published, as tests/unit/test_arch_specs.py
 
 
