@@ -49,6 +49,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                    help="try every tp x pp x dp x ZeRO x sequence-parallel layout of the "
                         "devices and print the fastest that fit")
     p.add_argument("--top", type=pos_int, default=5, help="layouts to show with --search")
+    p.add_argument("--jobs", type=pos_int, default=None,
+                   help="worker processes for --search (default: one per core)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trace", metavar="FILE", help="Perfetto timeline, one track per device "
                    "stream (compute, copy, comm) and one per link (NVLink port, NIC)")
@@ -69,6 +71,10 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
 
     if a.search:
         return _search(a)
+    if a.jobs is not None:
+        from simulator.errors import HwsimError
+
+        raise HwsimError("--jobs sets the worker processes of --search; give it with --search")
     if a.trace:
         check_out(a.trace, "--trace")
     r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
@@ -126,27 +132,37 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
 
 def _search(a: argparse.Namespace) -> int:
     from simulator.errors import HwsimError
-    from simulator.train import search
+    from simulator.layout_search import search
 
     if a.tp or a.dp or a.zero or a.sequence_parallel or a.pp != 1 or a.ep != 1 or a.trace:
         raise HwsimError("--search chooses --tp, --pp, --dp, --zero and --sequence-parallel "
                          "itself; give it without them (and without --ep, --trace)")
+    import os
     import sys
+    import time
+
+    t0 = time.perf_counter()
 
     def progress(i: int, n: int) -> None:
         if i % 10 == 0:
-            print(f"  search: {i}/{n} layouts", file=sys.stderr, flush=True)
+            print(f"  search: {i}/{n} bounds and runs ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
 
+    jobs = a.jobs if a.jobs is not None else (os.cpu_count() or 1)
     res = search(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
                  micro_batch=a.micro_batch, nodes=a.nodes, dtype=a.dtype,
-                 recompute=a.recompute, top=a.top, schedule=a.schedule, progress=progress)
+                 recompute=a.recompute, top=a.top, schedule=a.schedule, progress=progress,
+                 jobs=jobs)
     if a.json:
         print(json.dumps({"fits": [json.loads(r.to_json()) for r in res.fits],
                           "refused": [{"layout": lay, "why": why} for lay, why in res.refused],
+                          "pruned": [{"layout": lay, "lower_bound_s": b}
+                                     for lay, b in res.pruned],
                           "evaluated": res.evaluated}))
         return 0
-    print(f"{a.workload}: {res.evaluated} layouts evaluated, {len(res.refused)} refused; "
-          f"fastest that fit:")
+    print(f"{a.workload}: {res.evaluated} layouts evaluated, {len(res.refused)} refused, "
+          f"{len(res.pruned)} pruned (a lower bound slower than the {a.top} fastest), "
+          f"{len(res.screened)} simulated; fastest that fit:")
     head = ["tp", "pp", "dp", "ZeRO", "seq-par", "step time", "tokens/s", "MFU",
             "memory/device"]
     rows = [[str(m["tp"]), str(m["pp"]), str(m["dp"]), str(m["zero"]),

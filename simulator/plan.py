@@ -25,7 +25,7 @@ from simulator.units import format_quantity
 from workloads.graph import WorkloadGraph
 from workloads.memory import Footprint, footprint_by_device
 
-__all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype"]
+__all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype", "with_repeats"]
 
 
 @dataclass(frozen=True)
@@ -440,3 +440,15 @@ def check_capacity(graph: WorkloadGraph, system: System, layout: Layout | None =
 def with_layout(plan: Plan, **changes: Any) -> Plan:
     """``plan`` with layout fields changed (e.g. ``tp=4``)."""
     return replace(plan, layout=replace(plan.layout, **changes))
+
+
+def with_repeats(plan: Plan, repeats: int) -> Plan:
+    """``plan`` with ``repeats`` micro-batches per replica (pipeline) or accumulation steps
+    (no pipeline) instead of its own, the micro-batch size unchanged."""
+    lay = plan.layout
+    per = plan.replica_batches()[0]
+    if lay.pp > 1:
+        mb = per // lay.microbatches
+        return replace(plan, batch=lay.dp * mb * repeats,
+                       layout=replace(lay, microbatches=repeats))
+    return replace(plan, batch=lay.dp * plan.micro_batch * repeats)

@@ -27,11 +27,12 @@ from typing import Any
 
 from simulator.arch.spec import System
 from simulator.errors import CapacityError, HwsimError
-from simulator.plan import Plan, _tp_degrees, check_capacity, make_plan
+from simulator.plan import Plan, _tp_degrees, check_capacity, make_plan, with_repeats
 from simulator.predict import Predictor
 from workloads.memory import OPTIMIZER_BYTES_PER_PARAM
 
-__all__ = ["TrainLayout", "candidate_layouts", "layers_of", "fits", "nearest_fits"]
+__all__ = ["TrainLayout", "candidate_layouts", "layers_of", "fits", "nearest_fits",
+           "step_lower_bound"]
 
 
 @dataclass(frozen=True)
@@ -215,3 +216,39 @@ def screen_step_time(train: Callable[..., Any], p: Predictor, workload: str, lay
                  schedule=schedule if lay.pp > 1 else None,
                  virtual_stages=virtual_stages if lay.pp > 1 else None, predictor=p,
                  screen=True).metrics["step_time_s"]
+
+
+def step_lower_bound(p: Predictor, workload: str, lay: TrainLayout, *, global_batch: int,
+                     seq: int | None, micro_batch: int | None, dtype: str | None,
+                     schedule: str | None = None) -> float:
+    """A time no step of ``lay`` can beat, from runs of one and two micro-batches (or
+    accumulation steps), for pruning the search: 0 where there is no cheaper bound.
+
+    Each stage's compute stream runs its ops one after another, and so does its
+    communication stream, so the step lasts at least what either does on a stage's device:
+    its busy time with one micro-batch plus ``n - 1`` times what the second one added (the
+    communication stream is what bounds a ZeRO-3 step). On a 1F1B or GPipe pipeline a stage also cannot start
+    before the first micro-batch's forward has passed the stages before it, and the last
+    micro-batch's backward must still pass back through them after the stage is done: at
+    least ``n c_s + sum_{j<s} c_j`` with ``c`` a micro-batch's compute per stage (the
+    pipeline's bubble). Communication and the optimizer's wait for the others only add."""
+    per = global_batch // lay.dp
+    mb = micro_batch or (1 if lay.pp > 1 else per)
+    n = per // mb
+    if n < 2 or schedule == "interleaved":
+        return 0.0
+    plan = replace(make_plan(workload, p.system, phase="train", batch=lay.dp * mb * 2,
+                             seq=seq, tp=lay.tp, pp=lay.pp, dp=lay.dp, dtype=dtype,
+                             recompute=lay.recompute, micro_batch=mb, zero=lay.zero,
+                             sequence_parallel=lay.sequence_parallel,
+                             schedule=schedule or "1f1b"), fast=True)
+    one, two = p.run(with_repeats(plan, 1)), p.run(with_repeats(plan, 2))
+    devs = [s * lay.tp for s in range(lay.pp)]
+    bound = 0.0
+    for stream in ("compute", "comm"):  # each runs its ops one at a time
+        b1 = [one.records.busy_s(d, stream) for d in devs]
+        c = [two.records.busy_s(d, stream) - b for d, b in zip(devs, b1, strict=True)]
+        bound = max(bound, *(b + (n - 1) * cs for b, cs in zip(b1, c, strict=True)))
+        if lay.pp > 1 and stream == "compute":
+            bound = max(bound, max(n * c[s] + sum(c[:s]) for s in range(lay.pp)))
+    return bound

@@ -1,22 +1,15 @@
 """Published training throughput against hwsim's predicted step time.
 
 Megatron-LM's Table 1 (Narayanan et al., SC'21: GPT 1.7B to 1T on up to 3072 A100s) and PaLM
-540B on TPU v4 (one of its two 3072-chip pods, against the published
-throughput / 1.95, PaLM's two-pod speed-up), both from tests/golden/training_published.json. For Megatron the
+540B on TPU v4 (one of its two 3072-chip pods, against the published throughput / 1.95,
+PaLM's two-pod speed-up), both from tests/golden/training_published.json. For Megatron the
 published figure is teraFLOP/s per GPU counted with the paper's Eq. 3; the prediction applies
 the same formula to hwsim's step time, so the comparison is of step time alone.
 
-Each row runs in its own process under a time limit (large device counts are slow today); the
+Each row runs in its own process under a time limit; the
 table gives published and predicted throughput, the error, and the step's breakdown on device
 0: compute, exposed communication, pipeline bubble, the recomputed share of executed FLOPs and
 the optimizer's share of the step.
-
-A last column estimates how much of the error one known difference explains: hwsim models
-attention as one fused (flash) kernel, while the 2021 Megatron-LM materialised the s x s
-scores in HBM. That costs about 45 bytes per score element per layer and micro-batch (fp16
-scores written by QK^T; read and written by scale-mask-softmax and by dropout, plus its 1-byte
-mask; read by PV: 13 B forward, the same again for the recomputed forward, 19 B backward),
-at an assumed 1.8 TB/s. The estimate is arithmetic on the published layout, not a hwsim run.
 
     python experiments/training_published/run.py                       # every row, 60 s each
     python experiments/training_published/run.py --rows megatron-1.7b,megatron-3.6b
@@ -36,8 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "golden" / "training_published.json"
 HERE = Path(__file__).resolve().parent
 
-UNFUSED_BYTES_PER_SCORE = 45    # see the module docstring
-HBM_BYTES_PER_S = 1.8e12        # A100 80 GB: 2.04 TB/s peak, ~88% achieved by streaming kernels
 
 # names the training graph gives the optimizer update on replica 0's first device
 _OPTIMIZER_NAMES = ("dp0.optimizer.adam", "dp0.optimizer.s0")
@@ -47,15 +38,6 @@ def megatron_flops(batch: int, seq: int, layers: int, hidden: int, vocab: int) -
     """FLOPs of one iteration by Narayanan et al. 2021, Eq. 3 (with the recomputed forward)."""
     h, s, v, n = hidden, seq, vocab, layers
     return 96 * batch * s * n * h * h * (1 + s / (6 * h) + v / (16 * n * h))
-
-
-def materialised_attention_s(row: dict[str, Any], seq: int) -> float:
-    """Extra seconds per step on one GPU if attention scores went through HBM (estimate)."""
-    pub, h = row["published"], row["hwsim"]
-    scores = h["micro_batch"] * (pub["attention_heads"] // h["tp"]) * seq * seq
-    micro_batches = pub["batch_size"] // (h["dp"] * h["micro_batch"])
-    layers = pub["layers"] / h["pp"]
-    return UNFUSED_BYTES_PER_SCORE * scores * layers * micro_batches / HBM_BYTES_PER_S
 
 
 def load_cases(path: Path = DATA) -> list[dict[str, Any]]:
@@ -72,7 +54,6 @@ def load_cases(path: Path = DATA) -> list[dict[str, Any]]:
             "gpus": pub["gpus"], "metric": "TFLOP/s/GPU",
             "published": pub["teraflops_per_gpu"], "iteration_flops": flops,
             "published_step_s": flops / (pub["teraflops_per_gpu"] * 1e12 * pub["gpus"]),
-            "unfused_attention_s": materialised_attention_s(row, seq),
             "blocked": row.get("blocked")})
     palm = data["palm_540b"]
     pub = palm["published"]
@@ -120,7 +101,6 @@ def simulate_case(case: dict[str, Any]) -> dict[str, Any]:
     else:
         predicted = case["tokens"] / step
     executed = m["executed_flops"]
-    extra = case.get("unfused_attention_s")
     return {
         "status": "ok", "note": note, "sim_wall_s": wall,
         "schedule": m["schedule"], "predicted": predicted,
@@ -132,10 +112,7 @@ def simulate_case(case: dict[str, Any]) -> dict[str, Any]:
         "bubble": m["bubble_fraction"],
         "recompute_share": (executed - m["model_flops"]) / executed if executed else 0.0,
         "optimizer_share": optimizer_s / step if optimizer_s else None,
-        "comm_time_s": m["comm_time_s"], "warnings": m["warnings"],
-        "unfused_attention_s": extra,
-        "error_if_unfused_attention": (None if extra is None
-                                       else case["published_step_s"] / (step + extra) - 1)}
+        "comm_time_s": m["comm_time_s"], "warnings": m["warnings"]}
 
 
 def _child(case: dict[str, Any], conn) -> None:
@@ -184,7 +161,7 @@ def _signed(x: float | None) -> str:
 
 COLUMNS = ("row", "devices", "layout", "metric", "published", "predicted", "error", "pub step s",
            "pred step s", "step err", "compute", "exp comm", "bubble", "recompute", "optimizer",
-           "sim s", "err if attn unfused (est.)", "status")
+           "sim s", "status")
 
 
 def table_rows(cases: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[list[str]]:
@@ -202,8 +179,7 @@ def table_rows(cases: list[dict[str, Any]], results: list[dict[str, Any]]) -> li
             _pct(r.get("compute_share")), _pct(r.get("exposed_comm_share")),
             _pct(r.get("bubble")), _pct(r.get("recompute_share")),
             _pct(r.get("optimizer_share"), 1),
-            f"{r['sim_wall_s']:.1f}" if r.get("sim_wall_s") is not None else "-",
-            _signed(r.get("error_if_unfused_attention")), status])
+            f"{r['sim_wall_s']:.1f}" if r.get("sim_wall_s") is not None else "-", status])
     return out
 
 

@@ -40,8 +40,9 @@ XFAIL = {
                      "unfused elementwise kernels and launch gaps hwsim does not model weigh "
                      "most",
 }
-# Simulation time today: under 4 s per row up to 310B (1920 GPUs), 27 s for 530B (2520 GPUs,
-# +20%) and 33 s for 1T (3072 GPUs, +6%) on the fast path (folded devices, collapsed layers).
+# Simulation time today: under 3 s per row up to 310B (1920 GPUs), 20 s for 530B (2520 GPUs,
+# interleaved, simulated whole) and 15 s for 1T (3072 GPUs, three short pipelines
+# extrapolated) on the fast path.
 SKIP: dict[str, str] = {}
 SLOW: set[str] = set()
 

@@ -142,7 +142,7 @@ def test_sequence_parallel_swaps_all_reduces_for_reduce_scatter_and_all_gather()
 
 
 def test_search_ranks_the_layouts_that_fit(capsys):
-    from simulator.train import search
+    from simulator.layout_search import search
 
     res = search("gpt2", "dgx-a100", global_batch=16, micro_batch=2, seq=256, top=3)
     times = [r.metrics["step_time_s"] for r in res.fits]
