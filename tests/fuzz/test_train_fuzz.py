@@ -191,6 +191,7 @@ CLI_VALUES = {
     "--virtual-stages": ["1", "2", "3"], "--bucket-mb": ["0", "25", "1", "inf", "-1"],
     "--recompute": ["none", "selective", "full", "half"],
     "--dtype": ["fp16", "fp32", "fp8", "int4", "xx"], "--top": ["1", "3"],
+    "--jobs": ["1", "2"],
     "--trace": [str(_TMP / "t.json"), str(_TMP), str(_TMP / "no" / "t.json")],
     "--arch": ["dgx-a100", "dgx-h100", "h100-sxm", "nope"],
 }
@@ -244,7 +245,8 @@ def test_cli_train_errors_are_one_line_with_status_2(capsys):
                        (["--bucket-mb", "nan"], "--bucket-mb"),
                        (["--trace", "/nonexistent/t.json"], "--trace"),
                        (["--search", "--tp", "2"], "--search"),
-                       (["--virtual-stages", "2"], "interleaved")]:
+                       (["--virtual-stages", "2"], "interleaved"),
+                       (["--jobs", "2"], "--jobs")]:
         capsys.readouterr()
         code = main(["train", "--workload", "gpt2", "--seq", "128", *argv])
         err = capsys.readouterr().err
