@@ -820,6 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli_plan import add_plan_parser
 
     add_plan_parser(sub, POS_INT, NONNEG_INT, _float())
+    from simulator.cli_explore import add_explore_parser
+
+    add_explore_parser(sub, POS_INT, _check_out)
     return ap
 
 
