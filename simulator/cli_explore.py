@@ -74,6 +74,9 @@ def cmd_explore(a: argparse.Namespace, check_out) -> int:
                               [s for _, s in study.objectives], run.directory / "pareto.png",
                               title=study.name)
     axes = [x.name for x in study.axes]
+    plots = [str(plot)] if plot else []
+    if not a.no_plot and len(best):
+        plots += _best_design_plots(study, df, best, run.directory)
     hv = _hypervolume(df, study)
     sens = _sensitivity(study, df, run.directory, plot=not a.no_plot)
     if a.json:
@@ -82,7 +85,7 @@ def cmd_explore(a: argparse.Namespace, check_out) -> int:
                           "resumed": run.resumed, "status": counts, "hypervolume": hv,
                           "front": json.loads(best[["point_id", *axes, *names]]
                                               .to_json(orient="records")),
-                          "plot": str(plot) if plot else None,
+                          "plot": str(plot) if plot else None, "plots": plots,
                           "sensitivity": sens}))
         return 0
     print(f"{study.name}: {len(df):,} points in {run.directory} ({run.evaluated:,} evaluated "
@@ -106,8 +109,8 @@ def cmd_explore(a: argparse.Namespace, check_out) -> int:
     print("  ".join(c.rjust(k) for c, k in zip(cols, w, strict=True)))
     for x in rows:
         print("  ".join(v.rjust(k) for v, k in zip(x, w, strict=True)))
-    if plot:
-        print(f"plot: {plot}")
+    if plots:
+        print("plots: " + ", ".join(plots))
     return 0
 
 
@@ -157,3 +160,47 @@ def _sensitivity(study, df: Any, directory, *, plot: bool) -> dict[str, Any] | N
                              title=f"{study.name}: which axes matter for {m} (Morris mu*)")
             out["plots"].append(str(path))
     return out
+
+
+def _best_design_plots(study, df: Any, best: Any, directory) -> list[str]:
+    """The feasible points' parallel coordinates (the front highlighted), and the best
+    design's roofline and time breakdown (best by the first objective; its first workload
+    simulated again)."""
+    from simulator.arch.loader import load_arch
+    from simulator.explore.plots import parallel_coordinates
+    from simulator.plan import make_plan
+    from simulator.predict import Predictor
+    from simulator.results.plots import breakdown_plot, roofline_plot
+
+    out = []
+    ok = df[df["status"] == "ok"].drop_duplicates("point_id")
+    names = [m for m, _ in study.objectives]
+    cols = [x.name for x in study.axes if ok[x.name].dtype.kind in "if"] + names
+    if len(ok) > 1 and len(cols) > 1:
+        out.append(str(parallel_coordinates(ok, cols, directory / "parallel.png",
+                                            highlight=ok.index.isin(best.index))))
+    m, sense = study.objectives[0]
+    top = best.sort_values(m, ascending=sense == "min").iloc[0]
+    point = {x.name: _axis_value(x, top[x.name]) for x in study.axes}
+    system = load_arch(study.arch_of(point), study.spec_overrides(point))
+    w = study.workloads[0]
+    plan = make_plan(w.workload, system, **{**w.options, **study.run_options(point)})
+    r = Predictor(system).run(plan)
+    label = "\n".join(", ".join(f"{k}={v}" for k, v in list(point.items())[i:i + 2])
+                      for i in range(0, len(point), 2))
+    out.append(str(roofline_plot(r, system.device, directory / "best-roofline.png",
+                                 dtype=r.meta["dtype"],
+                                 title=f"best by {m} ({w.workload}):\n{label}")))
+    out.append(str(breakdown_plot(r, directory / "best-breakdown.png",
+                                  title=f"best by {m} ({w.workload}):\n{label}")))
+    return out
+
+
+def _axis_value(axis, cell: Any) -> Any:
+    """A DataFrame cell back to the axis value the study gave."""
+    for v in axis.values:
+        if v == cell or str(v) == str(cell):
+            return v
+    if axis.continuous is not None and axis.continuous[3]:
+        return int(cell)
+    return cell.item() if hasattr(cell, "item") else cell

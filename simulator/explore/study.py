@@ -8,7 +8,9 @@ workloads:                        # each run with these options; objectives are 
   - {workload: llama2-7b, phase: decode, batch: 8, context: 1024, weight: 1}
 axes:                             # spec fields by dotted path (as --set), or run options
   memory.hbm.bandwidth: [2 TB/s, 3.35 TB/s, 4.8 TB/s]          # a list of values
-  compute.tensor_core.count: {range: [66, 198], steps: 3}       # linear: 66, 132, 198
+  compute.tensor_core.count: {range: [66, 198], steps: 3}       # linear: 66, 132, 198 (a grid's
+                                                                # steps; random, nsga2, tpe and
+                                                                # morris sample the range)
   memory.hbm.capacity: {log_range: [40 GB, 160 GB], steps: 3}   # geometric: 40, 80, 160 GB
   batch: [1, 8, 64]                                             # a run option of every workload
 objectives: {tokens_per_s: max, energy_per_sample_j: min}

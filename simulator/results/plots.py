@@ -66,3 +66,27 @@ def roofline_plot(result: Result, device: Device, out: str | Path, dtype: str = 
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def breakdown_plot(result: Result, out: str | Path, title: str | None = None) -> Path:
+    """Time per op kind (summed over op instances, as :meth:`Result.by_kind`), each bar
+    labelled with its share of the busy time and the bound that dominates it."""
+    plt = _plt()
+    kinds = result.by_kind()
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * max(1, len(kinds))))
+    names = [k["kind"] for k in kinds][::-1]
+    times = [k["latency_s"] * 1e3 for k in kinds][::-1]
+    colors = {"compute": "#d62728", "memory": "#1f77b4", "communication": "#2ca02c"}
+    bars = ax.barh(names, times, color=[colors.get(k["bound"], "#7f7f7f") for k in kinds][::-1])
+    for b, k in zip(bars, kinds[::-1], strict=True):
+        ax.text(b.get_width(), b.get_y() + b.get_height() / 2,
+                f" {k['share']:.0%} ({k['bound']}-bound, {k['count']} ops)",
+                va="center", fontsize=8)
+    ax.set_xlabel("time summed over op instances (ms)")
+    ax.set_xlim(0, max(times + [1e-9]) * 1.6)
+    ax.set_title(title or f"{result.workload} on {result.arch}: time by op kind", fontsize=9)
+    fig.tight_layout()
+    path = Path(out)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -289,3 +289,20 @@ def test_morris_study_ranks_bandwidth_over_capacity_for_decode(tmp_path, capsys)
     # decode of a small model streams its weights: bandwidth moves latency, capacity cannot
     assert rank["memory.hbm.bandwidth"] == 1.0 and rank["memory.hbm.capacity"] < 0.01
     assert all(Path(p).stat().st_size > 1000 for p in out["sensitivity"]["plots"])
+
+
+@pytest.mark.parametrize("method", ["nsga2", "tpe"])
+def test_adaptive_search_resumes_to_the_same_trials(tmp_path, method):
+    pytest.importorskip("optuna")
+    text = STUDY.replace("[2 TB/s, 3.35 TB/s, 4.8 TB/s]", "{log_range: [1 TB/s, 8 TB/s]}") \
+        .replace("{range: [66, 198], steps: 3}", "{range: [33, 264]}") \
+        + f"search: {{method: {method}, samples: 24, seed: 5}}\n"
+    s = load_study(_write(tmp_path, text))
+    whole = load(run_study(s, tmp_path / "whole").directory)
+    run_study(s, tmp_path / "cut", limit=9)
+    resumed = run_study(s, tmp_path / "cut", resume=True)
+    assert (resumed.resumed, resumed.evaluated) == (9, 15)
+    cut = load(tmp_path / "cut")
+    assert list(cut["point_id"]) == list(whole["point_id"])  # the same trials, in order
+    assert _metrics(cut) == _metrics(whole)
+    assert len(whole) == 24 and len(front(whole, s)) >= 1
