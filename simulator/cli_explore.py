@@ -197,7 +197,10 @@ def _best_design_plots(study, df: Any, best: Any, directory) -> list[str]:
 
 
 def _axis_value(axis, cell: Any) -> Any:
-    """A DataFrame cell back to the axis value the study gave."""
+    """A DataFrame cell back to the axis value the study gave (None: a conditional axis
+    not set on this point)."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return None
     for v in axis.values:
         if v == cell or str(v) == str(cell):
             return v

@@ -176,7 +176,10 @@ def load(study_dir: str | os.PathLike) -> Any:
 
 
 def _as_axis_value(axis: Any, text: str) -> Any:
-    """A stored cell back to the value the study gave (its type matters for point ids)."""
+    """A stored cell back to the value the study gave (its type matters for point ids);
+    an empty cell is a conditional axis not set on the point."""
+    if text == "":
+        return None
     for v in axis.values:
         if str(v) == text or _cell(v) == text:
             return v

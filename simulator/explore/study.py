@@ -13,6 +13,8 @@ axes:                             # spec fields by dotted path (as --set), or ru
                                                                 # morris sample the range)
   memory.hbm.capacity: {log_range: [40 GB, 160 GB], steps: 3}   # geometric: 40, 80, 160 GB
   batch: [1, 8, 64]                                             # a run option of every workload
+  # conditional: only on the parts of one kind (or named parts) of an `arch` axis
+  # params.dsp_utilization: {values: [0.5, 0.75, 0.9], when: {kind: fpga}}
 objectives: {tokens_per_s: max, energy_per_sample_j: min}
 constraints: ["avg_power_w <= 700"]
 search: {method: grid}            # or {method: random, samples: 200, seed: 0}
@@ -26,6 +28,7 @@ first point.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -34,7 +37,7 @@ import os
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,9 @@ class Axis:
     values: tuple[Any, ...]
     spec: bool
     continuous: tuple[float, float, bool, bool] | None = None
+    #: a conditional axis: ``("kind", ("fpga",))`` or ``("arch", ("alveo-u280",))``: it
+    #: applies to points whose part matches, and is None (not set) on the others
+    when: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,9 @@ class Study:
         and after a resume): the grid's product, or ``samples`` draws seeded by ``seed``."""
         if self.method == "grid":
             names = [a.name for a in self.axes]
-            return [dict(zip(names, combo, strict=True))
-                    for combo in itertools.product(*(a.values for a in self.axes))]
+            return self._conditioned([dict(zip(names, combo, strict=True))
+                                      for combo in itertools.product(*(a.values
+                                                                       for a in self.axes))])
         if self.method in ("morris", *ADAPTIVE):
             raise HwsimError(f"a {self.method} study's points come from "
                              "simulator.explore.design.design_points")
@@ -149,23 +156,49 @@ class Study:
         tries = 0
         while len(out) < (self.samples or 0) and tries < 20 * (self.samples or 0):
             tries += 1
-            p = {a.name: _draw(a, rng) for a in self.axes}
+            p = self._conditioned([{a.name: _draw(a, rng) for a in self.axes}])[0]
             key = point_id(p)
             if key not in seen:  # a small discrete space: no point twice
                 seen.add(key)
                 out.append(p)
         return out
 
+    def _conditioned(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Conditional axes set to None where their part does not match; points that then
+        coincide are kept once, in order."""
+        cond = [a for a in self.axes if a.when is not None]
+        if not cond:
+            return points
+        out: dict[str, dict[str, Any]] = {}
+        for p in points:
+            for a in cond:
+                if not self.applies(a, p):
+                    p[a.name] = None
+            out.setdefault(point_id(p), p)
+        return list(out.values())
+
+    def applies(self, axis: Axis, point: Mapping[str, Any]) -> bool:
+        """Whether ``axis`` is set on ``point`` (always, unless it is conditional)."""
+        if axis.when is None:
+            return True
+        key, wanted = axis.when
+        arch = self.arch_of(point)
+        return arch in wanted if key == ARCH else _kind_of(arch) in wanted
+
     def grid_size(self) -> int:
+        if any(a.when is not None for a in self.axes):
+            return len(self.points())
         return math.prod(len(a.values) for a in self.axes)
 
 
 
     def spec_overrides(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        return {a.name: point[a.name] for a in self.axes if a.spec}
+        return {a.name: point[a.name] for a in self.axes
+                if a.spec and point.get(a.name) is not None}
 
     def run_options(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        return {a.name: point[a.name] for a in self.axes if not a.spec and a.name != ARCH}
+        return {a.name: point[a.name] for a in self.axes
+                if not a.spec and a.name != ARCH and point.get(a.name) is not None}
 
     def arch_of(self, point: Mapping[str, Any]) -> str:
         """The part or system of a point: its ``arch`` axis value, else the base."""
@@ -175,6 +208,14 @@ class Study:
         """A hash of what decides the points and their values (not the file's layout)."""
         blob = json.dumps(self.raw, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=256)
+def _kind_of(arch: str) -> str:
+    """gpu, tpu, fpga, asic or cpu: the kind of a part (a system's: its device's)."""
+    from simulator.arch.loader import load_arch
+
+    return str(load_arch(arch).device.kind)
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -254,10 +295,15 @@ def _validate(raw: dict[str, Any], path: Path) -> Study:
         except HwsimError as e:
             problems.append(f"base: {_show(raw.get('base'))}: {str(e).splitlines()[0]}")
     workloads = _workloads(raw.get("workloads"), problems)
-    axes = _axes(raw.get("axes"), problems, base if base_ok else None)
+    archs = [a for a in arch_axis if isinstance(a, str)] if isinstance(arch_axis, list) \
+        else None
+    axes = _axes(raw.get("axes"), problems, base if base_ok else None, archs)
     objectives = _objectives(raw.get("objectives"), problems)
     constraints = _constraints(raw.get("constraints", []), problems)
     method, samples, seed = _search(raw.get("search", {"method": "grid"}), problems)
+    if method != "grid" and method != "random" and any(a.when for a in axes):
+        problems.append(f"search.method: {method}: conditional axes (when:) work with grid "
+                        "and random searches")
     if method == "grid":
         for a in axes:
             if a.continuous is not None and not a.values:
@@ -342,7 +388,15 @@ def _bad_option(k: str, v: Any) -> str | None:
     return None
 
 
-def _axes(raw: Any, problems: list[str], base: str | None) -> list[Axis]:
+def _safe_kind(arch: str) -> str | None:
+    try:
+        return _kind_of(arch)
+    except HwsimError:
+        return None
+
+
+def _axes(raw: Any, problems: list[str], base: str | None,
+          archs: list[str] | None = None) -> list[Axis]:
     if not isinstance(raw, dict) or not raw:
         problems.append(f"axes: expected a mapping of field path -> values, got {_show(raw)}")
         return []
@@ -362,18 +416,67 @@ def _axes(raw: Any, problems: list[str], base: str | None) -> list[Axis]:
             problems.append(f"{where}: neither a spec field path (with a dot, as --set takes "
                             f"it) nor a run option ({', '.join(sorted(RUN_OPTIONS))})")
             continue
+        when = None
+        if isinstance(spec, dict) and ("when" in spec or "values" in spec):
+            when = _when(spec.get("when"), where, problems) if "when" in spec else None
+            if "when" in spec and when is None:
+                continue
+            spec = {k: v for k, v in spec.items() if k != "when"}
+            if "values" in spec:
+                if set(spec) != {"values"}:
+                    problems.append(f"{where}: values and {', '.join(sorted(set(spec) - {'values'}))}"
+                                    " together: give a list of values or a range")
+                    continue
+                spec = spec["values"]
         axis = _axis_values(name, spec, where, problems, is_spec)
         if axis is None:
             continue
+        if when is not None:
+            axis = replace(axis, when=when)
         if not is_spec:
             bad = [v for v in axis.values if _bad_option(name, v)]
             if bad:
                 problems.append(f"{where}: {_bad_option(name, bad[0])}")
                 continue
-        elif base is not None and not _check_spec_axis(base, axis, where, problems):
-            continue
+        elif base is not None:
+            on = base
+            if axis.when is not None:  # checked on a part it applies to
+                key, wanted = axis.when
+                cands = [a for a in (archs or [base])
+                         if (a in wanted if key == ARCH else _safe_kind(a) in wanted)]
+                if not cands:
+                    problems.append(f"{where}.when: no part of the study matches "
+                                    f"{key} {', '.join(wanted)}")
+                    continue
+                on = cands[0]
+            if not _check_spec_axis(on, axis, where, problems):
+                continue
         out.append(axis)
     return out
+
+
+_KINDS = ("gpu", "tpu", "fpga", "asic", "cpu")
+
+
+def _when(raw: Any, where: str, problems: list[str]) -> tuple[str, tuple[str, ...]] | None:
+    """``{kind: fpga}`` or ``{arch: [alveo-u280]}`` -> ("kind", ("fpga",))."""
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("kind", ARCH):
+        problems.append(f"{where}.when: expected {{kind: gpu|tpu|fpga|asic|cpu}} or "
+                        f"{{arch: [part, ...]}}, got {_show(raw)}")
+        return None
+    key, val = next(iter(raw.items()))
+    vals = [val] if isinstance(val, str) else val
+    if not isinstance(vals, list) or not vals or not all(isinstance(v, str) for v in vals):
+        problems.append(f"{where}.when.{key}: expected a name or a list of names, got "
+                        f"{_show(val)}")
+        return None
+    if key == "kind":
+        bad = [v for v in vals if v not in _KINDS]
+        if bad:
+            problems.append(f"{where}.when.kind: {_show(bad[0])} is not a kind of part "
+                            f"({', '.join(_KINDS)})")
+            return None
+    return key, tuple(vals)
 
 
 def _arch_axis(spec: Any, where: str, problems: list[str]) -> Axis | None:

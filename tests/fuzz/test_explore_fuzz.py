@@ -30,7 +30,10 @@ JUNK = st.one_of(
     st.lists(st.integers(-5, 5), max_size=3),
     st.sampled_from(["2 TB/s", "-1 GB", "1e99 W", "nan", "max", "min", "grid", "random",
                      "memory.hbm.capacity", "x.y", {"range": [1, 0]}, {"log_range": [0, 4]},
-                     {"range": [1, 4], "steps": 1}, ["a", "a"], "avg_power_w < 1 kW"]),
+                     {"range": [1, 4], "steps": 1}, ["a", "a"], "avg_power_w < 1 kW",
+                     {"values": [1, 2], "when": {"kind": "gpu"}}, {"values": [1], "when": 3},
+                     {"values": [1], "when": {"arch": ["h100-sxm"]}}, {"when": {"kind": "x"}},
+                     ["h100-sxm", "l4"], ["h100-sxm", "nope"]]),
 )
 PATHS = [("name",), ("base",), ("workloads",), ("workloads", 0, "workload"),
          ("workloads", 0, "batch"), ("workloads", 0, "weight"), ("axes",),
@@ -38,7 +41,7 @@ PATHS = [("name",), ("base",), ("workloads",), ("workloads", 0, "workload"),
          ("axes", "compute.tensor_core.count", "steps"), ("axes", "batch"), ("objectives",),
          ("objectives", "tokens_per_s"), ("constraints",), ("constraints", 0), ("search",),
          ("search", "method"), ("search", "samples"), ("extra_field",),
-         ("axes", "no.such.field"), ("objectives", "area_mm2")]
+         ("axes", "no.such.field"), ("objectives", "area_mm2"), ("axes", "arch")]
 
 
 def _set(d, path, value):

@@ -306,3 +306,43 @@ def test_adaptive_search_resumes_to_the_same_trials(tmp_path, method):
     assert list(cut["point_id"]) == list(whole["point_id"])  # the same trials, in order
     assert _metrics(cut) == _metrics(whole)
     assert len(whole) == 24 and len(front(whole, s)) >= 1
+
+
+COND = """\
+name: cond
+workloads:
+  - {workload: bert-base, phase: forward, batch: 8, seq: 128}
+axes:
+  arch: [l4, alveo-u280]
+  params.dsp_utilization: {values: [0.5, 0.75, 0.9], when: {kind: fpga}}
+  batch: [1, 8]
+objectives: {throughput: max, perf_per_w: max}
+"""
+
+
+def test_conditional_axes_apply_only_to_matching_parts(tmp_path):
+    s = load_study(_write(tmp_path, COND))
+    pts = s.points()
+    # the FPGA knob: 3 values on the FPGA, unset (None) on the GPU: 2 x 1 + 2 x 3 points
+    assert len(pts) == s.grid_size() == 8
+    assert {p["params.dsp_utilization"] for p in pts if p["arch"] == "l4"} == {None}
+    assert {p["params.dsp_utilization"] for p in pts if p["arch"] == "alveo-u280"} \
+        == {0.5, 0.75, 0.9}
+    df = load(run_study(s, tmp_path / "o").directory)
+    assert set(df["status"]) == {"ok"}
+    fpga = df[df["arch"] == "alveo-u280"].set_index(["batch", "params.dsp_utilization"])
+    # more of the DSPs used: never slower
+    for b in (1, 8):
+        assert fpga.loc[(b, 0.9), "throughput"] >= fpga.loc[(b, 0.5), "throughput"]
+
+
+@pytest.mark.parametrize("when, msg", [
+    ("{kind: npu}", "is not a kind of part"),
+    ("{kind: tpu}", "no part of the study matches kind tpu"),
+    ("{chip: fpga}", "expected {kind"),
+])
+def test_bad_conditions_are_named(tmp_path, when, msg):
+    p = _write(tmp_path, COND.replace("{kind: fpga}", when))
+    with pytest.raises(StudyError, match=msg) as e:
+        load_study(p)
+    assert "axes.params.dsp_utilization" in str(e.value)
