@@ -13,11 +13,12 @@ def add_explore_parser(sub: Any, pos_int, check_out) -> None:
     p = sub.add_parser(
         "explore", help="run a design-space study (axes over spec fields, objectives, "
                         "constraints) and show its Pareto front",
-        description="Evaluate every point of a study file (grid or seeded random search over "
-                    "spec fields and run options), append each to <out>/points.csv as it "
-                    "completes, and print the Pareto front of the objectives. A study that "
-                    "stopped (Ctrl-C, a killed process) continues with --resume, evaluating "
-                    "nothing twice.")
+        description="Evaluate the points of a study file (axes over spec fields, run options "
+                    "and parts; a grid, seeded random draws, NSGA-II or TPE by optuna, or a "
+                    "Morris design), append each to <out>/points.csv as it completes, and "
+                    "print the Pareto front of the objectives (and for Morris, which axes "
+                    "matter), with plots. A study that stopped (Ctrl-C, a killed process) "
+                    "continues with --resume, evaluating nothing twice.")
     p.add_argument("study", help="the study YAML (see simulator/explore/study.py)")
     p.add_argument("--out", help="study directory (default: <study>.explore next to it)")
     p.add_argument("--resume", action="store_true",
@@ -31,7 +32,9 @@ def add_explore_parser(sub: Any, pos_int, check_out) -> None:
     p.add_argument("--limit", type=pos_int, default=None,
                    help="stop after this many new points (continue later with --resume)")
     p.add_argument("--top", type=pos_int, default=10, help="front rows to print")
-    p.add_argument("--no-plot", action="store_true", help="do not write pareto.png")
+    p.add_argument("--no-plot", action="store_true",
+                   help="do not write the plots (pareto, parallel coordinates, the best "
+                        "design's roofline and breakdown, sensitivity)")
     p.add_argument("--json", action="store_true",
                    help="print the summary and the front as JSON")
     p.set_defaults(fn=lambda a: cmd_explore(a, check_out))
