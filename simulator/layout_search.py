@@ -10,13 +10,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from concurrent.futures import (
-    ALL_COMPLETED,
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    wait,
-)
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +24,7 @@ from simulator.train_search import (
     screen_step_time,
     step_lower_bound,
 )
+from simulator.workers import make_backend
 
 __all__ = ["search", "SearchResult", "BOUND_ABOVE_STAGE_PASSES", "PRUNE_MARGIN"]
 
@@ -75,32 +69,6 @@ def _task(kind: str, lay: TrainLayout) -> Any:
     return train(workload, p.system, predictor=p, schedule=schedule if lay.pp > 1 else None,
                  tp=lay.tp, pp=lay.pp, dp=lay.dp, zero=lay.zero, recompute=lay.recompute,
                  sequence_parallel=lay.sequence_parallel, **kw)
-
-
-class _InProcess:
-    """The executor interface, run here and now (``jobs=1``)."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args))
-        except Exception as e:  # noqa: BLE001 - handed to the caller through the future
-            f.set_exception(e)
-        return f
-
-    def shutdown(self) -> None:
-        pass
-
-
-def _executor(jobs: int, init_args: tuple) -> Any:
-    if jobs <= 1:
-        _start_worker(*init_args)
-        return _InProcess()
-    import multiprocessing as mp
-
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(method),
-                               initializer=_start_worker, initargs=init_args)
 
 
 def _why_not(e: Exception) -> str:
@@ -164,12 +132,13 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
             progress(done, total)
         done += 1
 
-    pool = _executor(jobs, (system, workload, kw, schedule))
+    pool = make_backend("local", jobs, initializer=_start_worker,
+                        initargs=(system, workload, kw, schedule))
     try:
         # 2: the bounds
         bounds: dict[TrainLayout, float] = {}
         futures = {pool.submit(_task, "bound", k): k for k in keys}
-        for f in _as_done(futures):
+        for f in futures:  # in order: each result() waits for its run
             tick()
             try:
                 bounds[futures[f]] = f.result()
@@ -181,7 +150,7 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
         screened: list[tuple[TrainLayout, float]] = []
         pruned: list[tuple[TrainLayout, float]] = []
         waiting = [(b, lay) for b, _, lay in order if not _has_twin(lay, twins)]
-        inflight: dict[Future, tuple[float, TrainLayout]] = {}
+        inflight: dict[Any, tuple[float, TrainLayout]] = {}
         while waiting or inflight:
             while waiting and len(inflight) < max(1, jobs):
                 b, lay = waiting.pop(0)
@@ -190,7 +159,8 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
                     waiting = []
                     break
                 inflight[pool.submit(_task, "screen", lay)] = (b, lay)
-            for f in _as_done(inflight, first=True):
+            finished, _ = pool.wait_any(inflight)
+            for f in sorted(finished, key=list(inflight).index):
                 b, lay = inflight.pop(f)
                 tick()
                 try:
@@ -227,7 +197,7 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
             tick()
             full.append(f.result())
     finally:
-        pool.shutdown()
+        pool.close()
     full.sort(key=lambda r: (r.metrics["step_time_s"], r.metrics["tp"], r.metrics["zero"]))
     return SearchResult(full, refused, len(cands),
                         [(lay.to_dict(), t) for lay, t in screened],
@@ -237,12 +207,3 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
 def _has_twin(lay: TrainLayout, twins: set[tuple]) -> bool:
     """A ZeRO-2 layout whose ZeRO-1 twin is a candidate too (it takes the twin's time)."""
     return lay.zero == 2 and (lay.tp, lay.pp, lay.dp, lay.sequence_parallel) in twins
-
-
-def _as_done(futures: Any, first: bool = False) -> list[Future]:
-    """The futures that are done: all of them, or (``first``) at least one."""
-    pending = list(futures)
-    if not pending:
-        return []
-    finished, _ = wait(pending, return_when=FIRST_COMPLETED if first else ALL_COMPLETED)
-    return [f for f in pending if f in finished]

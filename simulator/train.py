@@ -27,17 +27,15 @@ devices that do (:mod:`simulator.train_search`; the search itself: :mod:`simulat
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from simulator.arch.loader import load_arch
 from simulator.arch.spec import System
 from simulator.errors import CapacityError, HwsimError
+from simulator.gc_pause import gc_paused
 from simulator.plan import Plan, make_plan, with_repeats
 from simulator.predict import Predictor
 from simulator.results.result import Result, finite_json
@@ -83,21 +81,10 @@ def train_system(arch: str | System, nodes: int | None = None,
     return load_arch(arch, (*overrides, f"count={per * nodes}"))
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused: building and running a large step allocates
-    millions of small objects that live until the step ends, and the collector's passes over
-    them were a fifth of the run time (GPT-3 175B on 1,024 A100s: 1.05 s -> 0.84 s)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-@_gc_paused()
+# building and running a large step allocates millions of small objects that live until
+# the step ends: the collector's passes were a fifth of the run time (GPT-3 175B on 1,024
+# A100s: 1.05 s -> 0.84 s)
+@gc_paused()
 def train(workload: str, arch: str | System, *, global_batch: int, seq: int | None = None,
           micro_batch: int | None = None, nodes: int | None = None, tp: int | None = None,
           pp: int = 1, dp: int | None = None, ep: int = 1, zero: int = 0,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.explore.backends import make_backend
 from simulator.explore.design import design_points
 from simulator.explore.evaluate import evaluate_point
 from simulator.explore.store import StudyStore, load, stored_rows
 from simulator.explore.study import ADAPTIVE, Study, load_study, point_id
+from simulator.workers import make_backend
 
 __all__ = ["run_study", "StudyRun", "Progress", "CHUNK_POINTS"]
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import platform
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 
 from simulator.arch import host
 from simulator.errors import HwsimError
+from simulator.gc_pause import gc_paused
 from simulator.validate.dataset import Measurement, shape_key
 from simulator.validate.executor import (
     NotExecutableError,
@@ -121,17 +121,6 @@ def combine_passes(timings: Sequence[Timing]) -> Timing:
                   std=float(math.sqrt(var)), reps=reps, total_s=sum(t.total_s for t in timings))
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    was = gc.isenabled()  # no collection here: a full one costs ~0.1 s with torch loaded
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def time_callable(fn: Callable[[int], Any], *, device: str, warmup: int = 3, min_reps: int = 5,
                   max_reps: int = 1000, min_time_s: float = 0.2, sets: int = 1) -> Timing:
     """Time ``fn(i)`` (``i`` = call number modulo ``sets``) on ``device``.
@@ -158,7 +147,7 @@ def time_callable(fn: Callable[[int], Any], *, device: str, warmup: int = 3, min
     if not isinstance(sets, int) or sets < 1:
         raise ValueError(f"sets must be an integer >= 1, got {sets!r}")
     cuda = device_kind(device) == "cuda"
-    with _gc_paused():
+    with gc_paused():  # no collection while timing: a full one costs ~0.1 s with torch
         return _time_cuda(fn, device, warmup, min_reps, max_reps, min_time_s, sets) if cuda \
             else _time_cpu(fn, warmup, min_reps, max_reps, min_time_s, sets)
 

@@ -1,9 +1,12 @@
-"""Where a study's points are evaluated: here, on local worker processes, or on a Dask
-cluster. The optimizer and the store stay in the driver; a backend only runs
-``fn(*args)`` somewhere and hands back results as they complete.
+"""Where independent runs go: here, local worker processes, or a Dask cluster. The caller
+(``hwsim explore``'s driver with its optimizer and store, ``hwsim train --search``'s branch
+and bound) stays in this process; a backend only runs ``fn(*args)`` somewhere and hands
+back results as they complete.
 
 ``dask`` connects to ``--scheduler tcp://host:8786`` (a real cluster), or starts a
 ``distributed.LocalCluster`` of ``jobs`` worker processes when no scheduler is given.
+``initializer(*initargs)`` runs once in each local worker process (and here, inline) to set
+up per-process state such as a predictor whose op costs are cached.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ class Backend:
 
     name = "inline"
     slots = 1
+
+    def __init__(self, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()):
+        if initializer is not None:
+            initializer(*initargs)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         f: Future = Future()
@@ -46,12 +54,14 @@ class LocalProcesses(Backend):
 
     name = "local"
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()):
         import multiprocessing as mp
 
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         self.slots = jobs
-        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(method))
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(method),
+                                         initializer=initializer, initargs=initargs)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._pool.submit(fn, *args)
@@ -105,9 +115,12 @@ class DaskCluster(Backend):
             self._cluster.close()
 
 
-def make_backend(name: str, jobs: int, scheduler: str | None = None) -> Backend:
+def make_backend(name: str, jobs: int, scheduler: str | None = None, *,
+                 initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()) -> Backend:
     """The backend ``name`` with ``jobs`` workers (local processes, or a local Dask
-    cluster's); ``scheduler``: a running Dask scheduler's address instead."""
+    cluster's); ``scheduler``: a running Dask scheduler's address instead. ``initializer``
+    (local only) sets up each worker process."""
     if name not in BACKENDS:
         raise HwsimError(f"--backend {name!r}: expected one of {', '.join(BACKENDS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -115,5 +128,9 @@ def make_backend(name: str, jobs: int, scheduler: str | None = None) -> Backend:
     if scheduler is not None and name != "dask":
         raise HwsimError("--scheduler names a Dask scheduler: it needs --backend dask")
     if name == "dask":
+        if initializer is not None:
+            raise HwsimError("a Dask backend runs self-contained tasks: no initializer")
         return DaskCluster(jobs, scheduler)
-    return LocalProcesses(jobs) if jobs > 1 else Backend()
+    if jobs > 1:
+        return LocalProcesses(jobs, initializer, initargs)
+    return Backend(initializer, initargs)
