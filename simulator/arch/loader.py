@@ -736,10 +736,17 @@ def _cluster_node(name: str) -> System:
 
 
 # -- files, names and overrides --------------------------------------------------------------
+#: Folders of arch_specs/ that hold data other specs use, not parts (process/: per-node
+#: densities and wafer prices for ASIC area and die cost)
+DATA_DIRS = ("process",)
+
+
 def list_arch_files(root: Path | None = None) -> dict[str, Path]:
-    """Shipped spec files by part name (file stem), searched recursively."""
+    """Shipped spec files by part name (file stem), searched recursively (not the data
+    folders, :data:`DATA_DIRS`)."""
     root = root or SPEC_ROOT
-    return {p.stem: p for p in sorted(root.rglob("*.yaml"))}
+    return {p.stem: p for p in sorted(root.rglob("*.yaml"))
+            if p.relative_to(root).parts[0] not in DATA_DIRS}
 
 
 def find_arch(name: str) -> Path:

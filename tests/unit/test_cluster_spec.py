@@ -229,3 +229,17 @@ def test_a_second_pod_needs_a_network():
     assert (two.nodes, two.shape) == (2, (4, 4, 4))
     with pytest.raises(MappingError, match="spans 2 nodes of 64 devices"):
         route_for(two, (0, 64))
+
+
+def test_process_data_is_not_a_part():
+    # arch_specs/process/ holds per-node densities and wafer prices (for the ASIC area and
+    # die-cost model), not a part: not listed, not loadable as one, and sourced in its header
+    from simulator.arch.loader import DATA_DIRS, SPEC_ROOT
+
+    assert "nodes" not in list_arch_files() and "process-nodes" not in list_arch_files()
+    path = SPEC_ROOT / DATA_DIRS[0] / "nodes.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "# Sources" in text
+    data = yaml.safe_load(text)
+    assert data["nodes"]["7nm"]["wafer_usd"] == 9346  # CSET 2020, Table 9
+    assert data["nodes"]["28nm"]["sram_bitcell_um2"] == 0.127
