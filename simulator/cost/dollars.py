@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from simulator.arch.spec import System
 from simulator.errors import HwsimError
 
-__all__ = ["CostBreakdown", "CostOptions", "run_cost", "system_hourly_rate"]
+__all__ = ["CostBreakdown", "CostOptions", "run_cost", "system_hourly_rate", "purchase_price",
+           "tco_usd"]
 
 J_PER_KWH = 3.6e6
 
@@ -45,6 +46,24 @@ def system_hourly_rate(system: System) -> float | None:
     if system.device.pricing.usd_per_hour:
         return system.device.pricing.usd_per_hour * 3600 * system.count
     return None
+
+
+def purchase_price(system: System) -> float | None:
+    """What the system costs to buy (its own price per node x nodes, else parts x count);
+    None where the spec gives no price."""
+    return _purchase(system)[0]
+
+
+def tco_usd(system: System, avg_power_w: float, options: CostOptions | None = None
+            ) -> float | None:
+    """Total cost of ownership over the spec's lifetime: the purchase price plus the
+    electricity of running at ``avg_power_w`` for ``utilization`` of the lifetime, at the
+    options' PUE and $/kWh (module docstring); None without a purchase price."""
+    o = options or CostOptions()
+    price, lifetime = _purchase(system)
+    if not price:
+        return None
+    return price + avg_power_w * lifetime * o.utilization / J_PER_KWH * o.pue * o.usd_per_kwh
 
 
 def _purchase(system: System) -> tuple[float | None, float]:

@@ -23,7 +23,9 @@ __all__ = ["evaluate_point", "STATUSES"]
 STATUSES = ("ok", "infeasible", "does_not_fit", "error")
 
 
-def _metrics(r: Any) -> dict[str, float]:
+def _metrics(r: Any, system: Any) -> dict[str, float]:
+    from simulator.cost.dollars import purchase_price, tco_usd
+
     d = r.to_dict()
     out = {k: float(d[k]) for k in METRICS if isinstance(d.get(k), (int, float))
            and d.get(k) is not None}
@@ -36,6 +38,11 @@ def _metrics(r: Any) -> dict[str, float]:
     rate = out.get("usd_per_hour")
     if thr is not None and rate:
         out["perf_per_usd"] = thr * 3600.0 / rate
+    price = purchase_price(system)
+    if price:
+        out["unit_cost_usd"] = float(price)
+        if power is not None:
+            out["tco_usd"] = float(tco_usd(system, power))
     cap, used = d.get("memory_capacity_bytes"), d.get("memory_bytes")
     if isinstance(cap, (int, float)) and isinstance(used, (int, float)):
         out["memory_headroom_bytes"] = float(cap) - float(used)
@@ -78,7 +85,7 @@ def evaluate_point(study: Study, point: dict[str, Any]) -> dict[str, Any]:
         for w in study.workloads:
             plan = make_plan(w.workload, predictor.system, **{**w.options, **opts})
             r = predictor.run(plan)
-            m = _metrics(r)
+            m = _metrics(r, predictor.system)
             for k in METRICS:
                 if k in m and (k in acc or w is study.workloads[0]):
                     acc[k] = acc.get(k, 0.0) + m[k] * w.weight / total
@@ -88,7 +95,7 @@ def evaluate_point(study: Study, point: dict[str, Any]) -> dict[str, Any]:
         missing += [c.metric for c in study.constraints if c.metric not in acc]
         if missing:
             raise HwsimError(f"no {', '.join(sorted(set(missing)))} for this point "
-                             f"(e.g. no price for cost metrics)")
+                             f"(e.g. no price in the spec for cost metrics)")
         row.update(acc)
         failed = [c.text for c in study.constraints if not c.holds(acc[c.metric])]
         if failed:

@@ -58,12 +58,13 @@ METRICS: dict[str, str] = {
     "perf_per_w": "+",              # throughput per watt of average power
     "perf_per_usd": "+",            # throughput per dollar of hourly price, samples or tokens/$
     "memory_headroom_bytes": "+",   # capacity minus the most loaded device's footprint
+    "unit_cost_usd": "-",           # the part's (system's) purchase price, from its spec
+    "tco_usd": "-",                 # purchase + electricity over the spec's lifetime
 }
 #: Metrics users ask for that hwsim does not model yet, with where they will come from.
 NOT_MODELLED = {
-    "area_mm2": "chip area is not modelled yet (the accelerators issue adds ASIC area)",
-    "unit_cost_usd": "die cost is not modelled yet (the accelerators issue adds it)",
-    "tco_usd": "total cost of ownership is not modelled yet; use cost_usd or perf_per_usd",
+    "area_mm2": "chip area is not modelled yet (the accelerators issue adds ASIC area from "
+                "PE count, SRAM and process node; until then use a power constraint)",
 }
 #: Run options a workload entry or an axis without a dot may set (RunOptions fields).
 RUN_OPTIONS: dict[str, type] = {

@@ -76,6 +76,22 @@ def test_not_modelled_objectives_say_so(tmp_path):
         load_study(p)
 
 
+def test_unit_cost_and_tco_from_the_spec_price(tmp_path):
+    from simulator.arch.loader import load_arch
+    from simulator.cost.dollars import J_PER_KWH, CostOptions
+
+    text = STUDY.replace("energy_per_sample_j: min", "tco_usd: min")
+    df = load(run_study(load_study(_write(tmp_path, text)), tmp_path / "o").directory)
+    spec = load_arch("h100-sxm")
+    price, life = spec.device.pricing.price_usd, spec.device.pricing.lifetime_s
+    o = CostOptions()
+    assert (df["unit_cost_usd"] == price).all()  # $27,500: the spec's price
+    # purchase + electricity of the run's average power over the lifetime (PUE, $/kWh)
+    expect = price + df["avg_power_w"] * life / J_PER_KWH * o.pue * o.usd_per_kwh
+    assert np.allclose(df["tco_usd"], expect, rtol=1e-12)
+    assert (df["tco_usd"] > price).all()
+
+
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(StudyError, match="no such study file"):
         load_study(tmp_path / "missing.yaml")
