@@ -44,10 +44,12 @@ def cmd_explore(a: argparse.Namespace, check_out) -> int:
     from pathlib import Path
 
     from simulator.explore import front, load, load_study, run_study
+    from simulator.explore.design import describe
 
     study = load_study(a.study)
     out = Path(a.out) if a.out else study.path.with_suffix(".explore")
     check_out(out, "--out", directory=True)
+    print("  " + describe(study), file=sys.stderr, flush=True)
     last = [0.0]
 
     def progress(p) -> None:
