@@ -208,6 +208,7 @@ def _print_result(r, a: argparse.Namespace) -> None:
                 + (f", {r.meta['fused_ops']} pointwise ops fused into GEMM/conv epilogues"
                    if r.meta.get("fused_ops") else "")],
     ]
+    rows += _silicon_rows(m)
     print(_table(rows, ["metric", "value"]))
     print()
     kinds = r.by_kind()
@@ -230,6 +231,24 @@ def _print_result(r, a: argparse.Namespace) -> None:
         print(_table(rows, ["energy part", "value"]))
     for w in r.warnings:
         print(f"warning: {w}", file=sys.stderr)
+
+
+def _silicon_rows(meta) -> list[list[str]]:
+    """Area, peak power and unit cost of a systolic part (simulator.cost.silicon)."""
+    sil = meta.get("silicon")
+    if not sil:
+        note = meta.get("silicon_note")
+        return [["chip area", note]] if note else []
+    parts = sorted(sil["area_breakdown_mm2"].items(), key=lambda kv: -kv[1])
+    return [
+        ["chip area", f"{sil['area_mm2']:,.3g} mm^2 at {sil['node']} ("
+                      + ", ".join(f"{k} {v:,.3g}" for k, v in parts[:4]) + ")"],
+        ["chip power", f"{sil['power_w']:,.3g} W at peak (leakage {sil['leakage_w']:,.3g} W; "
+                       f"spec TDP {sil['tdp_w']:,.3g} W)"],
+        ["unit cost", f"${sil['unit_cost_usd']:,.2f} per chip (die ${sil['die_usd']:,.2f} at "
+                      f"{sil['yield']:.1%} yield, package and test ${sil['package_usd']:,.2f}, "
+                      f"memory ${sil['memory_usd']:,.2f}; manufacturing cost, no margin)"],
+    ]
 
 
 def _explain_result(r) -> None:
@@ -823,6 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli_explore import add_explore_parser
 
     add_explore_parser(sub, POS_INT, _check_out)
+    from simulator.cli_scalesim import add_scalesim_parser
+
+    add_scalesim_parser(sub, _check_out)
     return ap
 
 

@@ -24,7 +24,7 @@ from simulator.arch.spec import Device, Link, System
 from simulator.cost.dollars import CostOptions, run_cost
 from simulator.engine.blocks import BlockOp, block_costs, collapse_repeats
 from simulator.engine.runner import Timeline, run_graph
-from simulator.errors import MappingError
+from simulator.errors import MappingError, SpecError
 from simulator.frozen import FrozenMap
 from simulator.mapping.base import EnergyParts, MapOptions, OpCost, make_cost
 from simulator.mapping.common import collective_cost
@@ -293,7 +293,8 @@ class Predictor:
                 "weight_dtype": plan.weight_dtype if plan else m.get("weight_dtype"),
                 "seq": m.get("seq"), "context": m.get("context"), "family": m.get("family"),
                 "params": m.get("params"), "recompute": m.get("recompute"),
-                "devices_used": len(used), "op_cache": self.cache_info()}
+                "devices_used": len(used), "op_cache": self.cache_info(),
+                **self.silicon()}
         return Result(
             workload=graph.name, arch=system.name, phase=graph.phase, batch=batch,
             devices=system.count, latency_s=latency, energy=energy, cost=money,
@@ -301,6 +302,24 @@ class Predictor:
             memory_capacity_bytes=system.device.dram.capacity_bytes,
             peak_flops=peak_per_device * system.count, records=RecordTable(timeline),
             warnings=tuple(warnings), meta=FrozenMap(meta), per_device=tuple(devices))
+
+    def silicon(self) -> dict[str, Any]:
+        """``{"silicon": report dict}`` for a part the ASIC area model covers (systolic
+        family), ``{"silicon_note": why not}`` where its node is not in the process data, and
+        nothing for GPUs, CPUs and FPGAs. Computed once per predictor."""
+        cached = getattr(self, "_silicon", None)
+        if cached is None:
+            from simulator.cost.silicon import silicon_report, supports_silicon
+
+            dev = self.spec_system.device
+            cached = {}
+            if supports_silicon(dev):
+                try:
+                    cached = {"silicon": silicon_report(dev).to_dict()}
+                except SpecError as exc:
+                    cached = {"silicon_note": f"area, power and unit cost not modelled: {exc}"}
+            self._silicon = cached
+        return cached
 
     def links_of(self, group: tuple[int, ...], op: Op | None = None) -> tuple[int | str, ...]:
         """The resources collective ``op`` over ``group`` holds in the event run: the

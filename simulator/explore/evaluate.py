@@ -94,8 +94,14 @@ def evaluate_point(study: Study, point: dict[str, Any]) -> dict[str, Any]:
         missing = [m for m, _ in study.objectives if m not in acc]
         missing += [c.metric for c in study.constraints if c.metric not in acc]
         if missing:
-            raise HwsimError(f"no {', '.join(sorted(set(missing)))} for this point "
-                             f"(e.g. no price in the spec for cost metrics)")
+            why = "e.g. no price in the spec for cost metrics"
+            silicon = {"area_mm2", "chip_power_w", "silicon_cost_usd"}
+            if silicon & set(missing):
+                note = r.meta.get("silicon_note")
+                why = note or (f"the area, power and die-cost model covers systolic-array "
+                               f"parts; {predictor.system.device.name} is family "
+                               f"{predictor.system.device.family!r}")
+            raise HwsimError(f"no {', '.join(sorted(set(missing)))} for this point ({why})")
         row.update(acc)
         failed = [c.text for c in study.constraints if not c.holds(acc[c.metric])]
         if failed:

@@ -60,11 +60,10 @@ METRICS: dict[str, str] = {
     "memory_headroom_bytes": "+",   # capacity minus the most loaded device's footprint
     "unit_cost_usd": "-",           # the part's (system's) purchase price, from its spec
     "tco_usd": "-",                 # purchase + electricity over the spec's lifetime
-}
-#: Metrics users ask for that hwsim does not model yet, with where they will come from.
-NOT_MODELLED = {
-    "area_mm2": "chip area is not modelled yet (the accelerators issue adds ASIC area from "
-                "PE count, SRAM and process node; until then use a power constraint)",
+    # systolic parts only (simulator.cost.silicon, per chip)
+    "area_mm2": "-",                # die area from PEs, SRAM, PHYs at the process node
+    "chip_power_w": "-",            # leakage + dynamic power at the array's peak
+    "silicon_cost_usd": "-",        # die (wafer, yield) + package + DRAM/HBM, no margin
 }
 #: Run options a workload entry or an axis without a dot may set (RunOptions fields).
 RUN_OPTIONS: dict[str, type] = {
@@ -613,9 +612,6 @@ def _objectives(raw: Any, problems: list[str]) -> list[tuple[str, str]]:
     out = []
     for m, sense in raw.items():
         where = f"objectives.{m}"
-        if m in NOT_MODELLED:
-            problems.append(f"{where}: {NOT_MODELLED[m]}")
-            continue
         if m not in METRICS:
             problems.append(f"{where}: unknown metric (known: {', '.join(sorted(METRICS))})")
             continue
@@ -643,9 +639,6 @@ def _constraints(raw: Any, problems: list[str]) -> list[Constraint]:
             problems.append(f"{where}: {_show(c)}: expected 'metric <= value' (or <, >=, >)")
             continue
         metric, op, text = m.groups()
-        if metric in NOT_MODELLED:
-            problems.append(f"{where}: {_show(c)}: {NOT_MODELLED[metric]}")
-            continue
         if metric not in METRICS:
             problems.append(f"{where}: {_show(c)}: unknown metric {metric!r} (known: "
                             f"{', '.join(sorted(METRICS))})")

@@ -291,6 +291,14 @@ class Result:
             "footprint": dict(self.meta.get("footprint") or {}),
             "per_device": [d.to_dict() for d in self.per_device],
         }
+        sil = self.meta.get("silicon")
+        if sil:  # systolic parts: the ASIC model's area, peak power and unit cost, per chip
+            d["area_mm2"] = sil["area_mm2"]
+            d["chip_power_w"] = sil["power_w"]
+            d["silicon_cost_usd"] = sil["unit_cost_usd"]
+            d["silicon"] = dict(sil)
+        elif self.meta.get("silicon_note"):
+            d["silicon_note"] = self.meta["silicon_note"]
         if ops:
             d["ops"] = [{"name": r.name, "kind": r.kind, "latency_s": r.latency_s,
                          "energy_j": r.energy_j, "bound": r.bound, "start_s": r.start_s,

@@ -41,7 +41,7 @@ PATHS = [("name",), ("base",), ("workloads",), ("workloads", 0, "workload"),
          ("axes", "compute.tensor_core.count", "steps"), ("axes", "batch"), ("objectives",),
          ("objectives", "tokens_per_s"), ("constraints",), ("constraints", 0), ("search",),
          ("search", "method"), ("search", "samples"), ("extra_field",),
-         ("axes", "no.such.field"), ("objectives", "area_mm2"), ("axes", "arch")]
+         ("axes", "no.such.field"), ("objectives", "chip_power_w"), ("axes", "arch")]
 
 
 def _set(d, path, value):

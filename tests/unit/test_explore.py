@@ -70,10 +70,34 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(e.value.problems) == 2, e.value.problems
 
 
-def test_not_modelled_objectives_say_so(tmp_path):
-    p = _write(tmp_path, STUDY.replace("energy_per_sample_j: min", "area_mm2: min"))
-    with pytest.raises(StudyError, match="area_mm2: chip area is not modelled yet"):
-        load_study(p)
+def test_area_on_a_gpu_is_an_error_row_that_says_why(tmp_path):
+    """The area model covers systolic parts; a GPU point is recorded with the reason."""
+    text = STUDY.replace("energy_per_sample_j: min", "area_mm2: min") \
+        .replace("  batch: [1, 8, 64]\n", "")
+    df = load(run_study(load_study(_write(tmp_path, text)), tmp_path / "o",
+                        limit=2).directory)
+    assert set(df["status"]) == {"error"}
+    assert all("systolic-array parts" in e and "'gpu'" in e for e in df["error"])
+
+
+def test_area_and_silicon_cost_objectives_on_a_systolic_part(tmp_path):
+    """More arrays: more area, more silicon dollars, never slower."""
+    text = """\
+name: array-size
+base: systolic-32x32
+workloads:
+  - {workload: bert-base, batch: 1, seq: 128, dtype: int8}
+axes:
+  compute.pe_array.count: [1, 2, 4]
+objectives: {latency_s: min, area_mm2: min}
+constraints: ["silicon_cost_usd <= 1000"]
+"""
+    df = load(run_study(load_study(_write(tmp_path, text)), tmp_path / "o").directory)
+    assert list(df["status"]) == ["ok"] * 3, df["error"].tolist()
+    df = df.sort_values("area_mm2")
+    assert df["area_mm2"].is_monotonic_increasing and df["area_mm2"].iloc[0] > 0
+    assert df["silicon_cost_usd"].is_monotonic_increasing
+    assert df["latency_s"].is_monotonic_decreasing
 
 
 def test_unit_cost_and_tco_from_the_spec_price(tmp_path):
