@@ -79,6 +79,9 @@ class MapOptions:
     """
 
     dataflow: str | None = None  # systolic/FPGA: os | ws | is; None = the spec's default
+    #: systolic/FPGA memory schedule: "best" (hwsim's SRAM tiling search, the default) or
+    #: "scalesim" (SCALE-Sim's fixed schedule and per-operand interfaces, for comparison)
+    schedule: str | None = None
     rotated_sets: int | None = None
 
 

@@ -154,6 +154,7 @@ from workloads.dtypes import DType
 from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, MatMul, Op
 
 __all__ = ["DATAFLOWS", "OPERANDS", "Gemm", "ArraySetup", "SystolicRun", "fold_cycles",
+           "ArrayCounts", "array_counts",
            "resolve_dataflow", "sram_capacities", "onchip_level", "array_compute_class",
            "make_setup", "simulate_gemm", "matmul_cost", "conv2d_cost", "attention_cost",
            "SetupFn"]
@@ -360,6 +361,54 @@ def fold_cycles(dataflow: str, m: int, n: int, k: int, rows: int, cols: int,
     if dataflow == "is":
         return math.ceil(k / rows) * math.ceil(m / cols), n + rows + cols - 2 + load, load
     raise MappingError(f"unknown dataflow {dataflow!r}; known: {', '.join(DATAFLOWS)}")
+
+
+@dataclass(frozen=True)
+class ArrayCounts:
+    """SCALE-Sim's cycle and SRAM-access counts of one GEMM on one R x C array.
+
+    ``folds`` mappings of ``lines_per_fold`` cycles each; SCALE-Sim reports
+    ``folds * lines_per_fold - 1`` compute cycles. SRAM reads and writes are in elements.
+    """
+
+    folds: int
+    lines_per_fold: int
+    compute_cycles: int
+    sram_reads: Mapping[str, int]
+    sram_writes: Mapping[str, int]
+
+
+def array_counts(dataflow: str, m: int, n: int, k: int, rows: int, cols: int) -> ArrayCounts:
+    """Cycles and SRAM accesses of ``C[m,n] = A[m,k] @ B[k,n]`` with SCALE-Sim's semantics.
+
+    Every fold streams its operands through the whole array, padded at the edges, so a
+    partial fold costs as much as a full one. Per fold: ``os`` streams ``K`` steps and
+    drains the skew (``K + R + C - 2``); ``ws``/``is`` first shift the stationary tile in
+    (``R`` cycles), then stream ``T`` rows with the skew (``2R + C + T - 2``). Writes to the
+    ofmap SRAM: every output once (``os``), or every partial sum of every K fold
+    (``ws``/``is``). Checked cycle by cycle in tests/property/test_systolic_stepper.py and
+    against SCALE-Sim v3's own output in experiments/scalesim/.
+
+    >>> array_counts("ws", 64, 64, 64, 32, 32).compute_cycles
+    631
+    >>> array_counts("os", 64, 64, 64, 32, 32).compute_cycles
+    503
+    """
+    sr, sc, t = {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[dataflow]
+    row_folds, col_folds = math.ceil(sr / rows), math.ceil(sc / cols)
+    folds = row_folds * col_folds
+    lines = t + rows + cols - 2 + (0 if dataflow == "os" else rows)
+    if dataflow == "os":
+        reads = {"ifmap": col_folds * m * k, "filter": row_folds * k * n}
+        writes = m * n
+    elif dataflow == "ws":
+        reads = {"ifmap": col_folds * m * k, "filter": k * n}
+        writes = row_folds * m * n
+    else:
+        reads = {"ifmap": m * k, "filter": col_folds * k * n}
+        writes = row_folds * m * n
+    return ArrayCounts(folds, lines, folds * lines - 1, FrozenMap(reads),
+                       FrozenMap({"ofmap": writes}))
 
 
 @dataclass(frozen=True)
