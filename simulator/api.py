@@ -19,12 +19,14 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.arch.loader import load_arch
 from simulator.arch.spec import System
 from simulator.cost.dollars import CostOptions
+from simulator.errors import HwsimError
+from simulator.frozen import FrozenMap
 from simulator.mapping.base import OpCost
 from simulator.plan import auto_dtype, make_plan
 from simulator.predict import Predictor
@@ -60,6 +62,9 @@ class RunOptions:
     fuse: bool = True  # fold pointwise epilogues into GEMMs/convs, as compilers do
     calibration: Any = None  # a CalibrationProfile or its YAML path; never applied implicitly
     force_calibration: bool = False  # apply a profile fitted on another part
+    # pruned weights: "2:4" (N:M), a fraction pruned such as 0.7 (unstructured), a Sparsity;
+    # None = dense (see workloads.transforms.prune)
+    sparsity: Any = None
 
 
 def resolve_system(arch: str | System, overrides: Mapping[str, Any] | Iterable[str] = ()
@@ -113,6 +118,13 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
     system = predictor.system
     if isinstance(workload, WorkloadGraph):
         graph, plan = workload, None
+        if o.sparsity is not None:
+            from workloads.transforms.prune import prune
+
+            try:
+                graph = prune(graph, o.sparsity)
+            except ValueError as e:
+                raise HwsimError(f"--sparsity: {e}") from None
         if o.fuse:
             from workloads.transforms.fuse import fuse_epilogues
 
@@ -122,7 +134,33 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
                          context=o.context, dtype=o.dtype, weight_dtype=o.weight_dtype,
                          kv_dtype=o.kv_dtype, tp=o.tp, pp=o.pp, dp=o.dp,
                          microbatches=o.microbatches, ep=o.ep, image_size=o.image_size,
-                         recompute=o.recompute, fuse=o.fuse, dataflow=o.dataflow)
+                         recompute=o.recompute, fuse=o.fuse, dataflow=o.dataflow,
+                         sparsity=o.sparsity)
         graph = plan.build()
-    return predictor.predict(graph, plan, cost=o.cost, check_capacity_first=o.check_capacity,
-                             progress=progress)
+    result = predictor.predict(graph, plan, cost=o.cost,
+                               check_capacity_first=o.check_capacity, progress=progress)
+    return _with_sparsity(result, graph)
+
+
+def _with_sparsity(result: Result, graph: WorkloadGraph) -> Result:
+    """``result`` with ``meta["sparsity"]`` (what :func:`workloads.transforms.prune.prune`
+    did) when the graph, or a replica or stage of it, was pruned; unchanged otherwise."""
+    info = graph.meta.get("sparsity")
+    if info is None:  # parallel transforms rebuild the graph: look in its blocks
+        info = next((blk.meta["sparsity"] for blk in _blocks(graph)
+                     if "sparsity" in blk.meta), None)
+    if info is None:
+        return result
+    summary = {k: info[k] for k in ("pattern", "spec", "density", "zeros", "metadata_bits",
+                                    "format", "pruned_layers", "kept_dense")}
+    return replace(result, meta=FrozenMap({**result.meta, "sparsity": summary}))
+
+
+def _blocks(graph: WorkloadGraph):
+    from workloads.graph import Repeat
+
+    for n in graph.g.nodes:
+        item = graph.g.nodes[n]["item"]
+        if isinstance(item, Repeat):
+            yield item.block
+            yield from _blocks(item.block)

@@ -12,10 +12,12 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from simulator.cli_format import dumps as _dumps
+from simulator.cli_format import table as _table
 from simulator.errors import HwsimError, WorkloadError
 from simulator.units import format_quantity as fq
 
@@ -28,33 +30,8 @@ MAX_INT = 2**53
 
 
 # -- formatting helpers ----------------------------------------------------------------------
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    line = lambda r: "  ".join(str(x).ljust(w)  # noqa: E731
-                               for x, w in zip(r, widths, strict=False)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def _t(x: float) -> str:
     return fq(x, "s")
-
-
-def _json_safe(o: Any) -> Any:
-    """Plain JSON data: NaN and +-inf become null, mappings dicts, tuples and sets lists."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if o is None or isinstance(o, (str, int)):
-        return o
-    if isinstance(o, Mapping) or hasattr(o, "items"):
-        return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in o]
-    return str(o)
-
-
-def _dumps(obj: Any) -> str:
-    """One JSON document that never holds the invalid tokens NaN or Infinity."""
-    return json.dumps(_json_safe(obj), allow_nan=False)
 
 
 def _dump(obj: Any) -> None:
@@ -160,7 +137,8 @@ def _run_options(a: argparse.Namespace):
                       image_size=a.image_size, dataflow=a.dataflow,
                       cost=CostOptions(mode=a.cost_mode), fuse=not a.no_fuse,
                       calibration=getattr(a, "calibration", None),
-                      force_calibration=getattr(a, "force_calibration", False))
+                      force_calibration=getattr(a, "force_calibration", False),
+                      sparsity=getattr(a, "sparsity", None))
 
 
 def _print_result(r, a: argparse.Namespace) -> None:
@@ -180,6 +158,10 @@ def _print_result(r, a: argparse.Namespace) -> None:
     head += f", {m['dtype']}"
     if m.get("weight_dtype"):
         head += f" (weights {m['weight_dtype']})"
+    if m.get("sparsity"):
+        sp = m["sparsity"]
+        head += (f", weights pruned {sp['pattern']} (density {sp['density']:.3g}, "
+                 f"{sp['pruned_layers']} layers)")
     print(head)
     band = m.get("latency_band_rel")
     lat = _t(r.latency_s)
@@ -278,7 +260,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         with open(a.trace, "w", encoding="utf-8") as f:
             f.write(_dumps(r.to_chrome_trace()))
     if a.json:
-        _dump(r.to_dict())
+        d = r.to_dict()
+        if r.meta.get("sparsity"):
+            d["sparsity"] = dict(r.meta["sparsity"])
+        _dump(d)
     else:
         _print_result(r, a)
         if a.explain:
@@ -307,6 +292,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
             continue
         tp, unit = r.throughput
         d = r.to_dict(ops=False)
+        if r.meta.get("sparsity"):
+            d["sparsity"] = dict(r.meta["sparsity"])
         d["perf_per_watt"] = tp / r.avg_power_w if r.avg_power_w else None
         # work per dollar: throughput over the $/s the system costs (unpriced or free -> None)
         rate = r.cost.usd_per_hour
@@ -404,6 +391,13 @@ def cmd_op(a: argparse.Namespace) -> int:
     renames = OP_RENAMES.get(kind, {})
     fields = {renames.get(f, f): getattr(a, f) for f in OP_FIELDS[kind]
               if getattr(a, f, None) is not None}
+    if a.sparsity is not None:
+        if kind not in ("matmul", "conv2d"):
+            raise HwsimError(f"--sparsity prunes a weight: it applies to matmul and conv2d, "
+                             f"not {kind}")
+        fields["sparsity"] = a.sparsity
+        if kind == "matmul":
+            fields["weight"] = True  # B is the pruned weight
     try:
         op = op_from_dict({"kind": kind, "dtype": a.dtype, **fields})
     except ValueError as e:
@@ -711,6 +705,24 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
                         "epilogues, as XLA/TensorRT do)")
 
 
+def _sparsity_arg(text: str):
+    """argparse type for --sparsity: N:M or a fraction of weights pruned (see
+    :func:`workloads.ops.parse_sparsity`); a usage error names the value."""
+    from workloads.ops import parse_sparsity
+
+    try:
+        return parse_sparsity(text, "got")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_sparsity(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--sparsity", type=_sparsity_arg, default=None, metavar="N:M|FRACTION",
+                   help=f"{what}prune the weights: 2:4 (structured; sparse tensor cores run "
+                        "it at up to 2x) or a fraction of weights pruned such as 0.7 "
+                        "(unstructured); weights are stored compressed (default: dense)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hwsim", description="Hardware performance simulator for "
                                  "deep-learning workloads: latency, energy and cost.")
@@ -737,6 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply a profile fitted on a different part")
     p.add_argument("--top", type=POS_INT, default=8,
                    help="how many op shapes to list (identical layers grouped)")
+    _add_sparsity(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("compare", help="one workload on several parts (default: "
@@ -744,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, arch_help="comma-separated parts or systems (default: one of each family, "
                              f"{DEFAULT_COMPARE_ARCHS})")
     _add_workload(p, "bert-base")
+    _add_sparsity(p)
     p.set_defaults(fn=cmd_compare, batch=1)
 
     p = sub.add_parser("op", help="predict one op on one part")
@@ -751,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, "h100-sxm")
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--explain", action="store_true")
+    _add_sparsity(p, "matmul (its B operand is the weight) or conv2d: ")
     for name in sorted({f for fs in OP_FIELDS.values() for f in fs} | {"n"}):
         if name in ("phase",):
             p.add_argument("--phase", choices=("prefill", "decode"), default=None,

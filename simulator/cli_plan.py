@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from simulator.cli_format import table as _table
 from simulator.errors import HwsimError
 from simulator.units import format_quantity as fq
 
@@ -105,12 +106,6 @@ def _usd(x: float) -> str:
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else fq(x, "s")
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    fmt = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
 def cmd_plan(a: argparse.Namespace) -> int:

@@ -5,8 +5,9 @@ batch and shapes). :func:`make_plan` validates the options and chooses what was 
 tensor-parallel degree, data-parallel replicas); :meth:`Plan.build` makes the graph by running
 the workload transforms in a fixed order:
 
-    zoo builder (unsharded) -> tensor_parallel -> training_step -> fuse_epilogues
-        -> pipeline_parallel (micro-batches) -> data_parallel (replicas)
+    zoo builder (unsharded) -> tensor_parallel -> prune (weight sparsity, inference)
+        -> training_step -> fuse_epilogues -> pipeline_parallel (micro-batches)
+        -> data_parallel (replicas)
 
 and :func:`check_capacity` checks every device's footprint (weights, KV cache, activations,
 gradients, optimizer state) against its memory before anything is simulated.
@@ -24,6 +25,7 @@ from simulator.errors import CapacityError, HwsimError, WorkloadError
 from simulator.units import format_quantity
 from workloads.graph import WorkloadGraph
 from workloads.memory import Footprint, footprint_by_device
+from workloads.ops import Sparsity, parse_sparsity
 
 __all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype", "with_repeats"]
 
@@ -88,6 +90,8 @@ class Plan:
     # ranking only (hwsim train --search): collapse every repeated block, also where its
     # collectives share ports with pipeline or data-parallel transfers (an approximation)
     screen: bool = False
+    # pruned weights (workloads/transforms/prune.py): N:M or unstructured; None = dense
+    sparsity: Sparsity | None = None
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -111,6 +115,10 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
                     kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
     g = expert_parallel(tensor_parallel(g, tp, plan.sequence_parallel), ep)
+    if plan.sparsity is not None:
+        from workloads.transforms.prune import prune
+
+        g = prune(g, plan.sparsity)
     if plan.attention == "materialized":
         from workloads.transforms.attention import materialize_attention
 
@@ -246,7 +254,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               micro_batch: int | None = None, zero: int = 0,
               sequence_parallel: bool = False, schedule: str = "1f1b",
               virtual_stages: int | None = None, bucket_bytes: float | None = 25e6,
-              attention: str = "flash") -> Plan:
+              attention: str = "flash", sparsity: str | float | Sparsity | None = None
+              ) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -254,7 +263,9 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     network); with no ``dp`` the devices left over serve data-parallel replicas that split the
     batch (at most one replica per sample, and with micro-batches at least one sample per
     micro-batch). CNNs and MLPs are not tensor-parallel: on a system they run one replica per
-    device.
+    device. ``sparsity`` (``"2:4"``, a fraction of weights pruned such as ``0.7``, or a
+    :class:`~workloads.ops.Sparsity`) prunes the weights with
+    :func:`workloads.transforms.prune.prune` (inference phases only).
 
     Raises
     ------
@@ -326,6 +337,13 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
         raise HwsimError("--zero applies to phase train only")
     if dataflow not in (None, "os", "ws", "is"):
         raise HwsimError(f"--dataflow must be os, ws or is, got {dataflow!r}")
+    try:
+        sparsity = parse_sparsity(sparsity, "--sparsity")
+    except ValueError as e:
+        raise HwsimError(str(e)) from None
+    if sparsity is not None and phase == "train":
+        raise HwsimError("--sparsity applies to inference (forward, prefill, decode): training "
+                         "a pruned model (masked dense weights and gradients) is not modelled")
     dtype = auto_dtype(system, dtype)
     try:
         from workloads.dtypes import get_dtype
@@ -384,7 +402,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 kv_dtype=kv_dtype, image_size=image_size, recompute=recompute, fuse=fuse,
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
                 sequence_parallel=bool(sequence_parallel), schedule=schedule,
-                virtual_stages=v, bucket_bytes=bucket_bytes, attention=attention)
+                virtual_stages=v, bucket_bytes=bucket_bytes, attention=attention,
+                sparsity=sparsity)
 
 
 @lru_cache(maxsize=256)

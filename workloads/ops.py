@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
@@ -20,7 +22,8 @@ from workloads.dtypes import BF16, DType, get_dtype
 __all__ = [
     "Flops", "Op", "MatMul", "Conv2d", "Attention", "Elementwise", "Norm", "Softmax",
     "Embedding", "Pool", "Collective", "Memcpy", "OP_TYPES", "ELEMENTWISE_FNS", "EPILOGUE_FNS",
-    "COLLECTIVES", "SPECIAL_FUNCTIONS", "MAX_SIZE", "op_from_dict",
+    "COLLECTIVES", "SPECIAL_FUNCTIONS", "MAX_SIZE", "op_from_dict", "Sparsity",
+    "parse_sparsity", "SPARSITY_PATTERNS",
 ]
 
 # Transcendental functions an op evaluates (its ``Flops.special``): the cost of one evaluation
@@ -150,6 +153,226 @@ def _epilogue_params(epilogue: tuple[str, ...], channels: int) -> float:
     return float(sum(EPILOGUE_FNS[f][3] for f in epilogue) * channels)
 
 
+# -- weight sparsity ---------------------------------------------------------------------------
+SPARSITY_PATTERNS = ("n:m", "unstructured")
+#: Largest group M of an N:M pattern (hardware uses 4 or 8; SCALE-Sim v3 takes any block size).
+MAX_SPARSITY_GROUP = 1024
+#: Largest metadata_bits a user may give per stored nonzero (CSR with 64-bit indices is 64).
+MAX_METADATA_BITS = 1024
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """The stored form of a pruned weight: which values are kept and what indexes them.
+
+    ``pattern`` is ``"n:m"`` (structured: at most ``n`` nonzeros in every group of ``m``
+    consecutive weights along the reduction dimension K, as NVIDIA's sparse tensor cores,
+    AMD's SMFMA and SCALE-Sim v3's N:M layers use) or ``"unstructured"`` (any weight may be
+    zero). ``density`` is the fraction of weights kept (``n/m`` for N:M, derived).
+    ``metadata_bits`` is the index overhead per stored nonzero, default:
+
+    - N:M: ``ceil(log2(m))`` bits, the position of each kept value in its group. 2 bits for
+      2:4, as NVIDIA's sparse tensor cores store it (A100 whitepaper: "the compressed matrix
+      is half the size plus metadata with 2-bit indices"; cuSPARSELt keeps 2 bits per
+      nonzero, ``K/8`` bytes of metadata per row of a 16-bit matrix), and what SCALE-Sim v3
+      counts for its blocked-ELLPACK format (``ceil(log2 M)`` bits per stored element).
+    - unstructured: a bitmap of one bit per dense element, i.e. ``1/density`` bits per stored
+      nonzero (the format of SpInfer's Tensor-Core-Aware Bitmap Encoding, Fan et al.,
+      EuroSys 2025, which beats CSR-style 16/32-bit indices at the 30-70% sparsity LLMs are
+      pruned to).
+
+    A weight's stored bytes are ``dense bytes x density x (1 + metadata_bits / (8 x element
+    bits / 8))``, never more than dense: a layer whose compressed form would be larger (a
+    bitmap at very low sparsity) is kept dense (:meth:`stored_fraction`).
+
+    >>> Sparsity.nm(2, 4).stored_fraction(2.0)  # bf16: half the values + 2 bits each
+    0.5625
+    >>> Sparsity.unstructured(zeros=0.75).stored_fraction(2.0)  # 25% kept + 1 bit per weight
+    0.3125
+    """
+
+    pattern: str
+    n: int | None = None
+    m: int | None = None
+    density: float | None = None
+    metadata_bits: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.pattern not in SPARSITY_PATTERNS:
+            raise ValueError(f"sparsity: pattern must be one of {', '.join(SPARSITY_PATTERNS)}, "
+                             f"got {_show(self.pattern)}")
+        mb = self.metadata_bits
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, numbers.Real)
+                               or not 0 <= mb <= MAX_METADATA_BITS):
+            raise ValueError(f"sparsity: metadata_bits per stored nonzero must be a number in "
+                             f"[0, {MAX_METADATA_BITS}], got {_show(mb)}")
+        if self.pattern == "n:m":
+            for name in ("n", "m"):
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                    raise ValueError(f"sparsity: N:M needs whole numbers N and M, got "
+                                     f"{name}={_show(v)}")
+            n, m = int(self.n), int(self.m)  # type: ignore[arg-type]
+            if m < 1:
+                raise ValueError(f"sparsity: {n}:{m}: the group M must be at least 1")
+            if n < 1:
+                raise ValueError(f"sparsity: {n}:{m} keeps no weight (N must be at least 1)")
+            if m > MAX_SPARSITY_GROUP:
+                raise ValueError(f"sparsity: {n}:{m}: the group M must be at most "
+                                 f"{MAX_SPARSITY_GROUP}")
+            if n > m:
+                raise ValueError(f"sparsity: {n}:{m} keeps more weights than the group holds "
+                                 f"(N must not exceed M)")
+            density = n / m
+            if self.density is not None and not _close(self.density, density):
+                raise ValueError(f"sparsity: {n}:{m} has density {density:g}, got "
+                                 f"density={_show(self.density)}")
+            object.__setattr__(self, "n", n)
+            object.__setattr__(self, "m", m)
+            object.__setattr__(self, "density", density)
+            default_bits = float(math.ceil(math.log2(m)))
+        else:
+            if self.n is not None or self.m is not None:
+                raise ValueError("sparsity: unstructured sparsity has no N:M group; give "
+                                 "density only")
+            d = self.density
+            if isinstance(d, bool) or not isinstance(d, numbers.Real) or not (0 < d <= 1):
+                raise ValueError(f"sparsity: unstructured density (fraction of weights kept) "
+                                 f"must be in (0, 1], got {_show(d)}")
+            object.__setattr__(self, "density", float(d))
+            default_bits = 1.0 / float(d)  # a bitmap: one bit per dense element
+        object.__setattr__(self, "metadata_bits", default_bits if mb is None else float(mb))
+
+    @classmethod
+    def nm(cls, n: int, m: int, metadata_bits: float | None = None) -> Sparsity:
+        """N:M structured sparsity (``ceil(log2 m)`` index bits per kept value by default)."""
+        return cls("n:m", n=n, m=m, metadata_bits=metadata_bits)
+
+    @classmethod
+    def unstructured(cls, density: float | None = None, *, zeros: float | None = None,
+                     metadata_bits: float | None = None) -> Sparsity:
+        """Unstructured sparsity keeping ``density`` of the weights (or ``1 - zeros``)."""
+        if (density is None) == (zeros is None):
+            raise ValueError("sparsity: give one of density (fraction kept) or zeros "
+                             "(fraction pruned)")
+        if zeros is not None:
+            if isinstance(zeros, bool) or not isinstance(zeros, numbers.Real) \
+                    or not 0 <= zeros < 1:
+                raise ValueError(f"sparsity: the fraction of zeros must be in [0, 1), got "
+                                 f"{_show(zeros)}")
+            kept = 1.0 - float(zeros)
+            density = round(kept, 12) or kept  # 1 - 0.7 = 0.30000000000000004
+        return cls("unstructured", density=density, metadata_bits=metadata_bits)
+
+    @property
+    def zeros(self) -> float:
+        """Fraction of the weights that are zero (pruned)."""
+        return 1.0 - float(self.density)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        """``"2:4"`` or ``"70% unstructured"``."""
+        if self.pattern == "n:m":
+            return f"{self.n}:{self.m}"
+        return f"{100 * self.zeros:.4g}% unstructured"
+
+    def spec(self) -> str | dict[str, Any]:
+        """The spelling :func:`parse_sparsity` reads back: ``"2:4"``, ``"0.7"`` (fraction of
+        zeros), or a field mapping when the metadata is not the default."""
+        default = Sparsity(self.pattern, n=self.n, m=self.m, density=self.density)
+        if default.metadata_bits != self.metadata_bits:
+            return {"pattern": self.pattern, "n": self.n, "m": self.m, "density": self.density,
+                    "metadata_bits": self.metadata_bits}
+        return self.label if self.pattern == "n:m" else f"{self.zeros:.12g}"
+
+    def stored_fraction(self, elem_bytes: float) -> float:
+        """Stored bytes of the weight over its dense bytes, for elements of ``elem_bytes``:
+        ``density x (1 + metadata_bits / (8 x elem_bytes))``, at most 1."""
+        d = float(self.density)  # type: ignore[arg-type]
+        meta = float(self.metadata_bits)  # type: ignore[arg-type]
+        return min(1.0, d * (1.0 + meta / (8.0 * elem_bytes)))
+
+    def stored_bytes(self, dense_bytes: float, elem_bytes: float) -> float:
+        """Bytes a weight of ``dense_bytes`` takes in this format (values + metadata)."""
+        return dense_bytes * self.stored_fraction(elem_bytes)
+
+
+def _close(a: Any, b: float) -> bool:
+    return isinstance(a, numbers.Real) and not isinstance(a, bool) and abs(float(a) - b) <= 1e-9
+
+
+_NM = re.compile(r"\s*([0-9]{1,6})\s*:\s*([0-9]{1,6})\s*")
+_SPARSITY_HELP = ("expected N:M such as 2:4 (structured), or the fraction of weights pruned "
+                  "such as 0.7 (unstructured, 0 <= fraction < 1)")
+
+
+def parse_sparsity(value: Any, what: str = "sparsity") -> Sparsity | None:
+    """A :class:`Sparsity` from ``"2:4"`` (N:M), a fraction of zeros (``0.7`` or ``"0.7"``:
+    70% of the weights pruned, unstructured; ``"70%"`` too), a field mapping, or a Sparsity.
+    ``None`` and a fraction of 0 mean dense (``None``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` and the value, and what was expected.
+
+    >>> parse_sparsity("2:4").density, parse_sparsity("0.7").density
+    (0.5, 0.3)
+    """
+    if value is None or isinstance(value, Sparsity):
+        return value
+    shown = _show(value)
+    try:
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(Sparsity)}
+            unknown = sorted(str(k) for k in value if k not in known)
+            if unknown:
+                raise ValueError(f"unknown field {unknown[0]!r}; fields: {', '.join(sorted(known))}")
+            return Sparsity(**value)
+        if isinstance(value, str):
+            text = value.strip()
+            m = _NM.fullmatch(text)
+            if m:
+                return Sparsity.nm(int(m.group(1)), int(m.group(2)))
+            pct = text.endswith("%")
+            num = text[:-1].strip() if pct else text
+            if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", num) \
+                    or len(num) > 40:
+                raise ValueError(_SPARSITY_HELP)
+            value = float(num) / (100.0 if pct else 1.0)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(_SPARSITY_HELP)
+        z = float(value)
+        if not math.isfinite(z) or not 0 <= z < 1:
+            hint = " (1 would remove every weight)" if z == 1 else ""
+            raise ValueError(f"the fraction of weights pruned must be in [0, 1){hint}")
+        return None if z == 0 else Sparsity.unstructured(zeros=z)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        if msg.startswith("sparsity: "):
+            msg = msg[len("sparsity: "):]
+        raise ValueError(f"{what} {shown}: {msg}") from None
+
+
+def _check_sparsity(op: Op, k: int, weight: bool = True) -> None:
+    """Coerce ``op.sparsity`` to a :class:`Sparsity` and check it fits the op: a weight
+    operand, and for N:M a reduction dimension ``k`` made of whole groups of M."""
+    s = op.sparsity  # type: ignore[attr-defined]
+    if s is None:
+        return
+    if not isinstance(s, Sparsity):
+        s = parse_sparsity(s, f"{op.kind}: sparsity")
+        object.__setattr__(op, "sparsity", s)
+        if s is None:
+            return
+    if not weight:
+        raise ValueError(f"{op.kind}: sparsity describes a pruned weight; set weight=true (a "
+                         f"GEMM of two activations is not pruned)")
+    if s.pattern == "n:m" and k % s.m:  # type: ignore[operator]
+        raise ValueError(f"{op.kind}: {s.label} sparsity groups {s.m} weights along the "
+                         f"reduction dimension, which must be a multiple of {s.m}; got {k}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Op:
     """Base op: a ``dtype`` for activations/compute; subclasses add shapes."""
@@ -210,11 +433,16 @@ class Op:
         d: dict[str, Any] = {"kind": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "sparsity":  # absent for a dense op: its dict is unchanged
+                if v is not None:
+                    d[f.name] = v.spec()
+                continue
             d[f.name] = v.name if isinstance(v, DType) else v
         return d
 
     def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.to_dict().items()
+        parts = [f"{k}={getattr(self, k).label if k == 'sparsity' else v}"
+                 for k, v in self.to_dict().items()
                  if k != "kind" and v is not None and v != ()]
         return f"{self.kind}({', '.join(parts)})"
 
@@ -225,7 +453,9 @@ class MatMul(Op):
 
     With ``weight=True`` operand B is a parameter (a linear layer, tokens folded into ``m``,
     ``batch=1``; or ``batch`` experts of a mixture-of-experts layer, each with its own weight)
-    and may be stored in ``weight_dtype`` (weights-only int4/int8 quantisation).
+    and may be stored in ``weight_dtype`` (weights-only int4/int8 quantisation) and pruned
+    (``sparsity``, see :class:`Sparsity`: N:M groups run along ``k``). FLOPs stay those of
+    the dense layer; the bytes of B (:meth:`b_bytes`) are its stored, compressed size.
     """
 
     kind: ClassVar[str] = "matmul"
@@ -237,14 +467,21 @@ class MatMul(Op):
     bias: bool = False
     weight_dtype: DType | None = None
     epilogue: tuple[str, ...] = ()  # fused pointwise ops on the output (see EPILOGUE_FNS)
+    sparsity: Sparsity | None = None  # a pruned weight B (None: dense)
 
     def validate(self) -> None:
         _sizes(self, "m", "n", "k", "batch")
         _check_epilogue(self, self.epilogue)
+        _check_sparsity(self, self.k, self.weight)
 
     @property
     def b_dtype(self) -> DType:
         return self.weight_dtype or self.dtype
+
+    @property
+    def weight_stored_fraction(self) -> float:
+        """Stored bytes of B over its dense bytes (1.0 unless pruned)."""
+        return 1.0 if self.sparsity is None else self.sparsity.stored_fraction(self.b_dtype.bytes)
 
     def flops(self) -> Flops:
         mm = 2.0 * self.batch * self.m * self.n * self.k
@@ -258,8 +495,14 @@ class MatMul(Op):
     def a_bytes(self) -> float:
         return self.batch * self.m * self.k * self.dtype.bytes
 
-    def b_bytes(self) -> float:
+    def dense_b_bytes(self) -> float:
+        """Bytes of B before pruning (``batch x k x n`` elements)."""
         return self.batch * self.k * self.n * self.b_dtype.bytes
+
+    def b_bytes(self) -> float:
+        """Bytes of B as stored: compressed values and metadata when pruned."""
+        dense = self.batch * self.k * self.n * self.b_dtype.bytes
+        return dense if self.sparsity is None else dense * self.weight_stored_fraction
 
     def c_bytes(self) -> float:
         return self.batch * self.m * self.n * self.dtype.bytes
@@ -287,7 +530,10 @@ class MatMul(Op):
 class Conv2d(Op):
     """2-D convolution, NCHW input ``[n, c, h, w]``, ``k`` filters of ``r x s``.
 
-    ``groups`` covers grouped and depthwise (``groups == c``) convolution.
+    ``groups`` covers grouped and depthwise (``groups == c``) convolution. The filter may be
+    pruned (``sparsity``, see :class:`Sparsity`): N:M groups run along the reduction dimension
+    of the implicit GEMM, ``c/groups x r x s``; FLOPs stay those of the dense layer and
+    :meth:`weight_bytes` is the filter's stored, compressed size.
     """
 
     kind: ClassVar[str] = "conv2d"
@@ -304,6 +550,7 @@ class Conv2d(Op):
     bias: bool = False
     weight_dtype: DType | None = None
     epilogue: tuple[str, ...] = ()  # fused pointwise ops on the output (see EPILOGUE_FNS)
+    sparsity: Sparsity | None = None  # a pruned filter (None: dense)
 
     def validate(self) -> None:
         _sizes(self, "n", "c", "h", "w", "k", "r", "s", "stride", "groups")
@@ -314,6 +561,13 @@ class Conv2d(Op):
         if self.p <= 0 or self.q <= 0:
             raise ValueError(
                 f"conv2d: filter {self.r}x{self.s} larger than padded input {self.h}x{self.w}")
+        _check_sparsity(self, (self.c // self.groups) * self.r * self.s)
+
+    @property
+    def weight_stored_fraction(self) -> float:
+        """Stored bytes of the filter over its dense bytes (1.0 unless pruned)."""
+        wdt = self.weight_dtype or self.dtype
+        return 1.0 if self.sparsity is None else self.sparsity.stored_fraction(wdt.bytes)
 
     @property
     def p(self) -> int:
@@ -349,9 +603,13 @@ class Conv2d(Op):
             + _epilogue_params(self.epilogue, self.k)
 
     def weight_bytes(self) -> float:
-        conv = self.k * (self.c // self.groups) * self.r * self.s + (self.k if self.bias else 0)
-        return conv * (self.weight_dtype or self.dtype).bytes + \
-            _epilogue_params(self.epilogue, self.k) * self.dtype.bytes
+        wb = (self.weight_dtype or self.dtype).bytes
+        epi = _epilogue_params(self.epilogue, self.k) * self.dtype.bytes
+        filt = self.k * (self.c // self.groups) * self.r * self.s
+        if self.sparsity is not None:  # the filter compressed; bias and epilogue dense
+            return filt * wb * self.weight_stored_fraction + \
+                (self.k * wb if self.bias else 0.0) + epi
+        return (filt + (self.k if self.bias else 0)) * wb + epi
 
 
 @dataclass(frozen=True, kw_only=True)

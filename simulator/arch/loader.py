@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -37,10 +38,14 @@ from typing import Any
 
 import yaml
 
+from simulator.arch.params import default, param
 from simulator.arch.spec import (
+    BUFFERS,
     DEVICE_KINDS,
+    DTYPE_FALLBACK,
     FABRIC_TOPOLOGIES,
     FAMILIES,
+    FPGA_DEFAULT_PE_ARRAY,
     KIND_EFFICIENCY_KINDS,
     KIND_EFFICIENCY_MAX,
     TOPOLOGIES,
@@ -50,22 +55,28 @@ from simulator.arch.spec import (
     Device,
     EnergyModel,
     Fabric,
+    FpgaConfig,
+    FpgaDesign,
+    FpgaResources,
     Link,
     MemoryLevel,
     Power,
     Pricing,
     System,
     _frozen,
+    fpga_buffer_use,
+    fpga_config,
 )
 from simulator.cost.energy_tables import default_j_per_flop
 from simulator.errors import SpecError
-from simulator.units import KINDS, UnitError, parse_quantity
+from simulator.units import KINDS, UnitError, format_quantity, parse_quantity
 from workloads.dtypes import get_dtype
 from workloads.importers.hf_config import strict_yaml_load
 from workloads.ops import SPECIAL_FUNCTIONS
 
 __all__ = ["SPEC_ROOT", "list_arch_files", "find_arch", "load_arch",
-           "parse_overrides", "apply_overrides", "PARAM_SCHEMA", "MAX_SPEC_BYTES", "MAX_COUNT"]
+           "parse_overrides", "apply_overrides", "PARAM_SCHEMA", "MAX_SPEC_BYTES", "MAX_COUNT",
+           "fpga_design_config"]
 
 SPEC_ROOT = Path(__file__).resolve().parents[2] / "arch_specs"
 _COMPUTE_CLASSES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
@@ -78,6 +89,8 @@ MAX_COUNT = 10**9
 _MAX_FLOPS_PER_CYCLE = 1e9
 #: Largest energy.datapath_overhead / energy.special_multiplier (shipped: 1-50, 4).
 _MAX_ENERGY_FACTOR = 1e4
+#: Largest LUTs or FFs per FPGA PE (params.luts_per_pe; shipped defaults 12-500).
+_MAX_PER_PE = 1e6
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
@@ -113,7 +126,8 @@ def _item_path(prefix: str, item: Any, i: int) -> str:
     return f"{prefix}.{name}" if isinstance(name, str) and name else f"{prefix}.{i}"
 
 # Family-specific tuning parameters: name -> quantity kind ("number", "bytes", ...), "int",
-# "bool", "str:<a>|<b>", "dtypemap" (dtype -> number in (0, 1]), "kindmap" (op kind of
+# "bool", "str:<a>|<b>", "dtypemap" (dtype -> number in (0, 1]), "dtypecount" (dtype -> number
+# in (0, _MAX_PER_PE], e.g. LUTs per PE), "kindmap" (op kind of
 # KIND_EFFICIENCY_KINDS -> factor in (0, KIND_EFFICIENCY_MAX]), "specialmap" (function of
 # workloads.ops.SPECIAL_FUNCTIONS -> vector FLOPs per evaluation) or "sram" (mapping name ->
 # bytes). kind_efficiency divides the modelled busy time of a streaming op (elementwise, norm,
@@ -131,13 +145,14 @@ _COMMON_PARAMS = {
 PARAM_SCHEMA: dict[str, dict[str, str]] = {
     "gpu": {**_COMMON_PARAMS, "attention_efficiency": "fraction", "sm_count": "int",
             "tile_shapes": "tiles", "l2_level": "str", "sm_l2_bandwidth": "bandwidth",
-            "pipeline_latency": "time", "cluster_multicast": "int"},
+            "pipeline_latency": "time", "cluster_multicast": "int", "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",
-                 "regfile_levels": "str"},
+                 "regfile_levels": "str", "sparse_nm": "bool"},
     "fpga": {**_COMMON_PARAMS, "dsp_utilization": "fraction", "dataflow": "str:os|ws|is",
-             "double_buffered": "bool", "sram": "sram", "dsp_fmax": "frequency"},
+             "double_buffered": "bool", "sram": "sram", "dsp_fmax": "frequency",
+             "luts_per_pe": "dtypecount", "ffs_per_pe": "dtypecount", "sparse_nm": "bool"},
     "cpu": {**_COMMON_PARAMS, "detect": "bool", "simd_bits": "int", "fma_units": "int",
             "threads": "int", "write_allocate": "bool", "page_fault_threshold": "bytes",
             "page_fault_bandwidth": "bandwidth", "core_bandwidth": "bandwidth",
@@ -234,21 +249,26 @@ def _dtype_key(name: Any) -> str | None:
         return None
 
 
-def _compute(c: _Checker, raw: Any) -> tuple[ComputeUnit, ...]:
+def _compute(c: _Checker, raw: Any, default_clock: float | None = None
+             ) -> tuple[ComputeUnit, ...]:
+    """The compute units; a unit without a ``clock`` runs at ``default_clock`` (an FPGA
+    design's clock) if there is one, else the clock is required."""
     if not isinstance(raw, list) or not raw:
         c.bad("compute", "a non-empty list of compute units", raw)
         return ()
     out = []
+    required = ("name", "unit", "count", "flops_per_cycle")
     for i, item in enumerate(raw):
         p = _item_path("compute", item, i)
         d = c.mapping(item, p, ("name", "unit", "count", "clock", "flops_per_cycle", "shape"),
-                      ("name", "unit", "count", "clock", "flops_per_cycle"))
+                      required if default_clock is not None else (*required, "clock"))
         if not d:
             continue
         name = c.string(d, "name", p)
         unit = c.string(d, "unit", p, UNIT_KINDS, "matrix")
         count = c.integer(d, "count", p, 1)
-        clock = c.qty(d, "clock", p, "frequency", 1e9)
+        clock = (c.qty(d, "clock", p, "frequency", 1e9) if "clock" in d or default_clock is None
+                 else default_clock)
         fpc: dict[str, float] = {}
         rates = d.get("flops_per_cycle", {})
         if not isinstance(rates, Mapping) or not rates:
@@ -439,6 +459,20 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
             else:
                 out[key] = float(x)
         return _frozen(out)
+    if kind == "dtypecount":
+        if not isinstance(v, Mapping):
+            c.bad(path, f"a mapping dtype -> number in (0, {_MAX_PER_PE:g}]", v)
+            return None
+        out = {}
+        for k, x in v.items():
+            key = _dtype_key(k)
+            if key is None:
+                c.bad(f"{path}.{k}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
+            elif not _is_number(x, _MAX_PER_PE):
+                c.bad(f"{path}.{k}", f"a number in (0, {_MAX_PER_PE:g}]", x)
+            else:
+                out[key] = float(x)
+        return _frozen(out)
     if kind == "kindmap":
         hi = f"{KIND_EFFICIENCY_MAX:g}"
         if not isinstance(v, Mapping):
@@ -564,9 +598,366 @@ def _energy(c: _Checker, raw: Any, process_nm: float) -> EnergyModel:
     return EnergyModel(_frozen(table), float(sm))
 
 
+# -- FPGA fabric and design ------------------------------------------------------------------
+_RESOURCE_FIELDS = ("dsp_slice", "luts", "ffs", "bram36", "uram288", "clock", "channels",
+                    "shell")
+_SHELL_FIELDS = ("dsps", "luts", "ffs", "bram36", "uram288")
+_DESIGN_FIELDS = ("pe_array", "engines", "dtypes", "clock", "buffers", "memory", "channels",
+                  "description")
+
+
+def _count0(c: _Checker, d: Mapping[str, Any], key: str, path: str) -> int | None:
+    """A non-negative integer count (a part may have no URAM), or None if absent or bad."""
+    if key not in d:
+        return None
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT:
+        c.bad(f"{path}.{key}", f"a non-negative integer of at most {MAX_COUNT:,}", v)
+        return None
+    return v
+
+
+def _resources(c: _Checker, raw: Any) -> FpgaResources | None:
+    """``resources:``: an FPGA's fabric (:class:`~simulator.arch.spec.FpgaResources`)."""
+    if raw is None:
+        return None
+    p = "resources"
+    d = c.mapping(raw, p, _RESOURCE_FIELDS, ("luts", "bram36", "uram288", "clock"))
+    if not d:
+        return None
+    luts = c.integer(d, "luts", p)
+    ffs = c.integer(d, "ffs", p)
+    bram, uram = _count0(c, d, "bram36", p), _count0(c, d, "uram288", p)
+    slice_ = c.string(d, "dsp_slice", p, default="DSP48E2") or "DSP48E2"
+    lo = hi = None
+    if "clock" in d:
+        ck = c.mapping(d["clock"], f"{p}.clock", ("min", "max"), ("min", "max"))
+        lo = c.qty(ck, "min", f"{p}.clock", "frequency", None, required=False)
+        hi = c.qty(ck, "max", f"{p}.clock", "frequency", None, required=False)
+        if lo is not None and hi is not None and lo > hi:
+            c.bad(f"{p}.clock.min", f"at most resources.clock.max ({ck.get('max')})",
+                  ck.get("min"))
+            lo = None
+    channels: dict[str, int] = {}
+    if "channels" in d:
+        ch = d["channels"]
+        if not isinstance(ch, Mapping) or not ch:
+            c.bad(f"{p}.channels", "a mapping memory level name -> number of channels", ch)
+        else:
+            for k, v in ch.items():
+                if not _is_count(v):
+                    c.bad(f"{p}.channels.{k}", _count_expected(v), v)
+                else:
+                    channels[str(k)] = v
+    shell: dict[str, int] = {}
+    if "shell" in d:
+        sd = c.mapping(d["shell"], f"{p}.shell", _SHELL_FIELDS)
+        totals = {"luts": luts, "ffs": ffs, "bram36": bram, "uram288": uram}
+        for k in _SHELL_FIELDS:
+            v = _count0(c, sd, k, f"{p}.shell")
+            if v is None:
+                continue
+            if totals.get(k) is not None and v > totals[k]:  # type: ignore[operator]
+                c.bad(f"{p}.shell.{k}", f"at most resources.{k} ({totals[k]:,})", v)
+                continue
+            if k == "ffs" and ffs is None:
+                c.problems.append(f"{p}.shell.ffs: the part gives no resources.ffs to take "
+                                  "them from")
+                continue
+            shell[k] = v
+    if None in (luts, bram, uram, lo, hi):
+        return None
+    return FpgaResources(luts, bram, uram, lo, hi, ffs, _frozen(channels),  # type: ignore[arg-type]
+                         _frozen(shell), slice_)
+
+
+def _design_fields(c: _Checker, raw: Any, path: str, allowed: Iterable[str]) -> dict[str, Any]:
+    """The fields of one design mapping, parsed and checked on their own (the cross-checks
+    against the part come once the design is chosen)."""
+    d = c.mapping(raw, path, allowed)
+    out: dict[str, Any] = {}
+    if "pe_array" in d:
+        v = d["pe_array"]
+        if not isinstance(v, list) or len(v) != 2 or not all(map(_is_count, v)):
+            c.bad(f"{path}.pe_array", f"[rows, cols], integers from 1 to {MAX_COUNT:,}", v)
+        else:
+            out["pe_array"] = (v[0], v[1])
+    if "engines" in d:
+        v = d["engines"]
+        if isinstance(v, Mapping) and v:
+            eng = {}
+            for k, x in v.items():
+                key = _dtype_key(k)
+                if key is None:
+                    c.bad(f"{path}.engines.{k}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
+                elif not _is_count(x):
+                    c.bad(f"{path}.engines.{k}", _count_expected(x), x)
+                else:
+                    eng[key] = x
+            out["engines"] = eng
+        elif _is_count(v):
+            out["engines"] = v
+        else:
+            c.bad(f"{path}.engines", "a number of engines, or a mapping dtype -> engines", v)
+    if "dtypes" in d:
+        v = d["dtypes"]
+        if not isinstance(v, list) or not v:
+            c.bad(f"{path}.dtypes", f"a list of dtypes ({', '.join(_COMPUTE_CLASSES)})", v)
+        else:
+            classes = []
+            for i, k in enumerate(v):
+                key = _dtype_key(k) if isinstance(k, str) else None
+                if key is None:
+                    c.bad(f"{path}.dtypes.{i}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
+                elif key not in classes:
+                    classes.append(key)
+            if len(classes) == len(v) or classes:
+                out["dtypes"] = tuple(classes)
+    if "clock" in d:
+        clk = c.qty(d, "clock", path, "frequency", None, required=False)
+        if clk is not None:
+            out["clock"] = clk
+    if "buffers" in d:  # may be partial on top of a base design: completed by _design
+        bd = c.mapping(d["buffers"], f"{path}.buffers", BUFFERS)
+        sizes = {k: c.qty(bd, k, f"{path}.buffers", "bytes", None, required=False)
+                 for k in BUFFERS if k in bd}
+        if bd and all(v is not None for v in sizes.values()):
+            out["buffers"] = sizes
+    if "memory" in d:
+        mem = c.string(d, "memory", path)
+        if mem is not None:
+            out["memory"] = mem
+    if "channels" in d:
+        ch = c.integer(d, "channels", path)
+        if ch is not None:
+            out["channels"] = ch
+    if "description" in d:
+        out["description"] = c.string(d, "description", path, empty_ok=True) or ""
+    return out
+
+
+def _design(c: _Checker, raw: Any, named: Any) -> tuple[dict[str, Any], str, bool] | None:
+    """``design:`` (the design the part runs) over ``designs.<base>`` when it names a
+    ``base``: its fields (``buffers`` and an ``engines`` mapping merge field by field with the
+    base's; ``fields["_from"][key]`` is where each came from, ``design`` or
+    ``designs.<base>``), its name, and whether the base resolved. None when the spec has no
+    design."""
+    bases: dict[str, dict[str, Any]] = {}
+    if named is not None:
+        if not isinstance(named, Mapping) or not named:
+            c.bad("designs", "a mapping design name -> design", named)
+        else:
+            for k, v in named.items():
+                if not isinstance(k, str) or not k.strip():
+                    c.bad("designs", "design names that are non-empty strings", k)
+                    continue
+                bases[k] = _design_fields(c, v, f"designs.{k}", _DESIGN_FIELDS)
+    if raw is None:
+        return None
+    own = _design_fields(c, raw, "design", (*_DESIGN_FIELDS, "base"))
+    base = raw.get("base") if isinstance(raw, Mapping) else None
+    ok, name, fields = isinstance(raw, Mapping), "design", own
+    if base is not None and (not isinstance(base, str) or base not in bases):
+        c.bad("design.base", f"the name of a design in designs ({', '.join(bases) or 'none'})",
+              base)
+        ok = False
+    elif base is not None:
+        b = bases[base]
+        fields = {**b, **own, "_from": {k: f"designs.{base}" for k in b if k not in own}}
+        if isinstance(b.get("buffers"), dict) and "buffers" in own:
+            fields["buffers"] = {**b["buffers"], **own["buffers"]}
+        if isinstance(b.get("engines"), dict) and isinstance(own.get("engines"), dict):
+            fields["engines"] = {**b["engines"], **own["engines"]}
+        name = base + (" (modified)" if [k for k in own if k != "description"] else "")
+    buffers = fields.get("buffers")
+    if buffers is not None:
+        for k in BUFFERS:
+            if k not in buffers:
+                c.problems.append(f"{_src(fields, 'buffers')}.{k}: missing required field")
+        if len(buffers) < len(BUFFERS):
+            fields = {k: v for k, v in fields.items() if k != "buffers"}
+    return fields, name, ok
+
+
+def _src(fields: Mapping[str, Any], key: str) -> str:
+    """The field path a design value came from: ``design.clock`` or ``designs.<base>.clock``."""
+    return f"{fields.get('_from', {}).get(key, 'design')}.{key}"
+
+
+def _fpga(c: _Checker, d: Mapping[str, Any], compute: tuple[ComputeUnit, ...],
+          memory: tuple[MemoryLevel, ...], params: dict[str, Any],
+          resources: FpgaResources | None, fields: dict[str, Any] | None, name: str
+          ) -> tuple[tuple[ComputeUnit, ...], tuple[MemoryLevel, ...], FpgaDesign | None]:
+    """Apply an FPGA design to the part: the DSP unit (the first matrix unit) runs at the
+    design clock and only the design's dtypes, ``params.sram`` holds the buffers, and the
+    design's off-chip memory becomes ``memory[0]`` at the bandwidth of the channels it uses.
+    Checks what can be checked before the device exists (the fit comes after)."""
+    raw_compute = d.get("compute") if isinstance(d.get("compute"), list) else []
+    dsp_i = next((i for i, u in enumerate(compute) if u.unit == "matrix"), None)
+    unit = compute[dsp_i] if dsp_i is not None else None
+    raw_unit = raw_compute[dsp_i] if dsp_i is not None and dsp_i < len(raw_compute) else {}
+    upath = f"compute.{unit.name}" if unit is not None else "compute"
+    levels = [m.name for m in memory]
+    if resources is not None:
+        for k in resources.channels:
+            if k not in levels:
+                c.bad(f"resources.channels.{k}", f"the name of a memory level "
+                      f"({', '.join(levels)})", k)
+        if unit is not None and resources.shell.get("dsps", 0) > unit.count:
+            c.bad("resources.shell.dsps", f"at most the DSP unit's count (compute.{unit.name}"
+                  f".count, {unit.count:,})", resources.shell["dsps"])
+    if fields is None:
+        clock = unit.clock_hz if unit is not None else None
+        if resources is not None and clock is not None:
+            _check_clock(c, resources, clock, f"{upath}.clock")
+        return compute, memory, None
+    if unit is None:
+        c.problems.append("design: an FPGA design needs a matrix unit describing the DSP "
+                          "slices (count, flops_per_cycle per DSP)")
+        return compute, memory, None
+    clock = fields.get("clock", unit.clock_hz)
+    if isinstance(raw_unit, Mapping) and "clock" in raw_unit and "clock" in fields \
+            and unit.clock_hz != fields["clock"]:
+        c.bad(f"{upath}.clock", f"no clock, or the design clock ({format_quantity(clock, 'Hz')},"
+              f" {_src(fields, 'clock')}): the DSP array runs at the design clock",
+              raw_unit["clock"])
+    pe = fields.get("pe_array") or unit.shape
+    if "pe_array" in fields and unit.shape and tuple(unit.shape) != fields["pe_array"]:
+        c.bad(f"{upath}.shape", f"no shape, or the design's pe_array {list(fields['pe_array'])}",
+              list(unit.shape))
+    runs = list(unit.flops_per_cycle)
+    dtypes = fields.get("dtypes", tuple(runs))
+    for cls in dtypes:
+        if cls not in runs:
+            c.bad(_src(fields, "dtypes"), f"dtypes the DSP unit {unit.name} runs "
+                  f"({', '.join(runs)})", cls)
+    unknown = len([x for x in dtypes if x not in runs])
+    dtypes = tuple(x for x in dtypes if x in runs)
+    engines = fields.get("engines", {})
+    if isinstance(engines, int):
+        engines = {cls: engines for cls in dtypes}
+    for cls in engines:
+        if cls not in dtypes:
+            c.bad(f"{_src(fields, 'engines')}.{cls}", f"a dtype of the design "
+                  f"({', '.join(dtypes)})", cls)
+    buffers = fields.get("buffers")
+    if buffers is not None:
+        if "sram" in params and dict(params["sram"]) != buffers:
+            c.bad("params.sram", f"no value, or the design's buffers ({_src(fields, 'buffers')} "
+                  "set them)", {k: format_quantity(v, "B") for k, v in params["sram"].items()})
+        params["sram"] = _frozen(buffers)
+    mem = fields.get("memory", levels[0] if levels else None)
+    channels = fields.get("channels")
+    if mem is not None and mem not in levels:
+        c.bad(_src(fields, "memory"), f"the name of a memory level ({', '.join(levels)})", mem)
+    elif mem is not None:
+        offchip = sorted(resources.channels) if resources is not None else []
+        if offchip and mem not in offchip:
+            c.bad(_src(fields, "memory"), "an off-chip memory level with channels in "
+                  f"resources.channels ({', '.join(offchip)})", mem)
+        i = levels.index(mem)
+        level = memory[i]
+        total = resources.channels.get(mem) if resources is not None else None
+        if channels is not None:
+            if total is None:
+                c.problems.append(f"{_src(fields, 'channels')}: the part gives no channel count "
+                                  f"for memory level {mem} (resources.channels.{mem})")
+            elif channels > total:
+                c.problems.append(f"{_src(fields, 'channels')}: needs {channels:,} {mem} "
+                                  f"channels; the part has {total:,} (resources.channels.{mem}) "
+                                  f"({channels / total - 1:.0%} over)")
+            elif channels != total:
+                level = replace(level, bandwidth_Bps=level.bandwidth_Bps * channels / total)
+        memory = (level, *memory[:i], *memory[i + 1:])
+        if channels is None and total is not None:
+            channels = total
+    fpc = _frozen({k: v for k, v in unit.flops_per_cycle.items() if k in dtypes})
+    if not fpc:
+        if not unknown:
+            c.problems.append("design.dtypes: the design runs no dtype the DSP unit has a "
+                              "rate for")
+        fpc = unit.flops_per_cycle
+    compute = tuple(replace(u, flops_per_cycle=fpc) if i == dsp_i else u
+                    for i, u in enumerate(compute))
+    if resources is not None:
+        _check_clock(c, resources, clock, _src(fields, "clock") if "clock" in fields
+                     else f"{upath}.clock")
+    design = FpgaDesign(name, tuple(pe) if pe else FPGA_DEFAULT_PE_ARRAY, clock, dtypes,
+                        _frozen(engines), _frozen(buffers) if buffers is not None else None,
+                        mem, channels, fields.get("description", ""))
+    return compute, memory, design
+
+
+def _check_clock(c: _Checker, res: FpgaResources, clock: float, field: str) -> None:
+    lo, hi = res.clock_min_hz, res.clock_max_hz
+    span = (f"{format_quantity(lo, 'Hz')} (resources.clock.min) to "
+            f"{format_quantity(hi, 'Hz')} (resources.clock.max)")
+    if clock > hi:
+        c.problems.append(f"{field}: needs {format_quantity(clock, 'Hz')}; the fabric's clock "
+                          f"range is {span} ({clock / hi - 1:.0%} over)")
+    elif clock < lo:
+        c.problems.append(f"{field}: {format_quantity(clock, 'Hz')} is below the fabric's clock "
+                          f"range, {span}")
+
+
+def _per_pe(device: Device, name: str, cls: str) -> float:
+    """LUTs (or FFs) per PE of compute class ``cls``: the spec's ``params.<name>``, else the
+    family default, along the dtype's fallback chain (0: not counted)."""
+    table = {**dict(default("fpga", name) or {}), **dict(device.params.get(name) or {})}
+    for key in (cls, *DTYPE_FALLBACK.get(cls, ())):
+        if key in table:
+            return float(table[key])
+    return 0.0
+
+
+def fpga_design_config(device: Device, unit: ComputeUnit, compute_class: str) -> FpgaConfig:
+    """:func:`~simulator.arch.spec.fpga_config` with the spec's knobs: ``dsp_utilization``,
+    ``luts_per_pe`` and ``ffs_per_pe`` from ``params``, else the fpga family defaults
+    (:mod:`simulator.arch.params`)."""
+    return fpga_config(device, unit, compute_class,
+                       dsp_utilization=float(param(device, "dsp_utilization", 1.0)),
+                       luts_per_pe=_per_pe(device, "luts_per_pe", compute_class),
+                       ffs_per_pe=_per_pe(device, "ffs_per_pe", compute_class))
+
+
+class _FitError(SpecError):
+    """An FPGA design that does not fit its part (:func:`_fit`)."""
+
+
+#: The sections whose values an FPGA fit counts: an override of any may cause an overflow.
+_FIT_INPUTS = ("design", "designs", "resources", "compute", "params", "memory")
+
+
+def _fit(device: Device, buffers_field: str) -> list[str]:
+    """What an FPGA design overflows: per compute class, the DSP slices, LUTs and FFs of its
+    engines; the BRAM its buffers need once the URAM is used. One problem per resource, each
+    naming the need, the budget and by how much it is over."""
+    unit = next((u for u in device.compute if u.unit == "matrix"), None)
+    if unit is None:
+        return []
+    des = device.design
+    who = f"the {des.name} design " if des is not None and des.name != "design" else ""
+    problems = []
+    for cls in unit.flops_per_cycle:
+        cfg = fpga_design_config(device, unit, cls)
+        problems += [f"design: {who}{u.shortfall()}" for u in cfg.uses if u.over]
+    res = device.resources
+    if res is not None:
+        sram = device.params.get("sram")
+        if sram:
+            buffers = {k: float(sram.get(k, 0.0)) for k in BUFFERS}
+        else:
+            inner = [m for m in device.memory[1:] if m.capacity_bytes < device.dram.capacity_bytes]
+            cap = min(m.capacity_bytes for m in inner) if inner else 0.0
+            buffers = {k: cap / 3.0 for k in BUFFERS}
+        problems += [f"{buffers_field}: {who}{u.shortfall()}"
+                     for u in fpga_buffer_use(res, buffers) if u.over]
+    return problems
+
+
 _DEVICE_FIELDS = ("name", "kind", "family", "description", "process_node", "compute", "memory",
                   "link", "host_link", "power", "cost", "energy", "params", "published",
-                  "sources")
+                  "sources", "resources", "design", "designs")
 _SYSTEM_FIELDS = ("name", "kind", "description", "device", "count", "topology", "shape",
                   "link", "host_link", "network", "power", "cost", "published", "sources")
 _CLUSTER_FIELDS = ("name", "kind", "description", "node", "nodes", "count", "link", "network",
@@ -630,7 +1021,17 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
     family = c.string(d, "family", "", FAMILIES, "gpu")
     description = c.string(d, "description", "", default="", empty_ok=True)
     node = c.qty(d, "process_node", "", "length", 7e-9) or 7e-9
-    compute = _compute(c, d.get("compute"))
+    fpga = family == "fpga"
+    for key in ("resources", "design", "designs"):
+        if key in d and not fpga:
+            c.problems.append(f"{key}: only an FPGA part (family: fpga) has a fabric and a "
+                              f"design to describe")
+    resources = _resources(c, d.get("resources")) if fpga else None
+    chosen = _design(c, d.get("design"), d.get("designs")) if fpga else None
+    fields, design_name, resolved = chosen if chosen is not None else (None, "", True)
+    # an unresolved base is reported once; the units do not also miss the clock it gave
+    clock = (fields or {}).get("clock") if resolved else (fields or {}).get("clock", 1e9)
+    compute = _compute(c, d.get("compute"), clock)
     memory = _memory(c, d.get("memory"))
     pw = c.mapping(d.get("power", {}), "power", ("tdp", "static", "active"), ("tdp", "static"))
     power = Power(c.qty(pw, "tdp", "power", "power", 1.0) or 1.0,
@@ -652,6 +1053,13 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         for dup in sorted({n for n in names if names.count(n) > 1}):
             c.problems.append(f"{what}.{dup}: the name {dup!r} is given twice (names must be "
                               f"unique: --set and the mappers find items by name)")
+    design = None
+    buffers_field = (_src(fields, "buffers") if fields and "buffers" in fields else
+                     "params.sram" if "sram" in params else "memory (on-chip level split in "
+                     "three)")
+    if fpga and not c.problems:
+        compute, memory, design = _fpga(c, d, compute, memory, params, resources, fields,
+                                        design_name)
     l2 = params.get("l2_level")
     if l2 is not None and memory and l2 not in {m.name for m in memory}:
         c.bad("params.l2_level", f"the name of a memory level ({', '.join(m.name for m in memory)})",
@@ -660,10 +1068,14 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         c.problems.append("compute: a systolic part needs a matrix unit with shape: [rows, cols]")
     if c.problems:
         raise SpecError(source, [_one_line(p) for p in c.problems])
-    return System(name, Device(name, dkind or "gpu", family or "gpu", description or "",
-                               node * 1e9, compute, memory, power, pricing, energy,
-                               _frozen(params), _frozen(published), source, link, host_link),
-                  host_link=host_link)
+    device = Device(name, dkind or "gpu", family or "gpu", description or "", node * 1e9,
+                    compute, memory, power, pricing, energy, _frozen(params),
+                    _frozen(published), source, link, host_link, resources, design)
+    if fpga and (resources is not None or design is not None):
+        overflow = _fit(device, buffers_field)
+        if overflow:
+            raise _FitError(source, [_one_line(p) for p in overflow])
+    return System(name, device, host_link=host_link)
 
 
 def _cluster(c: _Checker, raw: Mapping[str, Any], source: str, stem: str | None) -> System:
@@ -847,12 +1259,14 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: 
 
 
 def _from_override(problem: str, fields: Mapping[str, str]) -> str:
-    """``problem`` plus ``(from --set path=value)`` when an override set its field."""
-    field = problem.split(": ", 1)[0]
-    for path, given in fields.items():
-        if field == path or field.startswith(path + "."):
-            return f"{problem} (from --set {given})"
-    return problem
+    """``problem`` plus ``(from --set path=value)`` when an override set its field, a field
+    inside it, a field of the section it is about (``design: ...``), or a field its text
+    names (``resources.shell.luts: expected at most resources.luts ...``)."""
+    field, _, text = problem.partition(": ")
+    given = [g for path, g in fields.items()
+             if field == path or field.startswith(path + ".") or path.startswith(field + ".")
+             or re.search(rf"(?<![\w.]){re.escape(path)}(?![\w.-])", text)]
+    return f"{problem} (from --set {', --set '.join(given)})" if given else problem
 
 
 def _read_yaml(path: Path) -> Any:
@@ -907,6 +1321,10 @@ def _load_cached(path: str, overrides: tuple[tuple[str, str], ...]) -> System:
     except SpecError as e:
         if not fields:
             raise
+        if isinstance(e, _FitError):  # any override of what the fit counts may be the cause
+            given = [g for path, g in fields.items() if path.split(".", 1)[0] in _FIT_INPUTS]
+            tag = f" (from --set {', --set '.join(given)})" if given else ""
+            raise SpecError(e.source, [pr + tag for pr in e.problems]) from None
         raise SpecError(e.source, [_from_override(pr, fields) for pr in e.problems]) from None
     if system.device.family == "cpu" and system.device.params.get("detect"):
         from simulator.arch.cpu_detect import detect_cpu_host

@@ -62,6 +62,15 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "l2_level": ParamDefault("l2", "name of the L2 level in the spec's memory list"),
         "cluster_multicast": ParamDefault(1, "no thread-block-cluster multicast (pre-Hopper)"),
         "tile_shapes": ParamDefault(None, "CUTLASS/cuBLAS tile set 128x256..64x64"),
+        "sparse_speedup": ParamDefault(
+            None, "no sparse tensor cores: a spec lists, per dtype, the 2:4 sparse peak over the "
+                  "dense peak of its datasheet (2 on A100/H100/H200/L4/MI300X)"),
+        "sparse_efficiency": ParamDefault(
+            0.7, "fraction of the sparse_speedup a 2:4 GEMM realises over the dense kernel: "
+                 "measured 2:4 speedups are 1.2-1.4x, not 2x (PyTorch semi-structured sparsity "
+                 "tutorial: BERT 1.3x on A100; torchao ViT-L MLP linears 1.24x/1.27x on A100; "
+                 "pytorch/ao#2012: fp8 2:4 linears 1.26-1.39x on H100; HPC-AI Tech 2025: "
+                 "CUTLASS fp8 2:4 GEMM 1.22x over cuBLAS fp8 on H100): 2 x 0.7 = 1.4x"),
     },
     "cpu": {
         **_COMMON,
@@ -85,6 +94,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "dataflow": ParamDefault("ws", "weight stationary, as TPUs run (Jouppi et al. 2017)"),
         "double_buffered": ParamDefault(True, "SRAM double buffering hides DRAM behind compute"),
         "cores": ParamDefault(1, "one array engine unless the spec says more"),
+        "sparse_nm": ParamDefault(False, "no N:M sparsity support (TPUs have none): pruned "
+                                         "weights run dense math, read compressed"),
     },
     "fpga": {
         **_COMMON,
@@ -92,6 +103,21 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "double_buffered": ParamDefault(True, "ping-pong BRAM buffers"),
         "dsp_utilization": ParamDefault(1.0, "every DSP in the engine unless the spec says less"),
         "dsp_fmax": ParamDefault(None, "the compute unit's clock"),
+        "sparse_nm": ParamDefault(False, "an HLS engine without N:M index logic: pruned weights "
+                                         "run dense math, read compressed"),
+        "luts_per_pe": ParamDefault(
+            {"int4": 12, "int8": 24, "fp8": 100, "fp16": 150, "bf16": 150, "tf32": 300,
+             "fp32": 300},
+            "LUTs per MAC PE by compute class. int8 24: AMD PG367 (DPUCAHX8H), the 5-engine "
+            "core of 10,240 int8 MACs uses 238,433 LUTs, 23.3 per MAC with control and "
+            "load/save units; int4 half of that, fp8/fp16/bf16/tf32/fp32 (exponent alignment "
+            "and normalisation in LUTs beside the DSPs): estimates"),
+        "ffs_per_pe": ParamDefault(
+            {"int4": 21, "int8": 42, "fp8": 150, "fp16": 250, "bf16": 250, "tf32": 500,
+             "fp32": 500},
+            "flip-flops per MAC PE by compute class. int8 42: AMD PG367 (DPUCAHX8H), 420,289 "
+            "registers for 10,240 int8 MACs, 41.0 per MAC; the others: estimates (deeper "
+            "floating-point pipelines)"),
     },
 }
 

@@ -71,6 +71,13 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       rate and the bandwidth of the level holding C; a runtime that fuses them (oneDNN
       post-ops, OpenVINO) sets ``fused_epilogue: true`` and pays only the vector work.
 
+Weight sparsity (an op's :class:`~workloads.ops.Sparsity`): the weight is read in its
+compressed form (the op's ``b_bytes``/``weight_bytes``: values kept plus index metadata), so
+DRAM traffic, cache residency and the packing copy use the compressed bytes; the blocked
+panels are dense once packed and the FMAs run the dense GEMM. No sparse SIMD kernel is
+modelled (libraries such as DeepSparse do speed unstructured sparsity up on CPUs; that is
+not costed here), so only memory-bound GEMMs, e.g. decode GEMVs, get faster.
+
 Max pooling with ``maxpool_cycles``: PyTorch's channels-first (NCHW) CPU max-pool kernel is
 scalar and tracks the argmax index, so it costs that many core cycles per window element
 (spread over the threads) instead of vector work; measured by the probe.
@@ -485,6 +492,12 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
                   f" threshold): its pages fault in on first touch, +{_t(p.fault_s)}",)
     if epi_note:
         notes += (epi_note,)
+    sp = getattr(op, "sparsity", None)
+    if sp is not None:
+        notes += (f"weights {sp.label} sparse: read compressed from memory "
+                  f"({op.weight_stored_fraction:.1%} of their dense bytes: values kept plus "  # type: ignore[attr-defined]
+                  f"index metadata) and expanded while packing; the FMAs run the dense GEMM "
+                  f"(no sparse SIMD kernel is modelled, so no compute speedup)",)
     overhead = launch + p.fault_s
     return make_cost(device, op, compute_s=p.compute_s + epi_s, memory_s=p.memory_s + epi_s,
                      overhead_s=overhead, latency_s=p.busy_s + epi_s + overhead,

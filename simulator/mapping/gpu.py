@@ -105,6 +105,27 @@ Attention (flash-attention style, one fused kernel)
     * The busy time is divided by ``kind_efficiency["attention"]`` (default 1; for a prefill
       it multiplies with ``attention_efficiency``, which calibration fits instead).
 
+Weight sparsity (an op's :class:`~workloads.ops.Sparsity`, set by
+:func:`workloads.transforms.prune.prune`)
+    * The weight is stored compressed (values kept plus index metadata, the op's
+      ``b_bytes``/``weight_bytes``): its DRAM bytes and the bytes each tile streams from the L2
+      into its SM (B bytes per element x ``weight_stored_fraction``) shrink, whatever the
+      pattern: the kernel loads compressed tiles into shared memory (sparse tensor cores take
+      the compressed operand and its metadata; an unstructured kernel such as SpInfer's
+      decodes its bitmap in shared memory). So a memory-bound decode GEMV gets faster by the
+      compression ratio on every GPU.
+    * 2:4 on a part with sparse tensor cores (``sparse_speedup`` {class: sparse peak / dense
+      peak}, 2 on A100/H100/H200/L4/MI300X for their 8/16-bit classes per the datasheets) for
+      the class the dtype runs as: the per-SM math rate is multiplied by ``sparse_speedup x
+      sparse_efficiency`` (default 0.7: measured 2:4 GEMMs run 1.2-1.4x faster than dense
+      cuBLAS, not 2x; see :mod:`simulator.arch.params`), never below 1 (a library falls
+      back to the dense kernel). The executed matrix FLOPs (energy, utilisation) are the
+      kept half.
+    * Any other N:M, unstructured sparsity, a class without a sparse rate (tf32 needs 1:2 on
+      NVIDIA, fp32 runs on the CUDA cores) or a part without sparse tensor cores: the dense
+      math on decompressed tiles, said in the notes; decompression is assumed hidden under
+      the math and memory time (optimistic for compute-bound unstructured kernels).
+
 Streaming ops (elementwise, norm, softmax, pool, embedding, memcpy) use
 :func:`simulator.mapping.common.streaming_cost`; when the working set is at most half the L2
 (the producer's output is still resident: half, because other traffic shares the L2 and an
@@ -122,7 +143,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from simulator.arch.params import default
@@ -143,7 +164,7 @@ from simulator.mapping.common import (
 )
 from simulator.units import format_quantity
 from workloads.dtypes import DType
-from workloads.ops import Attention, Conv2d, MatMul, Op
+from workloads.ops import Attention, Conv2d, Flops, MatMul, Op
 
 __all__ = ["FAMILY", "DEFAULT_TILES", "GemmPlan"]
 
@@ -409,11 +430,15 @@ def _rate(x: float, unit: str = "FLOP/s") -> str:
 
 
 def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType, flops: float,
-                asked: tuple[int, int] | None) -> tuple[str, ...]:
+                asked: tuple[int, int] | None, sparse: float = 1.0) -> tuple[str, ...]:
     dev = hw.device
     ai = flops / g.compulsory if g.compulsory else math.inf
     ridge = dev.ridge_point(dtype)
-    if p.compute_s >= max(p.memory_s, p.feed_s):
+    if p.compute_s >= max(p.memory_s, p.feed_s) and sparse > 1.0:
+        how = (f"compute-bound at {_rate(hw.peak * hw.efficiency)} dense-equivalent achievable "
+               f"({hw.efficiency / sparse:.0%} of the {hw.cls} peak {_rate(hw.peak)}, "
+               f"x{sparse:.3g} on the sparse tensor cores)")
+    elif p.compute_s >= max(p.memory_s, p.feed_s):
         how = (f"compute-bound at {_rate(hw.peak * hw.efficiency)} achievable "
                f"({hw.efficiency:.0%} of the {hw.cls} peak {_rate(hw.peak)})")
     elif p.memory_s >= p.feed_s:
@@ -490,9 +515,47 @@ def _gemm_details(p: GemmPlan, hw: _Gpu, extra: dict[str, Any] | None = None) ->
     return d
 
 
+def _sparse_math(op: Op, hw: _Gpu) -> tuple[float, tuple[str, ...]]:
+    """(factor on the per-SM math rate, notes) for a pruned weight (see the module
+    docstring); (1.0, ()) for a dense op."""
+    sp = getattr(op, "sparsity", None)
+    if sp is None:
+        return 1.0, ()
+    dev = hw.device
+    frac = op.weight_stored_fraction  # type: ignore[attr-defined]
+    stored = (f"weights {sp.label} sparse, stored compressed at {frac:.1%} of their dense "
+              f"bytes ({sp.density:.3g} of the values + {sp.metadata_bits:.3g} index bits each): "
+              f"DRAM and L2 traffic of the weight shrink by that much")
+    table = param(dev, "sparse_speedup") or {}
+    speed = float(table.get(hw.cls, 0.0))
+    if sp.pattern == "n:m" and (sp.n, sp.m) == (2, 4) and speed > 0:
+        eff = float(param(dev, "sparse_efficiency"))
+        factor = max(1.0, speed * eff)
+        why = (f"2:4 on the sparse tensor cores: the {hw.cls} sparse peak is {speed:g}x dense "
+               f"(sparse_speedup), of which {eff:.0%} is realised (sparse_efficiency) -> math "
+               f"x{factor:.3g}; the executed matrix FLOPs are the kept {sp.density:.0%}")
+        if factor == 1.0:
+            why += " (no gain: the dense kernel is as fast)"
+        return factor, (stored, why)
+    if sp.pattern == "n:m" and (sp.n, sp.m) == (2, 4):
+        why = (f"no sparse tensor-core rate for {hw.cls} on {dev.name} (sparse_speedup lists "
+               f"{', '.join(sorted(table)) or 'none'}): dense math on decompressed tiles")
+    elif sp.pattern == "n:m":
+        why = (f"{sp.label} is not the 2:4 pattern sparse tensor cores run: dense math on "
+               f"decompressed tiles, no tensor-core speedup")
+    else:
+        why = ("unstructured sparsity: no tensor-core speedup, the kernel decodes the bitmap "
+               "in shared memory and runs the dense math (decoding assumed hidden)")
+    return 1.0, (stored, why)
+
+
 def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str,
                extra: dict[str, Any] | None = None) -> OpCost:
     hw = _gpu(device, dtype)
+    sparse, sparse_notes = _sparse_math(op, hw)
+    if sparse_notes:  # compressed tiles stream from the L2; 2:4 math on sparse tensor cores
+        g = replace(g, b_elem=g.b_elem * op.weight_stored_fraction)  # type: ignore[attr-defined]
+        hw = replace(hw, efficiency=hw.efficiency * sparse)
     shapes = tuple(device.params.get("tile_shapes") or DEFAULT_TILES)
     # C-sized inputs of a fused epilogue (a residual add): read once, with the output tiles
     epi = max(0.0, op.bytes_read() - g.a_bytes - g.b_bytes)
@@ -501,18 +564,29 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
                   if (min(tm, _round_up(g.m, _MMA_GRANULE)),
                       min(tn, _round_up(g.n, _MMA_GRANULE))) == p.tile), None)
     fl = op.flops()
+    executed = fl
+    if sparse > 1.0:  # the sparse tensor cores skip the pruned half of the MACs
+        density = float(op.sparsity.density)  # type: ignore[attr-defined]
+        executed = Flops(fl.matrix * density, fl.vector, fl.special)
     by_level = {device.dram.name: p.dram_bytes}
     if hw.l2:
         by_level[hw.l2.name] = p.l2_bytes
     fixed = hw.launch_s + hw.fill_s
+    more = dict(extra or {})
+    if sparse_notes:
+        sp = op.sparsity  # type: ignore[attr-defined]
+        more.update(sparsity=sp.label, sparse_math=sparse,
+                    weight_stored_fraction=op.weight_stored_fraction)  # type: ignore[attr-defined]
     return make_cost(device, op, compute_s=p.compute_s,
                      memory_s=max(p.memory_s, p.feed_s) + p.reduce_s,
                      latency_s=p.busy_s + fixed, overhead_s=fixed,
                      bytes_by_level=by_level, compute_class=hw.cls, peak_flops=hw.peak,
-                     details=_gemm_details(p, hw, {**(extra or {}), "epilogue_bytes": epi}),
-                     notes=_gemm_notes(label, g, p, hw, dtype, fl.matrix, asked)
+                     details=_gemm_details(p, hw, {**more, "epilogue_bytes": epi}),
+                     notes=_gemm_notes(label, g, p, hw, dtype, fl.matrix, asked, sparse)
+                     + sparse_notes
                      + ((f"the fused epilogue also reads {_b(epi)} (a C-sized input such as a "
-                         f"residual), streamed from DRAM with the output tiles",) if epi else ()))
+                         f"residual), streamed from DRAM with the output tiles",) if epi else ()),
+                     flops=executed)
 
 
 def _gemm_label(m: int, n: int, k: int, batch: int, dtype: DType, what: str = "GEMM") -> str:
@@ -551,6 +625,10 @@ def _depthwise(op: Conv2d, device: Device, options: MapOptions | None = None) ->
              f"output, too little reuse for the tensor cores -> {_rate(fl.total, 'FLOP')} on the "
              f"{cls} vector units at {param(device, 'vector_efficiency'):.0%} efficiency, "
              f"{_b(nbytes)} streamed from {lvl.name} at {_rate(bw, 'B/s')}",)
+    if op.sparsity is not None:
+        notes += (f"filter {op.sparsity.label} sparse: read compressed "
+                  f"({op.weight_stored_fraction:.1%} of its dense bytes), dense math on the "
+                  f"vector units",)
     fixed = _launch(device) + _fill(device, lvl)
     return make_cost(device, op, compute_s=compute_s, memory_s=memory_s, overhead_s=fixed,
                      bytes_by_level=by_level, compute_class=cls, peak_flops=vpeak,

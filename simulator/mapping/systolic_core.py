@@ -151,7 +151,7 @@ from simulator.mapping.base import MapOptions, OpCost, make_cost
 from simulator.mapping.common import param, scale_busy, vector_time
 from simulator.units import format_quantity
 from workloads.dtypes import DType
-from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, MatMul, Op
+from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Flops, MatMul, Op
 
 __all__ = ["DATAFLOWS", "OPERANDS", "Gemm", "ArraySetup", "SystolicRun", "fold_cycles",
            "ArrayCounts", "array_counts",
@@ -779,7 +779,8 @@ def run_details(run: SystolicRun) -> dict[str, Any]:
 # -- op-level costs (the family modules register these with their own setup) ---------------
 def _finish(op: Op, device: Device, s: ArraySetup, *, compute_cycles: float,
             memory_cycles: float, cycles: float, dram: float, onchip: float,
-            details: dict[str, Any], notes: list[str], extra_compute_s: float = 0.0) -> OpCost:
+            details: dict[str, Any], notes: list[str], extra_compute_s: float = 0.0,
+            flops: Flops | None = None) -> OpCost:
     clk = s.clock_hz
     details = {**details, "compute_class": s.compute_class, "clock_hz": clk,
                "unit": s.unit, **s.details}
@@ -789,7 +790,7 @@ def _finish(op: Op, device: Device, s: ArraySetup, *, compute_cycles: float,
         latency_s=cycles / clk + extra_compute_s + s.launch_overhead_s,
         bytes_by_level={device.dram.name: dram, s.sram_level: onchip},
         compute_class=s.compute_class, peak_flops=s.peak_flops, details=details,
-        notes=(*s.notes, *notes))
+        notes=(*s.notes, *notes), flops=flops)
 
 
 def _epilogue_bytes(op: MatMul | Conv2d) -> float:
@@ -797,9 +798,50 @@ def _epilogue_bytes(op: MatMul | Conv2d) -> float:
     return sum(EPILOGUE_FNS[f][0] for f in op.epilogue) * op.bytes_written()
 
 
+def _sparse_gemm(op: MatMul | Conv2d, device: Device, k: int, eb: float
+                 ) -> tuple[int, float, Flops | None, tuple[str, ...], dict[str, Any]]:
+    """How a pruned weight (``op.sparsity``) changes the GEMM the array runs.
+
+    Returns ``(K executed, B bytes per executed element, executed FLOPs or None, notes,
+    details)``. On an array with N:M support (``params.sparse_nm: true``) N:M is SCALE-Sim
+    v3's layer-wise N:M: the same positions are pruned in every filter column, so the array
+    skips them (K shrinks to ``ceil(K/M) * N``), the ifmap columns at those positions are not
+    fetched, and the filter is read compressed with its index metadata. Without it (TPUs
+    have none), and for unstructured sparsity, the math is dense (a zero still occupies its
+    PE slot) and only the compressed weight read is saved.
+    """
+    sp = op.sparsity
+    if sp is None:
+        return k, eb, None, (), {}
+    stored = op.weight_stored_fraction
+    fl = op.flops()
+    if sp.pattern == "n:m" and not param(device, "sparse_nm", False):
+        note = (f"weights {sp.label} sparse, but {device.name} has no N:M support "
+                f"(params.sparse_nm false): dense math; the filter is read compressed "
+                f"({stored:.3g} of its dense bytes with {sp.metadata_bits:g}-bit indices) and "
+                f"expanded on chip")
+        return k, eb * stored, None, (note,), {"sparsity": sp.label, "k_executed": k}
+    if sp.pattern == "n:m":
+        k_eff = max(1, math.ceil(k / sp.m) * sp.n)
+        note = (f"weights {sp.label} sparse (layer-wise, as SCALE-Sim v3): the array skips "
+                f"the pruned K positions, K {k} -> {k_eff}; the filter is read compressed "
+                f"({stored:.3g} of its dense bytes with {sp.metadata_bits:g}-bit indices) and "
+                f"the ifmap columns at pruned positions are not fetched")
+        executed = Flops(fl.matrix * k_eff / k, fl.vector, fl.special)
+    else:
+        k_eff = k
+        note = (f"weights {sp.label} sparse: dense math on the array (a zero still occupies "
+                f"its PE slot); the filter is read compressed ({stored:.3g} of its dense "
+                f"bytes, bitmap included)")
+        executed = None
+    return (k_eff, eb * stored * k / k_eff, executed, (note,),
+            {"sparsity": sp.label, "k_executed": k_eff})
+
+
 def _single(op: Op, device: Device, s: ArraySetup, g: Gemm, label: str,
             extra_notes: tuple[str, ...] = (), extra: Mapping[str, Any] | None = None,
-            run: SystolicRun | None = None, epilogue_bytes: float = 0.0) -> OpCost:
+            run: SystolicRun | None = None, epilogue_bytes: float = 0.0,
+            flops: Flops | None = None) -> OpCost:
     """One GEMM's cost; ``epilogue_bytes`` more are read from DRAM as the output drains (a
     fused residual), overlapped with compute like every other load when double buffered."""
     run = run or simulate_gemm(g, s)
@@ -819,15 +861,17 @@ def _single(op: Op, device: Device, s: ArraySetup, g: Gemm, label: str,
     return _finish(op, device, s, compute_cycles=run.compute_cycles,
                    memory_cycles=memory, cycles=cycles, dram=dram,
                    onchip=sum(run.sram_bytes.values()), details=details,
-                   notes=[head, *extra_notes, *rest])
+                   notes=[head, *extra_notes, *rest], flops=flops)
 
 
 def matmul_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
     """A (batched) GEMM; A and C in ``op.dtype``, B in ``op.b_dtype`` (weights-only quant)."""
     assert isinstance(op, MatMul)
     s = setup(op, device, options)
-    g = Gemm(op.m, op.n, op.k, op.batch, op.dtype.bytes, op.b_dtype.bytes, op.dtype.bytes)
-    return _single(op, device, s, g, "matmul", epilogue_bytes=_epilogue_bytes(op))
+    k, eb, flops, notes, extra = _sparse_gemm(op, device, op.k, op.b_dtype.bytes)
+    g = Gemm(op.m, op.n, k, op.batch, op.dtype.bytes, eb, op.dtype.bytes)
+    return _single(op, device, s, g, "matmul", notes, extra,
+                   epilogue_bytes=_epilogue_bytes(op), flops=flops)
 
 
 def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
@@ -840,10 +884,12 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
     """
     assert isinstance(op, Conv2d)
     s = setup(op, device, options)
-    groups, m, n, k = op.gemm_shape()
+    groups, m, n, k_dense = op.gemm_shape()
     ea = op.dtype.bytes
-    eb = (op.weight_dtype or op.dtype).bytes
-    raw = op.n * (op.c // groups) * op.h * op.w * ea
+    k, eb, flops, sp_notes, sp_extra = _sparse_gemm(op, device, k_dense,
+                                                    (op.weight_dtype or op.dtype).bytes)
+    # N:M skips the ifmap channels at pruned positions: the raw input read shrinks with K
+    raw = op.n * (op.c // groups) * op.h * op.w * ea * k / k_dense
     dense = float(m) * k * ea
     band = op.r * (op.w + 2 * op.pad) * (op.c // groups) * ea
     # The band must fit each array's share of the ifmap SRAM, so on fewer arrays it may fit
@@ -872,9 +918,9 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
             f"(expansion {expansion:.2f}x of the input); input rows band {_b(band)} "
             + (f"{where}: expanded on chip, DRAM reads the raw input"
                if on_chip else f"{off}: DRAM reads the expanded matrix"))
-    return _single(op, device, s, run.gemm, "conv2d", (note,),
-                   {"gemm": [groups, m, n, k], "im2col_on_chip": on_chip}, run=run,
-                   epilogue_bytes=_epilogue_bytes(op))
+    return _single(op, device, s, run.gemm, "conv2d", (note, *sp_notes),
+                   {"gemm": [groups, m, n, k_dense], "im2col_on_chip": on_chip, **sp_extra},
+                   run=run, epilogue_bytes=_epilogue_bytes(op), flops=flops)
 
 
 def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:

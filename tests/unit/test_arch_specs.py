@@ -20,7 +20,7 @@ from simulator.units import parse_quantity
 PARTS = {
     "gpu": ["a100-sxm-80gb", "h100-sxm", "h200-sxm", "l4", "mi300x"],
     "tpu": ["tpu-v1", "tpu-v4", "tpu-v5e"],
-    "fpga": ["alveo-u280"],
+    "fpga": ["alveo-u280", "alveo-u250"],
     "asic": ["eyeriss", "systolic-32x32"],
     "cpu": ["cpu-host"],
 }
