@@ -57,6 +57,7 @@ class RunOptions:
     recompute: str = "none"
     image_size: int | None = None
     dataflow: str | None = None
+    schedule: str | None = None  # systolic/FPGA: "best" (default) or "scalesim"
     cost: CostOptions = field(default_factory=CostOptions)
     check_capacity: bool = True
     fuse: bool = True  # fold pointwise epilogues into GEMMs/convs, as compilers do
@@ -73,11 +74,13 @@ def resolve_system(arch: str | System, overrides: Mapping[str, Any] | Iterable[s
 
 
 def predict_op(op: Op, arch: str | System, overrides: Mapping[str, Any] | Iterable[str] = (),
-               dataflow: str | None = None, *, rotated_sets: int | None = None) -> OpCost:
+               dataflow: str | None = None, *, rotated_sets: int | None = None,
+               schedule: str | None = None) -> OpCost:
     """Cost of one op on one device of ``arch`` (collectives over the system's link).
 
     ``rotated_sets``: cost it as measured in a loop over that many input sets (see
-    :class:`~simulator.mapping.base.MapOptions`) instead of inside a graph.
+    :class:`~simulator.mapping.base.MapOptions`) instead of inside a graph. ``schedule``:
+    systolic/FPGA memory schedule, ``best`` (default) or ``scalesim``.
     """
     from simulator.mapping.base import MapOptions
     from simulator.mapping.registry import Mapper
@@ -86,8 +89,9 @@ def predict_op(op: Op, arch: str | System, overrides: Mapping[str, Any] | Iterab
     system = resolve_system(arch, overrides)
     if rotated_sets is None or isinstance(op, Collective) or (
             isinstance(op, Memcpy) and "host" in (op.src, op.dst)):
-        return Predictor(system, dataflow=dataflow).cost(op)
-    return Mapper(system.device, MapOptions(dataflow=dataflow, rotated_sets=rotated_sets)).cost(op)
+        return Predictor(system, dataflow=dataflow, schedule=schedule).cost(op)
+    return Mapper(system.device, MapOptions(dataflow=dataflow, rotated_sets=rotated_sets,
+                                            schedule=schedule)).cost(op)
 
 
 def footprint(graph: WorkloadGraph) -> dict[str, float]:
@@ -114,7 +118,8 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
     """
     o = options or RunOptions(**kw)
     predictor = Predictor(resolve_system(arch, overrides), o.calibration,
-                          force_calibration=o.force_calibration, dataflow=o.dataflow)
+                          force_calibration=o.force_calibration, dataflow=o.dataflow,
+                          schedule=o.schedule)
     system = predictor.system
     if isinstance(workload, WorkloadGraph):
         graph, plan = workload, None

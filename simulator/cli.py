@@ -135,6 +135,7 @@ def _run_options(a: argparse.Namespace):
                       ep=getattr(a, "ep", None) or 1,
                       recompute=getattr(a, "recompute", None) or "none",
                       image_size=a.image_size, dataflow=a.dataflow,
+                      schedule=getattr(a, "schedule", None),
                       cost=CostOptions(mode=a.cost_mode), fuse=not a.no_fuse,
                       calibration=getattr(a, "calibration", None),
                       force_calibration=getattr(a, "force_calibration", False),
@@ -403,7 +404,7 @@ def cmd_op(a: argparse.Namespace) -> int:
     except ValueError as e:
         raise HwsimError(str(e)) from None
     system = resolve_system(a.arch, a.set or ())
-    cost = predict_op(op, system, dataflow=a.dataflow)
+    cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule)
     from simulator.predict import dtype_warnings
 
     warns = dtype_warnings(system.device, (op.dtype.name,
@@ -517,7 +518,7 @@ def cmd_ops(a: argparse.Namespace) -> int:
         raise HwsimError(f"{a.input}: no ops (expected one JSON object per line)")
     for where, op in ops:
         try:
-            cost = predict_op(op, system, dataflow=a.dataflow)
+            cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule)
         except (HwsimError, ValueError, ArithmeticError) as e:
             raise HwsimError(f"{where}: {e}") from None
         d = _op_cost_dict(op, cost, system)
@@ -670,6 +671,10 @@ def _add_common(p: argparse.ArgumentParser, arch_default: str | None = None,
                    help='override a spec field, e.g. --set "memory.hbm.bandwidth=4 TB/s"')
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--dataflow", choices=("os", "ws", "is"), help="systolic/FPGA dataflow")
+    p.add_argument("--schedule", choices=("best", "scalesim"),
+                   help="systolic/FPGA memory schedule: best (hwsim's SRAM tiling search, the "
+                        "default) or scalesim (SCALE-Sim v3's fixed schedule and read buffers, "
+                        "one array)")
 
 
 def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = None) -> None:

@@ -107,13 +107,14 @@ class Predictor:
     """
 
     def __init__(self, system: System, calibration: CalibrationProfile | str | None = None, *,
-                 force_calibration: bool = False, dataflow: str | None = None):
+                 force_calibration: bool = False, dataflow: str | None = None,
+                 schedule: str | None = None):
         self.profile = load_profile(calibration) if calibration is not None else None
         self.spec_system = system  # as loaded; plans may be made on it
         if self.profile is not None:
             system = self.profile.apply(system, force=force_calibration)
         self.system = system
-        self.options = MapOptions(dataflow=dataflow)
+        self.options = MapOptions(dataflow=dataflow, schedule=schedule)
         self._mappers = {dataflow: Mapper(system.device, self.options)}
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
         self._block_sigs: dict[tuple, tuple[OpCost, OpCost]] = {}
@@ -145,7 +146,7 @@ class Predictor:
         m = self._mappers.get(dataflow)
         if m is None:
             m = self._mappers[dataflow] = Mapper(self.system.device,
-                                                 MapOptions(dataflow=dataflow))
+                                                 replace(self.options, dataflow=dataflow))
         return m
 
     def cost(self, op: Op, group: tuple[int, ...] | None = None, *,

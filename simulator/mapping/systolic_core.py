@@ -154,7 +154,7 @@ from workloads.dtypes import DType
 from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Flops, MatMul, Op
 
 __all__ = ["DATAFLOWS", "OPERANDS", "Gemm", "ArraySetup", "SystolicRun", "fold_cycles",
-           "ArrayCounts", "array_counts",
+           "ArrayCounts", "array_counts", "SCHEDULES", "resolve_schedule",
            "resolve_dataflow", "sram_capacities", "onchip_level", "array_compute_class",
            "make_setup", "simulate_gemm", "matmul_cost", "conv2d_cost", "attention_cost",
            "SetupFn"]
@@ -210,6 +210,7 @@ class ArraySetup:
     launch_overhead_s: float
     notes: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
+    schedule: str = "best"  # "best" (hwsim's tiling search) or "scalesim" (SCALE-Sim's own)
 
     @property
     def usable_sram(self) -> dict[str, float]:
@@ -252,6 +253,7 @@ class SystolicRun:
     sram_bytes: Mapping[str, float]
     blocks: Mapping[str, int] | None = None  # SRAM blocks of one array's GEMM, if blocked
     block_order: str | None = None           # "mnk" or "nmk" (outer loop first)
+    schedule: str = "best"
 
     @property
     def stall_cycles(self) -> float:
@@ -338,7 +340,29 @@ def make_setup(device: Device, options: MapOptions, *, unit: str, rows: int, col
         double_buffered=bool(param(device, "double_buffered", True)), sram=sram,
         sram_level=onchip_level(device) or "sram", dram_bytes_per_cycle=bw / clock_hz,
         compute_efficiency=eff, launch_overhead_s=float(param(device, "launch_overhead")),
-        notes=notes, details=FrozenMap(d))
+        notes=notes, details=FrozenMap(d), schedule=resolve_schedule(device, options))
+
+
+SCHEDULES = {"best": "hwsim's SRAM tiling search (the fewest DRAM bytes of the unblocked and "
+                     "blocked loop nests), the stationary preload hidden when double buffered",
+             "scalesim": "SCALE-Sim v3's fixed schedule and memory model, one array, each "
+                         "operand interface at the DRAM bandwidth (simulator.mapping."
+                         "scalesim_memory)"}
+
+
+def resolve_schedule(device: Device, options: MapOptions) -> str:
+    """``options.schedule``, else ``best``.
+
+    Raises
+    ------
+    MappingError
+        For a schedule other than ``best`` or ``scalesim``.
+    """
+    sch = str(options.schedule or "best").lower()
+    if sch not in SCHEDULES:
+        raise MappingError(f"{device.name}: unknown schedule {sch!r}; known: "
+                           + "; ".join(f"{k} ({v})" for k, v in SCHEDULES.items()))
+    return sch
 
 
 # -- one GEMM on one array ------------------------------------------------------------------
@@ -642,7 +666,61 @@ def _allocations(d: int, arrays: int) -> list[int]:
     return sorted({math.ceil(d / math.ceil(d / a)) for a in range(2, min(arrays, d) + 1)})
 
 
-def simulate_gemm(g: Gemm, s: ArraySetup, max_arrays: int | None = None) -> SystolicRun:
+def _scalesim_run(g: Gemm, s: ArraySetup,
+                  conv: tuple[int, int, int, int, int, int] | None = None) -> SystolicRun:
+    """One (batched) GEMM as SCALE-Sim runs it: one array, its fixed fold order, its read and
+    write buffers, each operand interface at the DRAM bandwidth, the stationary preload
+    exposed (``simulator.mapping.scalesim_memory``). Counts are SCALE-Sim's words, turned
+    into bytes with each operand's element size; a batch runs its GEMMs back to back."""
+    from simulator.mapping.scalesim_memory import scalesim_layer
+
+    r, c = s.rows, s.cols
+    e = (g.a_bytes, g.b_bytes, g.c_bytes)
+    word = max(g.a_bytes, 1e-9)
+    words = {o: max(1, int(s.sram.get(o, 0.0) / max(b, 1e-9)))
+             for o, b in zip(OPERANDS, e, strict=True)}
+    bw = max(1, int(s.dram_bytes_per_cycle / word))
+    rep = None
+    if conv is not None:  # the conv form (im2col addresses) if the geometry gives this GEMM
+        try:
+            rep = scalesim_layer(rows=r, cols=c, dataflow=s.dataflow, m=g.m, n=g.n, k=g.k,
+                                 bandwidth_words=bw, sram_words=words, conv=conv)
+        except ValueError:
+            rep = None
+    if rep is None:
+        rep = scalesim_layer(rows=r, cols=c, dataflow=s.dataflow, m=g.m, n=g.n, k=g.k,
+                             bandwidth_words=bw, sram_words=words)
+    ac = array_counts(s.dataflow, g.m, g.n, g.k, r, c)
+    nb = float(g.batch)
+    compute = nb * ac.compute_cycles
+    cycles = nb * rep["total_cycles"]
+    dram = tuple(nb * rep[f"dram_{o}_{'writes' if o == 'ofmap' else 'reads'}"] * b
+                 for o, b in zip(OPERANDS, e, strict=True))
+    sram = (nb * ac.sram_reads["ifmap"] * e[0], nb * ac.sram_reads["filter"] * e[1],
+            nb * ac.sram_writes["ofmap"] * e[2])
+    dense = (g.m * g.k * e[0], g.k * g.n * e[1], g.m * g.n * e[2])
+    refetch = tuple(d / (nb * x) if x else 1.0 for d, x in zip(dram, dense, strict=True))
+    util = g.macs / (r * c * compute) if compute > 0 else 0.0
+    return SystolicRun(
+        gemm=g, dataflow=s.dataflow, rows=r, cols=c, arrays=s.arrays, arrays_used=1,
+        split="none", split_size=1, folds=int(nb * ac.folds), folds_per_gemm=ac.folds,
+        cycles_per_fold=ac.lines_per_fold, fill_drain_per_fold=r + c - 2,
+        weight_load_per_fold=0 if s.dataflow == "os" else r,
+        padded_macs=_padded_macs(s.dataflow, g.m, g.n, g.k, r, c), compute_cycles=compute,
+        memory_cycles=cycles - compute, first_load_cycles=0.0, cycles=cycles,
+        utilization=min(util, 1.0),
+        sram_fits=FrozenMap({o: f <= 1.0 + 1e-9 for o, f in zip(OPERANDS, refetch,
+                                                                 strict=True)}),
+        refetch=FrozenMap(dict(zip(OPERANDS, refetch, strict=True))),
+        working_set=FrozenMap(dict(zip(OPERANDS, dense, strict=True))),
+        capacity=FrozenMap({o: float(s.sram.get(o, 0.0)) for o in OPERANDS}),
+        dram_bytes=FrozenMap(dict(zip(OPERANDS, dram, strict=True))),
+        sram_bytes=FrozenMap(dict(zip(OPERANDS, sram, strict=True))),
+        schedule="scalesim")
+
+
+def simulate_gemm(g: Gemm, s: ArraySetup, max_arrays: int | None = None,
+                  conv: tuple[int, int, int, int, int, int] | None = None) -> SystolicRun:
     """Run a (batched) GEMM on the setup's arrays, choosing how to split it across them.
 
     Candidates: one array alone, and for every ``a`` from 2 to the arrays (at most
@@ -661,6 +739,8 @@ def simulate_gemm(g: Gemm, s: ArraySetup, max_arrays: int | None = None) -> Syst
     >>> simulate_gemm(Gemm(64, 64, 64), s).compute_cycles
     504.0
     """
+    if s.schedule == "scalesim":
+        return _scalesim_run(g, s, conv)
     arrays = s.arrays if max_arrays is None else max(1, min(s.arrays, max_arrays))
     cands = [_run(g, s, "none", 1)]
     for sp, d in (("n", g.n), ("m", g.m), ("batch", g.batch)):
@@ -698,6 +778,17 @@ def run_notes(run: SystolicRun, s: ArraySetup, label: str) -> list[str]:
     notes = [f"{label}: [{g.m}x{g.k}] @ [{g.k}x{g.n}]{batch} on {run.arrays} x "
              f"{run.rows}x{run.cols} array{'s' if run.arrays > 1 else ''} "
              f"({DATAFLOWS[run.dataflow]}, {s.compute_class})"]
+    if run.schedule == "scalesim":
+        dram = ", ".join(f"{o} {_b(run.dram_bytes[o])} ({run.refetch[o]:.3g}x its size)"
+                         for o in OPERANDS)
+        return notes + [
+            f"schedule scalesim: SCALE-Sim v3's fold order on one array, the stationary "
+            f"preload exposed: {run.folds} folds of {run.cycles_per_fold} cycles = "
+            f"{run.compute_cycles:,.0f} compute cycles; MAC utilisation "
+            f"{_pct(run.utilization)}",
+            f"its read buffers (a FIFO window over the fetch order, half of each SRAM) move "
+            f"{dram} through interfaces of {_b(s.dram_bytes_per_cycle)} per cycle each: "
+            f"{run.stall_cycles:,.0f} stall cycles of {run.cycles:,.0f}"]
     if run.split != "none":
         dim = {"m": g.m, "n": g.n, "batch": g.batch}[run.split]
         idle = 1 - dim / (run.split_size * run.arrays)
@@ -762,8 +853,34 @@ def run_notes(run: SystolicRun, s: ArraySetup, label: str) -> list[str]:
     return notes
 
 
+def access_counts(run: SystolicRun) -> dict[str, dict[str, float]]:
+    """SRAM and DRAM reads and writes per operand, bytes, over the whole device.
+
+    The ofmap's partial sums of ``ws``/``is`` are written once per K fold (K block when
+    blocked) and read back for all but the first; SCALE-Sim counts only the writes.
+    """
+    g = run.gemm
+    c_once = float(g.batch) * g.m * g.n * g.c_bytes
+    sram_c, dram_c = run.sram_bytes["ofmap"], run.dram_bytes["ofmap"]
+    if run.schedule == "scalesim":
+        sram_w, sram_r, dram_w, dram_r = sram_c, 0.0, dram_c, 0.0
+    else:
+        sram_w, sram_r = (sram_c + c_once) / 2, max(0.0, sram_c - c_once) / 2
+        once = c_once * g.unique[2]
+        dram_w, dram_r = (dram_c + once) / 2, max(0.0, dram_c - once) / 2
+    return {
+        "sram_reads": {"ifmap": run.sram_bytes["ifmap"], "filter": run.sram_bytes["filter"],
+                       "ofmap": sram_r},
+        "sram_writes": {"ofmap": sram_w},
+        "dram_reads": {"ifmap": run.dram_bytes["ifmap"], "filter": run.dram_bytes["filter"],
+                       "ofmap": dram_r},
+        "dram_writes": {"ofmap": dram_w},
+    }
+
+
 def run_details(run: SystolicRun) -> dict[str, Any]:
     return {
+        "schedule": run.schedule, **access_counts(run),
         "dataflow": run.dataflow, "array": [run.rows, run.cols], "arrays": run.arrays,
         "arrays_used": run.arrays_used, "split": run.split, "folds": run.folds,
         "folds_per_gemm": run.folds_per_gemm, "cycles_per_fold": run.cycles_per_fold,
@@ -897,6 +1014,14 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
     # slower). ``fit`` is the most arrays whose shares hold the band.
     fit = next((a for a in range(s.arrays, 0, -1) if band <= s.usable_sram["ifmap"] / a), 0)
     runs = []
+    if s.schedule == "scalesim":  # SCALE-Sim streams the im2col matrix itself from DRAM
+        geo = (op.h, op.w, op.r, op.s, op.c // groups, op.stride) if op.n == 1 else None
+        run = simulate_gemm(Gemm(m, n, k, groups, ea, eb, op.dtype.bytes), s, conv=geo)
+        note = (f"im2col: {groups} GEMM{'s' if groups > 1 else ''} of M={m}, N={n}, K={k}, "
+                f"streamed from DRAM as SCALE-Sim does (duplicates included)")
+        return _single(op, device, s, run.gemm, "conv2d", (note, *sp_notes),
+                       {"gemm": [groups, m, n, k_dense], "im2col_on_chip": False, **sp_extra},
+                       run=run, epilogue_bytes=_epilogue_bytes(op), flops=flops)
     if fit >= 1:
         g_on = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (raw / dense, 1.0, 1.0))
         runs.append((simulate_gemm(g_on, s, max_arrays=fit), True))
