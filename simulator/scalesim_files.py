@@ -738,10 +738,9 @@ def layer_report(layer_id: int, layer: ScaleSimLayer, cost: Any, cfg: ScaleSimCo
     pes = cfg.rows * cfg.cols * arrays
     dram = {o: float(d["dram_bytes"].get(o, 0.0)) / wb for o in ("ifmap", "filter", "ofmap")}
     sram = {o: float(d["sram_bytes"].get(o, 0.0)) / wb for o in ("ifmap", "filter", "ofmap")}
-    # hwsim's ofmap SRAM traffic holds the partial sums' writes and read-backs (``ws``/``is``:
-    # 2 x K folds - 1 passes over C); SCALE-Sim's column counts the writes alone.
-    outputs = layer.op.bytes_written() / wb
-    sram["ofmap"] = max(outputs, (sram["ofmap"] + outputs) / 2)
+    # SCALE-Sim's ofmap column counts the writes alone (every partial sum of ws/is once per K
+    # fold), not the read-backs hwsim's ofmap SRAM traffic also holds
+    sram["ofmap"] = float(d["sram_writes"]["ofmap"]) / wb
     static = static_w * cost.latency_s
     return LayerReport(
         layer_id=layer_id, name=layer.name, op=layer.op.describe(), total_cycles=total,
@@ -791,6 +790,9 @@ def run_study(cfg: ScaleSimConfig, topology: ScaleSimTopology, system: Any, *,
         except (HwsimError, ValueError, ArithmeticError) as e:
             raise HwsimError(f"{topology.path}: line {layer.line}: layer {layer.name!r}: {e}"
                              ) from None
+        method = cost.details.get("scalesim_method") or ""
+        if on_note is not None and method.startswith("closed form, ideal"):
+            on_note(f"layer {layer.name!r}: {method}")
         out.append(layer_report(i, layer, cost, cfg, dtype=dtype, static_w=static_w))
     return out
 

@@ -13,7 +13,9 @@ experiments/scalesim/ (SEMANTICS.md there says which source function each piece 
   index arithmetic instead of numpy matrices. Exact on every reference row, spills included;
   slower (linear in the demanded elements).
 - :func:`scalesim_layer`: the closed form when nothing spills (no read operand outgrows the
-  active half of its SRAM, the ofmap writes fit the write buffer), else the replay.
+  active half of its SRAM, the ofmap writes fit the write buffer), else the replay, up to
+  :data:`REPLAY_BUDGET` demand entries (a few seconds); beyond it the closed form, with a note
+  (a GPT-2-sized layer would take minutes).
 
 SCALE-Sim counts words (1 byte each, hard-coded) and gives each of the ifmap, filter and
 ofmap interfaces its own ``bandwidth_words`` per cycle.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
+from typing import Any
 
 __all__ = ["Layer", "closed_form", "replay", "spills", "scalesim_layer", "ACTIVE_FRAC",
            "HIT_LATENCY"]
@@ -500,12 +503,30 @@ def spills(L: Layer) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached(key: tuple) -> tuple[tuple[str, float], ...]:
+def _cached(key: tuple) -> tuple[tuple[str, Any], ...]:
     rows, cols, df, m, n, k, bw, si, sf, so, conv = key
     L = Layer(rows=rows, cols=cols, dataflow=df, m=m, n=n, k=k, bandwidth_words=bw,
               sram_words={"ifmap": si, "filter": sf, "ofmap": so}, conv=conv)
-    out = replay(L) if spills(L) or _ofmap_spills(L) else closed_form(L)
-    return tuple(sorted(out.items()))
+    if not (spills(L) or _ofmap_spills(L)):
+        out, method = closed_form(L), "closed form (exact: nothing spills)"
+    elif replay_work(L) <= REPLAY_BUDGET:
+        out, method = replay(L), "replay (exact)"
+    else:
+        out = closed_form(L)
+        method = (f"closed form, ideal streaming: the exact replay would step "
+                  f"{replay_work(L):,} demand entries (over the {REPLAY_BUDGET:,} budget); "
+                  f"SCALE-Sim's FIFO read buffers may re-read more than this")
+    return tuple(sorted({**out, "method": method}.items()))
+
+
+#: Demand entries (folds x lines x (R + C)) the replay steps through at most (~3 s); the
+#: largest of the 222 reference rows needs 6.2 million.
+REPLAY_BUDGET = 10_000_000
+
+
+def replay_work(L: Layer) -> int:
+    """Demand entries the replay walks: its cost, linear in this."""
+    return L.folds * L.lines_per_fold * (L.R + L.C)
 
 
 def _ofmap_spills(L: Layer) -> bool:
@@ -517,10 +538,11 @@ def _ofmap_spills(L: Layer) -> bool:
 
 def scalesim_layer(*, rows: int, cols: int, dataflow: str, m: int, n: int, k: int,
                    bandwidth_words: int, sram_words: dict[str, int],
-                   conv: tuple[int, int, int, int, int, int] | None = None) -> dict[str, float]:
+                   conv: tuple[int, int, int, int, int, int] | None = None) -> dict[str, Any]:
     """SCALE-Sim's report for one layer: ``compute_cycles``, ``total_cycles``,
     ``stall_cycles``, ``sram_{ifmap,filter}_reads``, ``sram_ofmap_writes`` (where the closed
-    form ran) and ``dram_{ifmap,filter}_reads``, ``dram_ofmap_writes`` in words; cached."""
+    form ran) and ``dram_{ifmap,filter}_reads``, ``dram_ofmap_writes`` in words, and
+    ``method``: which of the closed form and the replay gave them, and why; cached."""
     key = (int(rows), int(cols), dataflow, int(m), int(n), int(k), max(1, int(bandwidth_words)),
            *(max(1, int(sram_words[o])) for o in ("ifmap", "filter", "ofmap")),
            tuple(int(x) for x in conv) if conv else None)

@@ -254,6 +254,7 @@ class SystolicRun:
     blocks: Mapping[str, int] | None = None  # SRAM blocks of one array's GEMM, if blocked
     block_order: str | None = None           # "mnk" or "nmk" (outer loop first)
     schedule: str = "best"
+    method: str | None = None                # scalesim schedule: closed form or replay
 
     @property
     def stall_cycles(self) -> float:
@@ -691,6 +692,7 @@ def _scalesim_run(g: Gemm, s: ArraySetup,
         rep = scalesim_layer(rows=r, cols=c, dataflow=s.dataflow, m=g.m, n=g.n, k=g.k,
                              bandwidth_words=bw, sram_words=words)
     ac = array_counts(s.dataflow, g.m, g.n, g.k, r, c)
+    method = str(rep.pop("method"))
     nb = float(g.batch)
     compute = nb * ac.compute_cycles
     cycles = nb * rep["total_cycles"]
@@ -716,7 +718,7 @@ def _scalesim_run(g: Gemm, s: ArraySetup,
         capacity=FrozenMap({o: float(s.sram.get(o, 0.0)) for o in OPERANDS}),
         dram_bytes=FrozenMap(dict(zip(OPERANDS, dram, strict=True))),
         sram_bytes=FrozenMap(dict(zip(OPERANDS, sram, strict=True))),
-        schedule="scalesim")
+        schedule="scalesim", method=method)
 
 
 def simulate_gemm(g: Gemm, s: ArraySetup, max_arrays: int | None = None,
@@ -788,7 +790,7 @@ def run_notes(run: SystolicRun, s: ArraySetup, label: str) -> list[str]:
             f"{_pct(run.utilization)}",
             f"its read buffers (a FIFO window over the fetch order, half of each SRAM) move "
             f"{dram} through interfaces of {_b(s.dram_bytes_per_cycle)} per cycle each: "
-            f"{run.stall_cycles:,.0f} stall cycles of {run.cycles:,.0f}"]
+            f"{run.stall_cycles:,.0f} stall cycles of {run.cycles:,.0f}; {run.method}"]
     if run.split != "none":
         dim = {"m": g.m, "n": g.n, "batch": g.batch}[run.split]
         idle = 1 - dim / (run.split_size * run.arrays)
@@ -880,7 +882,7 @@ def access_counts(run: SystolicRun) -> dict[str, dict[str, float]]:
 
 def run_details(run: SystolicRun) -> dict[str, Any]:
     return {
-        "schedule": run.schedule, **access_counts(run),
+        "schedule": run.schedule, "scalesim_method": run.method, **access_counts(run),
         "dataflow": run.dataflow, "array": [run.rows, run.cols], "arrays": run.arrays,
         "arrays_used": run.arrays_used, "split": run.split, "folds": run.folds,
         "folds_per_gemm": run.folds_per_gemm, "cycles_per_fold": run.cycles_per_fold,
