@@ -29,6 +29,20 @@ dtypes, multi-pass wide ones) runs ``macs_per_pe = flops_per_cycle / (2*R*C)`` M
 cycle; the model divides the cycle count by it. ``params.compute_efficiency[dtype]`` (default
 1.0) models non-ideal issue (bubbles between folds, control): compute cycles are divided by it.
 
+Schedules
+---------
+``MapOptions.schedule`` (``--schedule``) picks how memory is modelled. ``best`` (default) is
+the rest of this docstring: hwsim's SRAM tiling search over one shared DRAM, the stationary
+preload hidden behind the previous fold when double buffered (the TPU v1 paper's weight
+double buffering, Jouppi et al. 2017). ``scalesim`` reproduces SCALE-Sim v3 itself: one
+array, :func:`array_counts` (the preload always exposed, SCALE-Sim's ``-1``), and
+:mod:`simulator.mapping.scalesim_memory` for its read buffers (a FIFO window over the fetch
+order, half of each SRAM), write buffer, per-interface bandwidth and stall accounting;
+exact on the 222 rows of experiments/scalesim/reference.csv. Both report SRAM and DRAM
+reads and writes per operand (:func:`access_counts`). A pruned weight (``op.sparsity``)
+shrinks K on arrays with ``params.sparse_nm`` (N:M, SCALE-Sim v3's layer-wise form) and the
+filter's DRAM bytes everywhere (:func:`_sparse_gemm`).
+
 Loop nests and DRAM traffic
 ---------------------------
 SRAM capacity decides DRAM re-fetches. Two schedules are costed and the one moving fewer DRAM

@@ -161,3 +161,27 @@ def test_partial_folds_cost_a_full_fold():
     ragged = array_counts("os", 33, 32, 16, 32, 32)
     assert ragged.folds == 2 * full.folds and ragged.lines_per_fold == full.lines_per_fold
     assert math.isclose(ragged.compute_cycles + 1, 2 * (full.compute_cycles + 1))
+
+
+# -- DRAM traffic and stalls: the closed form against the step-by-step buffer replay ----------
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(m=st.integers(1, 48), n=st.integers(1, 48), k=st.integers(1, 48),
+       rows=st.integers(2, 8), cols=st.integers(2, 8),
+       dataflow=st.sampled_from(["os", "ws", "is"]), bw=st.integers(1, 16),
+       sram=st.integers(2, 64))
+def test_buffer_closed_form_matches_the_replay_when_nothing_spills(m, n, k, rows, cols,
+                                                                   dataflow, bw, sram):
+    """SCALE-Sim's read/write buffers stepped demand line by demand line (the replay) and the
+    O(1) closed form agree on DRAM words and cycles whenever every operand fits its buffer."""
+    from simulator.mapping.scalesim_memory import Layer, _ofmap_spills, closed_form, replay, spills
+
+    words = {"ifmap": sram * 1024, "filter": sram * 1024, "ofmap": sram * 1024}
+    lay = Layer(rows=rows, cols=cols, dataflow=dataflow, m=m, n=n, k=k, bandwidth_words=bw,
+                sram_words=words)
+    if spills(lay) or _ofmap_spills(lay):
+        return
+    cf, rp = closed_form(lay), replay(lay)
+    for q in ("compute_cycles", "total_cycles", "dram_ifmap_reads", "dram_filter_reads"):
+        assert cf[q] == rp[q], (q, cf[q], rp[q])
+    assert abs(cf["dram_ofmap_writes"] - rp["dram_ofmap_writes"]) <= bw  # a partial last line
+    assert cf["compute_cycles"] == array_counts(dataflow, m, n, k, rows, cols).compute_cycles
