@@ -174,7 +174,9 @@ def _print_result(r, a: argparse.Namespace) -> None:
         ["throughput", f"{tp:,.4g} {unit}"],
         ["energy", f"{fq(r.energy_j, 'J')}  ({fq(r.energy_per_sample_j, 'J')} per sample)"],
         ["average power", f"{r.avg_power_w:,.1f} W"],
-        ["cost", "unknown (no price in the spec)" if r.cost.mode == "unpriced" else
+        ["cost", ("unknown (no price in the spec" + ("; the chip's manufacturing cost is "
+                                                      "under unit cost)" if m.get("silicon")
+                                                      else ")")) if r.cost.mode == "unpriced" else
                  f"${r.cost.usd:.3g} ({r.cost.mode}, ${r.cost.usd_per_hour:.2f}/h)"
                  + (f"; ${r.usd_per_million_tokens:.3g} per 1M tokens"
                     if r.usd_per_million_tokens else f"; ${r.usd_per_sample:.3g} per sample")],
