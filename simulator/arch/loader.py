@@ -145,7 +145,10 @@ _COMMON_PARAMS = {
 PARAM_SCHEMA: dict[str, dict[str, str]] = {
     "gpu": {**_COMMON_PARAMS, "attention_efficiency": "fraction", "sm_count": "int",
             "tile_shapes": "tiles", "l2_level": "str", "sm_l2_bandwidth": "bandwidth",
-            "pipeline_latency": "time", "cluster_multicast": "int", "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction"},
+            "pipeline_latency": "time", "cluster_multicast": "int", "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction",
+            "max_threads_per_sm": "int", "max_blocks_per_sm": "int", "kernel_startup": "time",
+            "norm_vector": "int", "collectives": "str:alpha-beta|nccl",
+            "nvlink_efficiency": "fraction", "nvls": "bool"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",

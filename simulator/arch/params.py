@@ -60,6 +60,40 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "launch_overhead": ParamDefault(
             4e-6, "CUDA kernel launch plus inter-kernel gap seen in Kineto traces, 3-5 us"),
         "l2_level": ParamDefault("l2", "name of the L2 level in the spec's memory list"),
+        "max_threads_per_sm": ParamDefault(
+            2048, "resident threads per SM: 2048 on compute capability 7.0, 8.0 and 9.0 "
+                  "(V100, A100, H100/H200); 1536 on 8.6/8.9 (A10, L4); CUDA C++ Programming "
+                  "Guide, 'Technical Specifications per Compute Capability'"),
+        "max_blocks_per_sm": ParamDefault(
+            32, "resident thread blocks per SM: 32 on compute capability 7.0, 8.0 and 9.0; "
+                "16 on 8.6, 24 on 8.9 (same CUDA Programming Guide table)"),
+        "kernel_startup": ParamDefault(
+            None, "device time from a kernel's start to its first data load: the first warps "
+                  "fetch their instructions, then the kernel's parameters (constant bank), "
+                  "both cold for a new kernel, so two memory round trips; default 2 x the "
+                  "spec's DRAM latency (estimate; 1.2 us on the A100 spec, where a Kineto "
+                  "trace shows 1.5-2.5 us for a kernel that loads and stores a few KiB)"),
+        "norm_vector": ParamDefault(
+            1, "elements one thread loads per access in a row-norm kernel (RMSNorm, "
+               "LayerNorm: one block of min(width, 1024) threads per row). 1: vLLM (to v0.5) "
+               "and sarathi-serve csrc/layernorm_kernels.cu rms_norm_kernel, scalar loads; "
+               "128-bit vectorised kernels (vLLM >= 0.6, Apex, Transformer Engine) load 8 "
+               "16-bit elements"),
+        "collectives": ParamDefault(
+            "alpha-beta", "collective model: 'alpha-beta' (each step costs the link latency "
+                          "plus its bytes over the link, simulator.network.collectives) or "
+                          "'nccl' (NCCL's algorithms and protocols with its published latency "
+                          "and bandwidth constants, for parts whose collectives run on NCCL or "
+                          "RCCL; in one node)"),
+        "nvls": ParamDefault(
+            False, "NVLink SHARP: the NVSwitches reduce (third-generation NVSwitch, HGX "
+                   "H100/H200; NCCL >= 2.17 runs all-reduce as NVLS there)"),
+        "nvlink_efficiency": ParamDefault(
+            0.8, "fraction of the NVLink line rate NCCL moves as data: NCCL's topology model "
+                 "gives an Ampere NVLink 20 GB/s (SM80_NVLINK_BW, src/graph/topo.h) of its "
+                 "25 GB/s line rate, Hopper 20.6 GB/s (SM90_NVLINK_BW); NCCL's maintainer: "
+                 "'with the protocol overhead (~20%) NCCL can get an effective NVLink "
+                 "bandwidth of 370GB/s' of the H100's 450 (nccl-tests issue #212)"),
         "cluster_multicast": ParamDefault(1, "no thread-block-cluster multicast (pre-Hopper)"),
         "tile_shapes": ParamDefault(None, "CUTLASS/cuBLAS tile set 128x256..64x64"),
         "sparse_speedup": ParamDefault(

@@ -22,6 +22,10 @@ Collectives use the alpha-beta model of :mod:`simulator.network`: each of the al
 steps costs the link latency (alpha) plus its bytes over the per-direction link bandwidth
 (beta); every algorithm that applies to where the group's devices sit (ring, tree,
 hierarchical, torus, pairwise) is evaluated and the fastest is taken, as NCCL's tuner does.
+A part whose spec sets ``params.collectives: nccl`` (the shipped NVIDIA GPUs) prices its
+all-reduce, all-gather and reduce-scatter inside one node with NCCL's own model instead
+(algorithms x protocols, NCCL's latency and bandwidth constants, ``params.nvlink_efficiency``
+and ``params.nvls``: :class:`simulator.network.NcclModel`).
 """
 
 from __future__ import annotations
@@ -36,14 +40,14 @@ from simulator.arch.spec import Device, Link, MemoryLevel
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
 from simulator.mapping.base import EnergyParts, MapOptions, OpCost, make_cost
-from simulator.network.collectives import collective
+from simulator.network.collectives import NcclModel, collective
 from simulator.network.topology import Route
 from workloads.ops import Collective, Conv2d, MatMul, Op
 
 __all__ = ["param", "achievable_bandwidth", "vector_time", "streaming_cost",
            "collective_time", "collective_cost", "STREAMING_KINDS", "GemmOperands",
            "gemm_operands", "kind_efficiency", "scale_busy", "special_vector_flops",
-           "depthwise_vector_rate", "conv2d_by_gemm"]
+           "depthwise_vector_rate", "conv2d_by_gemm", "nccl_model"]
 
 STREAMING_KINDS = ("elementwise", "norm", "softmax", "pool", "embedding", "memcpy")
 
@@ -198,6 +202,15 @@ def streaming_cost(op: Op, device: Device, options: MapOptions, *,
                      peak_flops=vpeak, notes=notes)
 
 
+def nccl_model(device: Device) -> NcclModel | None:
+    """NCCL's model for a part whose spec sets ``params.collectives: nccl``, else None (the
+    alpha-beta model)."""
+    if param(device, "collectives", "alpha-beta") != "nccl":
+        return None
+    return NcclModel(float(param(device, "nvlink_efficiency", 0.8)),
+                     bool(param(device, "nvls", False)))
+
+
 def collective_time(op: Collective, link: Link, topology: str = "switch"
                     ) -> tuple[float, float, str]:
     """Alpha-beta time of a collective over ``op.devices`` ranks of one node joined by
@@ -224,7 +237,7 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
                                "devices needs a link; the spec has none (add link: to the part "
                                "or use a system)")
         route = Route.in_node(op.devices, link or Link("none", 1.0), topology)
-    ct = collective(op.collective, op.bytes, route, algorithm)
+    ct = collective(op.collective, op.bytes, route, algorithm, nccl_model(device))
     main = route.net if route.nodes > 1 and route.net is not None else route.intra
     name = main.name if main is not None else "none"
     t, sent, algo = ct.time_s, ct.bytes_sent, ct.algorithm
@@ -236,12 +249,17 @@ def collective_cost(op: Op, device: Device, options: MapOptions,
     if route.nodes > 1:
         where += (f", {route.nodes} nodes x {route.per_node} rank(s), {route.nics} NIC(s) per "
                   f"node{', across leaves/rails' if route.cross_leaf else ''}")
-    notes = (f"{op.collective} of {op.bytes:.3g} B over {op.devices} ranks, {algo} algorithm on "
+    if ct.protocol:
+        algo_word = f"NCCL {algo}/{ct.protocol}"
+    else:
+        algo_word = f"{algo} algorithm"
+    notes = (f"{op.collective} of {op.bytes:.3g} B over {op.devices} ranks, {algo_word} on "
              f"{where}: each rank sends {sent:.3g} B"
              + (" on average (one end of each pair sends, the other receives)"
                 if op.collective == "sendrecv" else ""), *ct.describe())
     details = {"algorithm": algo, "link": name, "bytes_sent": sent, "links": tuple(links),
-               "alpha_s": ct.alpha_s, "beta_s": ct.beta_s, "phases": ct.describe()}
+               "alpha_s": ct.alpha_s, "beta_s": ct.beta_s, "phases": ct.describe(),
+               "protocol": ct.protocol, "launch_s": 0.0}
     c = make_cost(device, op, compute_s=reduce_s, memory_s=0.0, overhead_s=0.0,
                   latency_s=max(t, reduce_s), bytes_by_level=by_link,
                   compute_class=cls, peak_flops=vpeak, details=details, notes=notes)

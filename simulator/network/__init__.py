@@ -10,7 +10,9 @@ collective over it costs (:mod:`~simulator.network.collectives`).
 
 from simulator.network.collectives import (
     ALGORITHMS,
+    PROTOCOLS,
     CollectiveTime,
+    NcclModel,
     Phase,
     candidates,
     collective,
@@ -25,5 +27,5 @@ from simulator.network.topology import (
     route_for,
 )
 
-__all__ = ["ALGORITHMS", "CollectiveTime", "Phase", "Route", "TorusDim", "candidates",
+__all__ = ["ALGORITHMS", "PROTOCOLS", "CollectiveTime", "NcclModel", "Phase", "Route", "TorusDim", "candidates",
            "collective", "fabric_of", "links_used", "nics_of", "node_of", "route_for"]

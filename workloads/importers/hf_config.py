@@ -14,6 +14,9 @@ mixtral                      TransformerSpec    decoder with a top-k mixture of 
 resnet                       ResNetSpec         CNN (basic or bottleneck blocks; ImageNet or
                                                 CIFAR stem)
 lenet                        LeNetSpec          LeNet-5-style CNN (hwsim's own format)
+mbconv                       MBConvSpec         inverted-residual CNN: MobileNetV2/V3,
+                                                EfficientNet (hwsim's own block table)
+yolov8                       YoloSpec           YOLOv8 detector (Ultralytics scales)
 mlp                          MLPSpec            stack of linear layers (hwsim's own format)
 ===========================  =================  ============================================
 
@@ -47,7 +50,8 @@ import yaml
 
 from workloads.errors import WorkloadError
 
-__all__ = ["TransformerSpec", "ResNetSpec", "LeNetSpec", "MLPSpec", "ModelSpec", "MODEL_TYPES",
+__all__ = ["TransformerSpec", "ResNetSpec", "LeNetSpec", "MLPSpec", "MBBlock", "MBConvSpec",
+           "YoloSpec", "ModelSpec", "MODEL_TYPES", "MB_ACTS", "SE_GATES",
            "parse_config", "parse_config_text", "read_config_file", "StrictYAMLLoader",
            "strict_yaml_load", "MAX_CONFIG_BYTES", "MAX_YAML_DEPTH", "FIELD_MAX"]
 
@@ -227,7 +231,77 @@ class MLPSpec:
     bias: bool
 
 
-ModelSpec = TransformerSpec | ResNetSpec | LeNetSpec | MLPSpec
+#: Activations of inverted-residual blocks: relu, relu6 (MobileNetV2), hswish (hard swish,
+#: MobileNetV3) and silu (swish, EfficientNet).
+MB_ACTS = ("relu", "relu6", "hswish", "silu")
+#: Squeeze-and-excitation gates: sigmoid (EfficientNet) and hsigmoid (hard sigmoid, MobileNetV3).
+SE_GATES = ("sigmoid", "hsigmoid")
+
+
+@dataclass(frozen=True)
+class MBBlock:
+    """One inverted-residual block: a 1x1 expansion to ``expanded`` channels (left out when
+    ``expanded`` equals the block's input channels), a ``kernel x kernel`` depthwise conv with
+    ``stride``, a squeeze-and-excitation of ``se`` channels (0: none), a 1x1 projection to
+    ``out`` channels; ``act`` after the expansion and the depthwise conv."""
+
+    kernel: int
+    expanded: int
+    out: int
+    stride: int
+    se: int
+    act: str
+
+
+@dataclass(frozen=True)
+class MBConvSpec:
+    """An inverted-residual CNN (MobileNetV2 and V3, EfficientNet), hwsim's own format.
+
+    A ``3x3/2`` stem conv to ``stem`` channels, the ``blocks`` in order (each row of the config
+    is one block, so the table reads as the papers' tables expanded), a 1x1 head conv to
+    ``head`` channels, global average pooling, fully connected layers ``classifier`` (MobileNetV3:
+    one of 1280 with ``classifier_act``) and a ``num_labels`` classifier with bias. Every conv
+    is followed by batchnorm; a residual add joins a block whose stride is 1 and whose input
+    and output widths match. The squeeze-and-excitation is pool -> fc (``se_act``) -> fc
+    (``se_gate``) -> channel-wise multiply, its fcs with bias.
+    """
+
+    model_type: str
+    family: str
+    channels: int
+    stem: int
+    stem_act: str
+    blocks: tuple[MBBlock, ...]
+    head: int
+    head_act: str
+    classifier: tuple[int, ...]
+    classifier_act: str
+    se_act: str
+    se_gate: str
+    num_labels: int
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class YoloSpec:
+    """A YOLOv8 detector (Ultralytics ``yolov8.yaml``: CSP-Darknet backbone with C2f blocks,
+    SPPF, a PAN neck and the anchor-free decoupled head over strides 8, 16 and 32), scaled by
+    ``depth_multiple`` (repeats of the C2f blocks), ``width_multiple`` and ``max_channels``
+    (channel widths) as Ultralytics' ``scales`` do; ``num_labels`` classes (``nc``), ``reg_max``
+    distribution bins per box side. ``image_size`` (a multiple of 32) is the default input."""
+
+    model_type: str
+    family: str
+    channels: int
+    depth_multiple: float
+    width_multiple: float
+    max_channels: int
+    num_labels: int
+    reg_max: int
+    image_size: int = 640
+
+
+ModelSpec = TransformerSpec | ResNetSpec | LeNetSpec | MLPSpec | MBConvSpec | YoloSpec
 
 _ACTS = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu", "gelu_pytorch_tanh": "gelu",
          "quick_gelu": "gelu", "silu": "silu", "swish": "silu", "relu": "relu"}
@@ -249,6 +323,8 @@ FIELD_MAX: dict[str, int] = {
     "num_channels": 100_000, "num_labels": 100_000_000, "image_size": 100_000,
     "kernel_size": 1_000, "hidden_sizes": 1_000_000, "conv_channels": 1_000_000,
     "fc_sizes": 10_000_000, "layer_sizes": 10_000_000,
+    "stem_channels": 1_000_000, "head_channels": 1_000_000, "classifier_sizes": 10_000_000,
+    "max_channels": 1_000_000, "reg_max": 1_000,
 }
 _DEFAULT_MAX = 2**31 - 1
 _MAX_LIST = 1_000
@@ -495,10 +571,104 @@ def _mlp(f: _Fields) -> MLPSpec:
     return MLPSpec(**spec)
 
 
+def _choice(f: _Fields, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    v = f.cfg.get(name, default)
+    if not isinstance(v, str) or v.lower() not in allowed:
+        f.check(False, f"field {name!r}: expected one of {', '.join(allowed)}, got {_show(v)}")
+        return default
+    return v.lower()
+
+
+def _fraction(f: _Fields, name: str) -> Any:
+    """A number in (0, 16] (a YOLO depth or width multiple)."""
+    _, v = f._get((name,), _REQUIRED)
+    if v is _REQUIRED:
+        return v
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            or not 0 < v <= 16):
+        f.check(False, f"field {name!r}: expected a number in (0, 16], got {_show(v)}")
+        return _REQUIRED
+    return float(v)
+
+
+_MB_COLUMNS = "[kernel, expanded, out, stride, se, act]"
+
+
+def _mb_blocks(f: _Fields) -> Any:
+    rows = f.cfg.get("blocks")
+    if not isinstance(rows, (list, tuple)) or not rows or len(rows) > _MAX_LIST:
+        f.check(False, f"field 'blocks': expected a list of 1 to {_MAX_LIST} rows "
+                       f"{_MB_COLUMNS}, got {_show(rows)}")
+        return _REQUIRED
+    out = []
+    for i, row in enumerate(rows):
+        where = f"field 'blocks' row {i + 1}"
+        if not isinstance(row, (list, tuple)) or len(row) != 6:
+            f.check(False, f"{where}: expected {_MB_COLUMNS}, got {_show(row)}")
+            continue
+        k, exp, o, stride, se, act = row
+        nums = {"kernel": k, "expanded": exp, "out": o, "se": se}
+        bad = [n for n, v in nums.items()
+               if isinstance(v, bool) or not isinstance(v, int)
+               or not (0 if n == "se" else 1) <= v <= FIELD_MAX["hidden_size"]]
+        if bad:
+            f.check(False, f"{where}: {', '.join(bad)} must be "
+                           f"{'integers' if len(bad) > 1 else 'an integer'} in range, "
+                           f"got {_show(row)}")
+            continue
+        if k % 2 == 0 or k > FIELD_MAX["kernel_size"]:
+            f.check(False, f"{where}: kernel must be odd (a centred depthwise filter), got {k}")
+            continue
+        if stride not in (1, 2) or isinstance(stride, bool):
+            f.check(False, f"{where}: stride must be 1 or 2, got {_show(stride)}")
+            continue
+        if not isinstance(act, str) or act.lower() not in MB_ACTS:
+            f.check(False, f"{where}: act must be one of {', '.join(MB_ACTS)}, got {_show(act)}")
+            continue
+        out.append(MBBlock(kernel=k, expanded=exp, out=o, stride=stride, se=se,
+                           act=act.lower()))
+    return tuple(out) if len(out) == len(rows) else _REQUIRED
+
+
+def _mbconv(f: _Fields) -> MBConvSpec:
+    hidden = f.cfg.get("classifier_sizes", [])
+    if hidden:
+        hidden = f.ints("classifier_sizes")
+    spec = dict(model_type=f.model_type, family="cnn", channels=f.int("num_channels", default=3),
+                stem=f.int("stem_channels"),
+                stem_act=_choice(f, "stem_act", "relu", MB_ACTS),
+                blocks=_mb_blocks(f), head=f.int("head_channels"),
+                head_act=_choice(f, "head_act", "relu", MB_ACTS),
+                classifier=tuple(hidden) if _ok(hidden) else hidden,
+                classifier_act=_choice(f, "classifier_act", "relu", MB_ACTS),
+                se_act=_choice(f, "se_act", "relu", MB_ACTS),
+                se_gate=_choice(f, "se_gate", "sigmoid", SE_GATES),
+                num_labels=f.int("num_labels", default=1000),
+                image_size=f.int("image_size", default=224))
+    f.finish()
+    return MBConvSpec(**spec)
+
+
+def _yolov8(f: _Fields) -> YoloSpec:
+    spec = dict(model_type=f.model_type, family="cnn", channels=f.int("num_channels", default=3),
+                depth_multiple=_fraction(f, "depth_multiple"),
+                width_multiple=_fraction(f, "width_multiple"),
+                max_channels=f.int("max_channels", default=1024),
+                num_labels=f.int("num_labels", "nc", default=80),
+                reg_max=f.int("reg_max", default=16),
+                image_size=f.int("image_size", default=640))
+    if _ok(spec["image_size"]):
+        f.check(spec["image_size"] % 32 == 0, f"field 'image_size': a YOLOv8 input must be a "
+                                              f"multiple of 32 (its coarsest stride), got "
+                                              f"{spec['image_size']}")
+    f.finish()
+    return YoloSpec(**spec)
+
+
 #: model_type -> parser. The spec type a parser returns selects the zoo builder.
 MODEL_TYPES: dict[str, Callable[[_Fields], ModelSpec]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama, "mixtral": _llama,
-    "resnet": _resnet, "lenet": _lenet, "mlp": _mlp,
+    "resnet": _resnet, "lenet": _lenet, "mlp": _mlp, "mbconv": _mbconv, "yolov8": _yolov8,
 }
 
 

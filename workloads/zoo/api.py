@@ -16,10 +16,12 @@ from workloads.errors import WorkloadError
 from workloads.graph import WorkloadGraph
 from workloads.importers.hf_config import (
     LeNetSpec,
+    MBConvSpec,
     MLPSpec,
     ModelSpec,
     ResNetSpec,
     TransformerSpec,
+    YoloSpec,
     parse_config,
     parse_config_text,
     read_config_file,
@@ -27,7 +29,14 @@ from workloads.importers.hf_config import (
 from workloads.memory import footprint_by_device
 from workloads.transforms.tensor_parallel import tensor_parallel
 from workloads.transforms.training import training_step
-from workloads.zoo.cnn import build_resnet, resnet_params
+from workloads.zoo.cnn import (
+    build_mbconv,
+    build_resnet,
+    build_yolo,
+    mbconv_params,
+    resnet_params,
+    yolo_params,
+)
 from workloads.zoo.lenet import build_lenet, lenet_params
 from workloads.zoo.mlp import build_mlp, mlp_params
 from workloads.zoo.options import BuildOptions
@@ -53,6 +62,8 @@ _BUILDERS = {
     ResNetSpec: (build_resnet, resnet_params),
     LeNetSpec: (build_lenet, lenet_params),
     MLPSpec: (build_mlp, mlp_params),
+    MBConvSpec: (build_mbconv, mbconv_params),
+    YoloSpec: (build_yolo, yolo_params),
 }
 _META_FIELDS = ("published_params", "published_active_params", "published_macs", "source",
                 "description")
@@ -304,7 +315,7 @@ def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
         "dtype": o.dtype.name, "weight_dtype": (o.weight_dtype or o.dtype).name,
         "kv_dtype": (o.kv_dtype or o.dtype).name, "config_source": source,
     })
-    if isinstance(spec, (ResNetSpec, LeNetSpec)):
+    if isinstance(spec, (ResNetSpec, LeNetSpec, MBConvSpec, YoloSpec)):
         graph.meta["image_size"] = o.image_size
     if isinstance(spec, TransformerSpec) and spec.is_moe:
         graph.meta["active_params"] = transformer_params(spec, experts=spec.top_k)

@@ -1,0 +1,220 @@
+"""Edge parts and edge models against published figures (issue 16, parts 4 and 5).
+
+Uncalibrated predictions: every tolerance says why it is that wide. A check the model misses by
+far is an ``xfail(strict=True)`` whose reason names what limits the model; it keeps the real
+tolerance, so it turns into a failure (XPASS) the day the model learns the missing mechanism and
+the tolerance can be enforced.
+
+Measured errors (prediction vs published, on the tree of this change; the Orin rows move with
+simulator/mapping/gpu.py, which was being edited concurrently: BERT SingleStream read 5.55 ms
+(-2.7%) and BERT Offline 235/s (-57.5%) before a gpu.py change the same afternoon):
+
+========================================  ==========  ============  ======  =========
+check                                     hwsim       published     error   tolerance
+========================================  ==========  ============  ======  =========
+AGX Orin ResNet-50 SingleStream p90       0.621 ms    0.640 ms      -3.0%   15%
+AGX Orin ResNet-50 Offline, GPU share     4,357 /s    4,739 /s      -8.1%   20%
+AGX Orin BERT-99 SingleStream p90 (384)   6.29 ms     5.70 ms       +10.2%  20%
+AGX Orin BERT-99 Offline                  206 /s      553.7 /s      -62.7%  xfail
+Coral USB MobileNet v2 latency            43.4 ms     2.5 ms        +1637%  xfail
+Coral 4 TOPS at 2 W (spec arithmetic)     1.96 W      2 W           -2.0%   10%
+Hailo-8 ResNet-50, batch 8                1,781 /s    1,394 /s      +27.8%  35%
+========================================  ==========  ============  ======  =========
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import load_arch, simulate
+from workloads.errors import WorkloadError
+from workloads.ops import Attention
+from workloads.transforms.walk import ops_with_counts
+from workloads.zoo import build, count_params, load_config
+
+ORIN = "jetson-agx-orin-64gb"
+
+# MLPerf Inference v3.1, closed, edge, NVIDIA "Orin_TRT" (Jetson AGX Orin 64G developer kit,
+# MAXN, JetPack 5.1.1, TensorRT 8.5.2), mlperf_log_summary.txt of each run:
+# https://github.com/mlcommons/inference_results_v3.1/tree/main/closed/NVIDIA/results/Orin_TRT
+MLPERF_RN50_SS_P90_S = 640258e-9      # resnet50/SingleStream: 90th percentile latency (ns)
+MLPERF_RN50_OFFLINE = 6423.63         # resnet50/Offline: samples per second (GPU + 2 DLAs)
+MLPERF_BERT_SS_P90_S = 5704810e-9     # bert-99/SingleStream: 90th percentile latency (ns)
+MLPERF_BERT_OFFLINE = 553.693         # bert-99/Offline: samples per second (GPU only)
+# NVIDIA's own v3.0 Orin ResNet-50 Offline config: "GPU-only QPS" 4,500, "DLA-only (1x)" 600,
+# "GPU + 2 DLA" 6,100 (closed/NVIDIA/configs/resnet50/Offline/__init__.py, class Orin):
+# https://github.com/mlcommons/inference_results_v3.0/blob/main/closed/NVIDIA/configs/resnet50/Offline/__init__.py
+ORIN_GPU_SHARE = 4500 / 6100
+
+
+def _err(predicted: float, published: float) -> float:
+    return predicted / published - 1
+
+
+# -- Jetson AGX Orin: MLPerf Inference edge --------------------------------------------------
+def test_orin_resnet50_singlestream_near_mlperf():
+    # 15%: batch 1 is ~56 kernels of a few us each, so the per-kernel launch and fill estimates
+    # (4 us + 0.9 us, not fitted to Orin) are about a third of the latency.
+    r = simulate("resnet50", ORIN, batch=1, dtype="int8")
+    assert r.latency_s == pytest.approx(MLPERF_RN50_SS_P90_S, rel=0.15), _err(
+        r.latency_s, MLPERF_RN50_SS_P90_S)
+
+
+def test_orin_resnet50_offline_near_the_gpu_share_of_mlperf():
+    # The spec models the GPU only; the published Offline run uses the GPU and both DLAs. The
+    # comparison is against the GPU's share in NVIDIA's own planning figures (4,500 of 6,100),
+    # itself an estimate. 20%: as the A100 Offline check in test_published.py, at TensorRT's
+    # batch of 256.
+    r = simulate("resnet50", ORIN, batch=256, dtype="int8")
+    rate = r.samples / r.latency_s
+    assert rate < MLPERF_RN50_OFFLINE  # the DLAs' share is missing, never more than published
+    assert rate == pytest.approx(MLPERF_RN50_OFFLINE * ORIN_GPU_SHARE, rel=0.20), _err(
+        rate, MLPERF_RN50_OFFLINE * ORIN_GPU_SHARE)
+
+
+def test_orin_bert_singlestream_near_mlperf_at_384_tokens():
+    # BERT-Large on SQuAD v1.1 with max_seq_len 384; NVIDIA's harness runs each sample at its
+    # own length (latencies 3.3 to 6.5 ms in the log), so the p90 sample is a long one, taken
+    # here as the 384-token maximum. 20%: the model at 256 tokens is 4.5 ms (-21%), so the
+    # length assumption alone is worth that much.
+    r = simulate("bert-large", ORIN, batch=1, seq=384, dtype="int8")
+    assert r.latency_s == pytest.approx(MLPERF_BERT_SS_P90_S, rel=0.20), _err(
+        r.latency_s, MLPERF_BERT_SS_P90_S)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hwsim pads every sequence to 384 tokens; NVIDIA's BERT harness removes the padding and "
+    "runs each SQuAD sample at its own length, most far shorter than 384 (the SingleStream "
+    "log's latencies span 3.3-6.5 ms; hwsim reaches the published rate at ~140 tokens): "
+    "206 vs 553.7 samples/s (-63%). Needs variable-length (packed) sequences in the workload "
+    "graph."))
+def test_orin_bert_offline_near_mlperf():
+    r = simulate("bert-large", ORIN, batch=256, seq=384, dtype="int8")
+    rate = r.samples / r.latency_s
+    assert rate == pytest.approx(MLPERF_BERT_OFFLINE, rel=0.20), _err(rate, MLPERF_BERT_OFFLINE)
+
+
+def test_orin_bert_runs_on_the_gpu_in_int8_with_fused_attention():
+    g = build("bert-large", seq=384, dtype="int8")
+    (att, n), = [(op, k) for op, k in ops_with_counts(g) if isinstance(op, Attention)]
+    assert (att.seq, n) == (384, 24) and not att.causal
+
+
+# -- Coral Edge TPU ------------------------------------------------------------------------------
+# Coral FAQ: "it can execute state-of-the-art mobile vision models such as MobileNet V2 at almost
+# 400 FPS" (https://coral.ai/docs/edgetpu/faq); the older FAQ table lists MobileNet v2 at 2.3 ms
+# on the USB Accelerator (USB 3.0) and 2.5 ms on the Dev Board.
+CORAL_MOBILENET_V2_S = 1 / 400
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "17x too slow: the systolic mapper reads every layer's weights and activations from the "
+    "spec's outermost level, here the host's memory over USB (0.4 GB/s achievable), while the "
+    "Edge TPU keeps MobileNet v2's 3.5 MB of weights in its 8 MB SRAM across inferences and "
+    "its activations on chip; only the input and output cross USB. Even with the host level "
+    "at SRAM speed the model gives 8 ms (3x): depthwise convolutions map one channel per "
+    "array column. Needs a per-operand home level (weights resident, activations on chip) in "
+    "the systolic mapper and a depthwise mapping."))
+def test_coral_mobilenet_v2_latency_near_published():
+    r = simulate("mobilenet-v2", "coral-edge-tpu")
+    # 25%: Coral's own figures for this model span 2.3-2.6 ms across hosts and table versions
+    assert r.latency_s == pytest.approx(CORAL_MOBILENET_V2_S, rel=0.25), _err(
+        r.latency_s, CORAL_MOBILENET_V2_S)
+
+
+def test_coral_4_tops_at_2_watts():
+    """Coral: "4 trillion operations per second (TOPS), using 0.5 watts for each TOPS". The peak
+    is derived from the spec's array and clock; the power is static plus the int8 op energy at
+    that peak. The spec's datapath_overhead is SET from this 2 W (see its header), so the power
+    half is arithmetic on that setting, not a validation of the energy model; 10% covers the
+    rounding of the published figures."""
+    d = load_arch("coral-edge-tpu").device
+    peak, cls = d.peak("int8")
+    assert cls == "int8" and peak == pytest.approx(4e12, rel=0.01)
+    watts = d.power.static_w + d.energy.per_flop("int8") * peak
+    assert watts == pytest.approx(2.0, rel=0.10), watts
+    assert d.power.tdp_w == 2.0
+
+
+# -- Hailo-8 -------------------------------------------------------------------------------------
+# Hailo Model Zoo, Hailo-8 classification (Dataflow Compiler v3.27.0): resnet_v1_50, 1,394 FPS at
+# batch 1 and at batch 8: https://github.com/hailo-ai/hailo_model_zoo/blob/
+# 3385736348fe910608d924c80864e777e0b5ee21/docs/public_models/HAILO8/HAILO8_classification.rst
+HAILO_RESNET50_FPS = 1394
+
+
+def test_hailo8_resnet50_throughput_near_published():
+    # Measured +28%. 35% because: hwsim's ResNet-50 is v1.5 (4.09 GMAC) where Hailo's is TF-slim
+    # v1 (6.98 G OPS = 3.49 GMAC, 17% less work); the array structure, clock and on-chip
+    # bandwidth are estimates (Hailo publishes only the 26 TOPS); and the mapper runs layers one
+    # after another on all arrays, while Hailo pins layers to clusters in a pipeline whose
+    # slowest stage sets the rate (Hailo's 1,394 FPS is 9.7 of its 26 TOPS). Batch 8: a stream
+    # of images, as Hailo's pipelined batch-1 and batch-8 figures (equal) are.
+    r = simulate("resnet50", "hailo-8", batch=8)
+    rate = r.samples / r.latency_s
+    assert rate == pytest.approx(HAILO_RESNET50_FPS, rel=0.35), _err(rate, HAILO_RESNET50_FPS)
+
+
+# -- edge models: published parameter and FLOP counts -----------------------------------------
+#: model -> (MAC tolerance, why). Parameters are exact counts of the reference code (torchvision,
+#: Ultralytics): they must match exactly.
+CNNS = {
+    "mobilenet-v2": 0.02,        # paper "300M" (2-3 significant figures): ours +0.3%
+    "mobilenet-v3-large": 0.02,  # paper "219M": ours -1.1% (the paper's count includes the
+    #                              hard-swish and SE scaling multiplies, ours only MACs)
+    "efficientnet-b0": 0.02,     # paper "0.39B": ours -1.1% (same convention difference)
+    "yolov8n": 0.02,             # docs "8.7 GFLOPs" = 2 x MACs (thop, fused BN): ours +0.5%
+}
+
+
+@pytest.mark.parametrize("name", sorted(CNNS))
+def test_edge_cnn_params_and_macs_match_published(name):
+    cfg = load_config(name)
+    assert count_params(cfg) == cfg["published_params"]
+    g = build(name)
+    assert g.params() == cfg["published_params"]
+    assert g.flops().matrix / 2 == pytest.approx(cfg["published_macs"], rel=CNNS[name])
+    assert g.meta["image_size"] == cfg["image_size"]
+
+
+def test_yolov8n_shapes_follow_the_ultralytics_scales():
+    from workloads.importers.hf_config import parse_config
+    from workloads.zoo.cnn import yolo_widths
+
+    spec = parse_config(load_config("yolov8n"))
+    assert yolo_widths(spec) == {64: 16, 128: 32, 256: 64, 512: 128, 1024: 256}
+    g = build("yolov8n", batch=2)
+    # 80x80 + 40x40 + 20x20 = 8,400 anchors, 80 classes
+    sig = g.g.nodes["detect.sigmoid"]["item"]
+    assert sig.numel == 2 * 80 * 8400
+    with pytest.raises(WorkloadError, match="multiple of 32"):
+        build("yolov8n", image_size=600)
+    assert build("yolov8n", image_size=320).flops().matrix == pytest.approx(
+        g.flops().matrix / 2 / 4, rel=0.01)  # a quarter of the pixels, batch 1 of 2
+
+
+@pytest.mark.parametrize("name, published, exact", [
+    ("llama3.2-1b", 1.23e9, 1_235_814_400),   # model card "1B (1.23B)"
+    ("llama3.2-3b", 3.21e9, 3_212_749_824),   # model card "3B (3.21B)"
+])
+def test_llama32_params_and_flops(name, published, exact):
+    # Meta rounds to 3 significant figures ("1.23B" is 1.2358B truncated): 1% tolerance, as
+    # test_zoo; the exact count is the HF checkpoint's.
+    cfg = load_config(name)
+    params = count_params(cfg)
+    assert params == exact and params == pytest.approx(published, rel=0.01)
+    # Meta publishes no FLOP count: the check is the standard 2 x (non-embedding params) per
+    # token plus attention and the tied LM head on the last token, as test_zoo does.
+    batch, seq = 1, 512
+    d, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    body = params - vocab * d                       # the embedding is shared with the head
+    attention = 4 * batch * cfg["num_attention_heads"] * cfg["head_dim"] * (
+        seq * (seq + 1) / 2) * layers               # QK^T and PV, causal
+    expected = 2 * body * batch * seq + attention + 2 * batch * vocab * d
+    g = build(name, phase="prefill", batch=batch, seq=seq)
+    assert g.flops().matrix == pytest.approx(expected, rel=0.005)
+    assert g.meta["tied_params"] == vocab * d
+    # decode: the KV cache per token is 2 x layers x kv_heads x head_dim x 2 bytes
+    dec = build(name, phase="decode", batch=1, context=1024)
+    per_token = 2 * layers * cfg["num_key_value_heads"] * cfg["head_dim"] * 2
+    assert dec.meta["kv_cache_bytes"] == per_token * 1025
