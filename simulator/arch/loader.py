@@ -448,31 +448,19 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
             c.bad(path, f"one of {', '.join(choices)}", v)
             return None
         return v
-    if kind == "dtypemap":
+    if kind in ("dtypemap", "dtypecount"):  # dtype -> fraction in (0, 1] | count per PE
+        hi = 1.0 if kind == "dtypemap" else _MAX_PER_PE
+        expected = f"a number in (0, {hi:g}]"
         if not isinstance(v, Mapping):
-            c.bad(path, "a mapping dtype -> number in (0, 1]", v)
+            c.bad(path, f"a mapping dtype -> number in (0, {hi:g}]", v)
             return None
         out = {}
         for k, x in v.items():
             key = _dtype_key(k)
             if key is None:
                 c.bad(f"{path}.{k}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
-            elif isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 1:
-                c.bad(f"{path}.{k}", "a number in (0, 1]", x)
-            else:
-                out[key] = float(x)
-        return _frozen(out)
-    if kind == "dtypecount":
-        if not isinstance(v, Mapping):
-            c.bad(path, f"a mapping dtype -> number in (0, {_MAX_PER_PE:g}]", v)
-            return None
-        out = {}
-        for k, x in v.items():
-            key = _dtype_key(k)
-            if key is None:
-                c.bad(f"{path}.{k}", f"a dtype ({', '.join(_COMPUTE_CLASSES)})", k)
-            elif not _is_number(x, _MAX_PER_PE):
-                c.bad(f"{path}.{k}", f"a number in (0, {_MAX_PER_PE:g}]", x)
+            elif not _is_number(x, hi):
+                c.bad(f"{path}.{k}", expected, x)
             else:
                 out[key] = float(x)
         return _frozen(out)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import one_error_line, run_cli
 
-from simulator.cli import main
 from simulator.mapping.base import MapOptions
 from simulator.scalesim_files import BANDWIDTH_COLUMNS, COMPUTE_COLUMNS, DETAIL_COLUMNS
 
@@ -20,20 +20,7 @@ CFG, CONV, GEMM = str(EX / "scale.cfg"), str(EX / "alexnet_conv.csv"), str(EX / 
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(["scalesim", *argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, err: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    return run_cli(capsys, "scalesim", *argv)
 
 
 @pytest.mark.parametrize("topology, n", [(CONV, 3), (GEMM, 4)])

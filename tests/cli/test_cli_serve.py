@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import one_error_line, run_cli
 
-from simulator.cli import main
 from simulator.serve.requests import MAX_TRACE_BYTES, load_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,22 +20,7 @@ TRACES = ROOT / "examples" / "traces"
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """``hwsim serve ARGV``: (exit status, stdout, stderr); argparse usage errors exit
-    through SystemExit, counted the same."""
-    try:
-        code = main(["serve", *argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, err: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    return run_cli(capsys, "serve", *argv)
 
 
 def usage_error(code: int, err: str) -> str:
