@@ -867,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli_scalesim import add_scalesim_parser
 
     add_scalesim_parser(sub, _check_out)
+    from simulator.cli_edge import add_edge_parser
+
+    add_edge_parser(sub, POS_INT)
     return ap
 
 
