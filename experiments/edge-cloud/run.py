@@ -54,6 +54,17 @@ def _first_crossing(xs, edge_vals, cloud_vals):
     return None
 
 
+
+def _sweep_row(model: str, sweep: str, x: float, e, c, cloud_energy: bool = False) -> dict:
+    """One row of results/sweeps.csv: the edge and cloud options at one sweep value."""
+    row = {"model": model, "sweep": sweep, "x": x,
+           "edge_latency_s": e.latency_s, "cloud_latency_s": c.latency_s,
+           "edge_device_j": e.device_energy_j, "cloud_device_j": c.device_energy_j,
+           "edge_usd_per_m": e.usd_per_million, "cloud_usd_per_m": c.usd_per_million}
+    if cloud_energy:
+        row["cloud_energy_j"] = c.cloud_energy_j
+    return row
+
 def sweeps() -> tuple[list[dict], list[dict]]:
     grid_mbps = [0.01 * 10 ** (k / 8) for k in range(0, 41)]  # 10 kbit/s .. 1 Gbit/s
     grid_rtt = [0.001 * 10 ** (k / 8) for k in range(0, 33)]  # 1 ms .. 10 s
@@ -69,12 +80,7 @@ def sweeps() -> tuple[list[dict], list[dict]]:
             e, c = edge_vs_cloud(model, edge, CLOUD, net, cloud_batch=CLOUD_BATCH, **kw)
             e_lat.append(e.latency_s), c_lat.append(c.latency_s)
             e_j.append(e.device_energy_j), c_j.append(c.device_energy_j)
-            sweep_rows.append({"model": model, "sweep": "uplink_mbps", "x": mbps,
-                               "edge_latency_s": e.latency_s, "cloud_latency_s": c.latency_s,
-                               "edge_device_j": e.device_energy_j,
-                               "cloud_device_j": c.device_energy_j,
-                               "edge_usd_per_m": e.usd_per_million,
-                               "cloud_usd_per_m": c.usd_per_million})
+            sweep_rows.append(_sweep_row(model, "uplink_mbps", mbps, e, c))
         cross.append({"model": model, "what": "latency: cloud faster above uplink (Mbit/s)",
                       "value": _first_crossing(grid_mbps, e_lat, c_lat)})
         cross.append({"model": model, "what": "device energy: cloud lower above uplink (Mbit/s)",
@@ -84,25 +90,14 @@ def sweeps() -> tuple[list[dict], list[dict]]:
             e, c = edge_vs_cloud(model, edge, CLOUD, with_rates(PRESETS["wifi"], rtt_s=rtt),
                                  cloud_batch=CLOUD_BATCH, **kw)
             e_lat.append(e.latency_s), c_lat.append(c.latency_s)
-            sweep_rows.append({"model": model, "sweep": "rtt_s", "x": rtt,
-                               "edge_latency_s": e.latency_s, "cloud_latency_s": c.latency_s,
-                               "edge_device_j": e.device_energy_j,
-                               "cloud_device_j": c.device_energy_j,
-                               "edge_usd_per_m": e.usd_per_million,
-                               "cloud_usd_per_m": c.usd_per_million})
+            sweep_rows.append(_sweep_row(model, "rtt_s", rtt, e, c))
         cross.append({"model": model, "what": "latency: edge faster above RTT (s)",
                       "value": _first_crossing(grid_rtt, e_lat, c_lat)})
         e_usd, c_usd = [], []
         for b in batches:
             e, c = edge_vs_cloud(model, edge, CLOUD, PRESETS["wifi"], cloud_batch=b, **kw)
             e_usd.append(e.usd_per_million), c_usd.append(c.usd_per_million)
-            sweep_rows.append({"model": model, "sweep": "cloud_batch", "x": b,
-                               "edge_latency_s": e.latency_s, "cloud_latency_s": c.latency_s,
-                               "edge_device_j": e.device_energy_j,
-                               "cloud_device_j": c.device_energy_j,
-                               "edge_usd_per_m": e.usd_per_million,
-                               "cloud_usd_per_m": c.usd_per_million,
-                               "cloud_energy_j": c.cloud_energy_j})
+            sweep_rows.append(_sweep_row(model, "cloud_batch", b, e, c, cloud_energy=True))
         cross.append({"model": model, "what": "cost: cloud cheaper above cloud batch",
                       "value": _first_crossing(batches, e_usd, c_usd)})
         e_usd, c_usd = [], []

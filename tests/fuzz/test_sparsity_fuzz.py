@@ -24,8 +24,8 @@ fuzz = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 
 BAD = ["5:4", "0:4", "1.5", "-0.1", "abc", "1", "2:0", "0:0", "4:2", "nan", "inf", "-inf",
-       "1e999", "", " ", ":", "2:", ":4", "2:4:8", "2/4", "0x10", "1,5", "½", "2:4 ", " 2 : 4",
-       "70%%", "%", "101%", "-5%", "9" * 5000, "2:" + "9" * 50, "１:４", "2:4\n", "0.7\x00"]
+       "1e999", "", " ", ":", "2:", ":4", "2:4:8", "2/4", "0x10", "1,5", "½",
+       "70%%", "%", "101%", "-5%", "9" * 5000, "2:" + "9" * 50, "１:４", "0.7\x00"]
 GOOD = {"2:4": 0.5, "1:4": 0.25, "4:8": 0.5, "1:2": 0.5, "0.7": 0.3, "0.5": 0.5, ".25": 0.75,
         "70%": 0.3, "3:16": 0.1875, "0.999": 0.001}
 
@@ -47,10 +47,14 @@ def _valid(text: str) -> bool:
     return True
 
 
+@pytest.mark.parametrize("value", ["2:4 ", " 2 : 4", "2:4\n"])
+def test_whitespace_around_a_spelling_is_the_same_spelling(value):
+    assert parse_sparsity(value) == parse_sparsity("2:4")
+
+
 @pytest.mark.parametrize("value", BAD)
 def test_bad_values_name_the_flag_and_value(value, capsys):
-    if _valid(value):  # e.g. "2:4 " with a trailing space is a valid spelling
-        pytest.skip("valid spelling")
+    assert not _valid(value)
     with no_hang(30), pytest.raises(SystemExit) as e:  # an argparse usage error
         main(["run", "--workload", "gpt2", "--phase", "prefill", "--seq", "16",
               f"--sparsity={value}"])
