@@ -1,8 +1,8 @@
 """Replay of public A100 kernel and NCCL timings (the Vidur profiles) against hwsim's kernel
 model, per class: cases, MAPE and bias, uncalibrated.
 
-The data (``../shared/data/vidur-a100`` beside the repository, or ``$HWSIM_VIDUR_A100``;
-source, license and columns in its README) are Kineto kernel times of Llama-2 7B and 70B
+The data (``experiments/data/vidur-a100`` in this repository, or ``$HWSIM_VIDUR_A100``;
+source, MIT license and columns in its README) are Kineto kernel times of Llama-2 7B and 70B
 layers on an A100 80GB SXM, fp16, and NCCL all-reduce kernel times on DGX A100 nodes, all
 medians in milliseconds. Kineto reports device time, so the prediction compared is
 :func:`simulator.mapping.gpu.kernel_time` (the op's latency less its launch overhead), not
@@ -32,8 +32,6 @@ from collections import defaultdict
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 from simulator.arch.loader import load_arch
 from simulator.mapping.base import MapOptions
 from simulator.mapping.gpu import kernel_time
@@ -41,10 +39,8 @@ from simulator.mapping.registry import cost_op
 from simulator.predict import Predictor
 from workloads.ops import Collective, Elementwise, Embedding, MatMul, Norm
 
-DATA = Path(os.environ.get("HWSIM_VIDUR_A100",
-                           Path(__file__).resolve().parents[3] / "shared/data/vidur-a100"))
-pytestmark = pytest.mark.skipif(not (DATA / "llama2-7b_mlp.csv").is_file(),
-                                reason=f"Vidur A100 profiles not found at {DATA}")
+DATA = Path(os.environ.get("HWSIM_VIDUR_A100", Path(__file__).resolve().parents[2]
+                           / "experiments/data/vidur-a100"))
 
 TOKENS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
           3072, 4096)
