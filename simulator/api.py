@@ -61,6 +61,7 @@ class RunOptions:
     cost: CostOptions = field(default_factory=CostOptions)
     check_capacity: bool = True
     fuse: bool = True  # fold pointwise epilogues into GEMMs/convs, as compilers do
+    fuse_projections: bool = True  # one QKV GEMM and one gate/up GEMM (vLLM, Megatron-LM)
     calibration: Any = None  # a CalibrationProfile or its YAML path; never applied implicitly
     force_calibration: bool = False  # apply a profile fitted on another part
     # pruned weights: "2:4" (N:M), a fraction pruned such as 0.7 (unstructured), a Sparsity;
@@ -140,7 +141,7 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
                          kv_dtype=o.kv_dtype, tp=o.tp, pp=o.pp, dp=o.dp,
                          microbatches=o.microbatches, ep=o.ep, image_size=o.image_size,
                          recompute=o.recompute, fuse=o.fuse, dataflow=o.dataflow,
-                         sparsity=o.sparsity)
+                         sparsity=o.sparsity, fuse_projections=o.fuse_projections)
         graph = plan.build()
     result = predictor.predict(graph, plan, cost=o.cost,
                                check_capacity_first=o.check_capacity, progress=progress)

@@ -137,6 +137,7 @@ def _run_options(a: argparse.Namespace):
                       image_size=a.image_size, dataflow=a.dataflow,
                       schedule=getattr(a, "schedule", None),
                       cost=CostOptions(mode=a.cost_mode), fuse=not a.no_fuse,
+                      fuse_projections=not getattr(a, "unfuse_projections", False),
                       calibration=getattr(a, "calibration", None),
                       force_calibration=getattr(a, "force_calibration", False),
                       sparsity=getattr(a, "sparsity", None))
@@ -210,10 +211,18 @@ def _print_result(r, a: argparse.Namespace) -> None:
     if a.breakdown:
         e = r.energy
         print()
-        rows = [["compute", fq(e.compute_j, "J")]] + \
-               [[f"memory: {k}", fq(v, "J")] for k, v in e.memory_j.items()] + \
-               [["static", fq(e.static_j, "J")], ["total", fq(e.total_j, "J")]]
-        print(_table(rows, ["energy part", "value"]))
+        lat = r.latency_s or 1.0
+        rows = [[k.removesuffix("_j").replace("_", " ").replace("memory.", "memory: "),
+                 fq(v, "J"), fq(v / lat, "W"), f"{v / (e.total_j or 1.0):.1%}"]
+                for k, v in e.parts().items()]
+        rows.append(["total", fq(e.total_j, "J"), fq(e.total_j / lat, "W"), "100.0%"])
+        print(_table(rows, ["energy part", "energy", "avg power", "share"]))
+        pw = m.get("power") or {}
+        if pw:
+            print(f"per device: {fq(r.device_power_w, 'W')} average, "
+                  f"{fq(r.peak_power_w, 'W')} peak; limit {fq(pw['power_limit_w'], 'W')}, "
+                  f"effective clock {pw['effective_clock_hz'] / 1e9:.3g} GHz of "
+                  f"{pw['clock_hz'] / 1e9:.3g}")
     for w in r.warnings:
         print(f"warning: {w}", file=sys.stderr)
 
@@ -236,16 +245,20 @@ def _silicon_rows(meta) -> list[list[str]]:
     ]
 
 
-def _explain_result(r) -> None:
-    print("\nWhy, op class by op class (reasoning for the longest instance of each):")
-    for w in r.warnings:
-        print(f"- note: {w}")
-    for k in r.by_kind():
-        rec = max((x for x in r.records if x.kind == k["kind"]), key=lambda x: x.latency_s)
-        print(f"- {k['kind']}: {k['share']:.0%} of the time, mostly {k['bound']}-bound. "
-              f"Longest: {rec.name}, {_t(rec.latency_s)}, {rec.describe}")
-        for n in rec.notes:
-            print(f"    {n}")
+def _explain_result(r, a: argparse.Namespace | None = None) -> None:
+    """Print the run's arithmetic (simulator.explain); ``a`` names the system simulated."""
+    from simulator.explain import result_lines
+
+    system = options = None
+    if a is not None:
+        from simulator.api import resolve_system
+        from simulator.cost.dollars import CostOptions
+
+        system = resolve_system(a.arch, a.set or ())
+        options = CostOptions(mode=a.cost_mode)
+    print()
+    print("\n".join(result_lines(r, system, top=a.top if a is not None else 5,
+                                 options=options)))
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -270,7 +283,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     else:
         _print_result(r, a)
         if a.explain:
-            _explain_result(r)
+            _explain_result(r, a)
         if a.trace:
             print(f"\ntrace written to {a.trace} (open in https://ui.perfetto.dev)")
     return 0
@@ -348,23 +361,11 @@ def _op_cost_dict(op, cost, system) -> dict[str, Any]:
 
 
 def _explain_op(op, cost, system) -> None:
-    dev = system.device
-    dt = op.dtype
-    ai = op.arithmetic_intensity
-    print(f"\nExplain: {op.describe()} on {dev.name}")
-    print(f"- work: {fq(op.flops().total, 'FLOP')} (matrix {fq(op.flops().matrix, 'FLOP')}, "
-          f"vector {fq(op.flops().vector, 'FLOP')}, special {fq(op.flops().special, 'FLOP')})")
-    print(f"- compulsory traffic: {fq(op.min_bytes, 'B')} -> arithmetic intensity {ai:.3g} FLOP/B; "
-          f"the ridge point of {dev.name} for {dt} is {dev.ridge_point(dt):.0f} FLOP/B, so by the "
-          f"roofline alone it is {'compute' if ai >= dev.ridge_point(dt) else 'memory'}-bound")
-    for n in cost.notes:
-        print(f"- {n}")
-    tot = max(cost.compute_s, cost.memory_s)
-    other = min(cost.compute_s, cost.memory_s)
-    print(f"- compute {_t(cost.compute_s)}, memory {_t(cost.memory_s)}, fixed overhead "
-          f"{_t(cost.overhead_s)}: {cost.bound}-bound"
-          + (f" ({tot / other:.1f}x the other side)" if other > 0 and cost.bound != "latency" else ""))
-    print(f"- achieved {cost.utilization:.1%} of the {cost.compute_class} peak")
+    """Print the op's arithmetic, step by step (simulator.explain)."""
+    from simulator.explain import op_lines
+
+    print()
+    print("\n".join(op_lines(op, cost, system)))
 
 
 def cmd_op(a: argparse.Namespace) -> int:
@@ -564,6 +565,12 @@ def cmd_validate(a: argparse.Namespace) -> int:
                     settings=settings, phase=a.phase or "auto", batch=a.batch or 1, seq=a.seq,
                     context=a.context, dtype=a.dtype, fuse=not a.no_fuse, progress=_progress)
     print(f"dataset written to {path}")
+    from simulator.validate.energy import energy_note
+
+    try:
+        print(energy_note(json.loads((Path(path) / "meta.json").read_text()).get("energy")))
+    except (OSError, ValueError):  # the dataset is written; the note is a courtesy
+        pass
     print(f"next: hwsim compare-measured {path} --arch <part>; "
           f"hwsim calibrate {path} --arch <part> --out <part>.calib.yaml")
     return 0
@@ -572,26 +579,59 @@ def cmd_validate(a: argparse.Namespace) -> int:
 def cmd_compare_measured(a: argparse.Namespace) -> int:
     from simulator.validate.calibrate import CalibrationProfile
     from simulator.validate.compare import compare, default_report_dir, write_report
+    from simulator.validate.energy import energy_note
+    from simulator.validate.traces import load_measurements
 
-    out = a.out or default_report_dir(a.dataset, a.arch, calibrated=bool(a.calibration))
+    first = a.dataset[0]
+    out = a.out or default_report_dir(first, a.arch, calibrated=bool(a.calibration))
     _check_out(out, "--out", directory=True)
     profile = CalibrationProfile.load(a.calibration) if a.calibration else None
-    c = compare(a.dataset, a.arch, profile)
-    report = write_report(c, out, title=f"hwsim {a.arch} vs measured ({Path(a.dataset).name})")
+    ds = load_measurements(a.dataset, dtype=a.dtype)
+    c = compare(ds, a.arch, profile)
+    report = write_report(c, out, title=f"hwsim {a.arch} vs measured ({Path(first).name})")
     from dataclasses import asdict
 
     sums = [c.overall, *([c.e2e] if c.e2e.count else []), *c.by_class.values()]
+    traced = bool(ds.meta.get("source"))
+    skipped = [s for s in ds.meta.get("skipped") or () if isinstance(s, dict)] if traced else []
     if a.json:
-        _dump({"arch": c.arch, "dataset": c.dataset, "report": str(report),
+        _dump({"arch": c.arch, "dataset": c.dataset, "report": str(report), "timing": c.timing,
                "summaries": [asdict(x) for x in sums],
+               "by_kind": [asdict(x) for x in c.by_kind.values()],
+               "by_op": [asdict(x) for x in c.by_group.values()] if traced else [],
+               "energy": [asdict(x) for x in c.energy.values()],
+               "power": [asdict(x) for x in c.power.values()],
+               "energy_note": energy_note(ds.meta.get("energy")),
+               "skipped": skipped,
                "unsupported": [asdict(u) for u in c.unsupported]})
         return 0
     pct = lambda x: f"{x:+.1%}" if x == x else "-"  # noqa: E731
-    print(f"{c.arch} vs measured {c.device} ({c.dataset})"
+
+    def rows(xs: Any) -> list[list[str]]:
+        return [[x.label, str(x.count), pct(x.mape).lstrip("+"), pct(x.median_ape).lstrip("+"),
+                 pct(x.bias), f"{pct(x.worst_error)} ({x.worst_id})"] for x in xs]
+
+    head = ["class", "ops", "MAPE", "median", "bias", "worst"]
+    print(f"{c.arch} vs measured {c.device} ({c.dataset}, {c.timing} time)"
           + (" with calibration" if profile else ""))
-    print(_table([[x.label, str(x.count), pct(x.mape).lstrip("+"), pct(x.median_ape).lstrip("+"),
-                   pct(x.bias), f"{pct(x.worst_error)} ({x.worst_id})"] for x in sums],
-                 ["class", "ops", "MAPE", "median", "bias", "worst"]))
+    print(_table(rows(sums), head))
+    if traced:
+        print("\nper op kind:")
+        print(_table(rows(c.by_kind.values()), ["kind", *head[1:]]))
+        print("\nper profiled op:")
+        print(_table(rows(c.by_group.values()), ["op", *head[1:]]))
+    for title, ss in (("energy per call", c.energy), ("average power", c.power)):
+        if ss:
+            print(f"\n{title} (predicted vs measured):")
+            print(_table(rows(ss.values()), head))
+    if not c.energy and not c.power:
+        print(f"\n{energy_note(ds.meta.get('energy'))}")
+    if skipped:
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            reasons[str(s.get("reason"))] = reasons.get(str(s.get("reason")), 0) + 1
+        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            print(f"not matched: {n} x {why}", file=sys.stderr)
     for u in c.unsupported:
         print(f"not predicted: {u.id} ({u.kind}): {u.reason}", file=sys.stderr)
     print(f"\nreport: {report}")
@@ -606,7 +646,10 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     _check_out(out, "--out", make_parents=True)
     if a.report:
         _check_out(a.report, "--report", directory=True)
-    r = fit(a.dataset, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
+    from simulator.validate.traces import load_measurements
+
+    ds = load_measurements(a.dataset, dtype=a.dtype)
+    r = fit(ds, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
     r.profile.save(out)
     print(r.summary())
     print(f"\ncalibration profile written to {out}; use it with "
@@ -614,7 +657,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.report:
         from simulator.validate.calibrate import CalibrationProfile
 
-        c = compare(a.dataset, a.arch, CalibrationProfile.load(out))
+        c = compare(ds, a.arch, CalibrationProfile.load(out))
         rep = write_report(c, a.report, title=f"hwsim {a.arch} calibrated vs measured")
         print(f"report: {rep}")
     return 0
@@ -710,6 +753,9 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
     p.add_argument("--no-fuse", dest="no_fuse", action="store_true",
                    help="run pointwise ops as separate kernels (default: fused into GEMM/conv "
                         "epilogues, as XLA/TensorRT do)")
+    p.add_argument("--unfuse-projections", dest="unfuse_projections", action="store_true",
+                   help="transformers: one GEMM per Q/K/V and gate/up projection (default: "
+                        "QKV and gate/up each one GEMM, as vLLM and Megatron-LM run them)")
 
 
 def _sparsity_arg(text: str):
@@ -748,6 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_workload(p)
     p.add_argument("--breakdown", action="store_true", help="energy by part")
+    from simulator.power.cli_args import add_power_limit
+    add_power_limit(p)
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON")
     p.add_argument("--explain", action="store_true", help="say why, in plain words")
     p.add_argument("--calibration", metavar="PROFILE.yaml",
@@ -815,7 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", type=POS_INT, default=1,
                    help="measure the op list this many times in turn and keep each op's "
                         "median pass (robust to slow periods on a shared machine)")
-    p.add_argument("--energy", action="store_true", help="NVML energy loop per op (CUDA)")
+    p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=None,
+                   help="energy loop per op and end to end: NVML on CUDA, RAPL on CPU "
+                        "(default: where readable; a note says why not)")
     p.add_argument("--rotate-sets", dest="rotate_sets", type=POS_INT, default=None,
                    help="input sets rotated per op (default: enough to exceed the last-level "
                         "cache, so operands come from DRAM; 1 = warm caches)")
@@ -823,7 +873,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare-measured", help="predicted vs measured: error table, plots "
                        "and a markdown report")
-    p.add_argument("dataset")
+    p.add_argument("dataset", nargs="+", help="a dataset folder (hwsim validate), or one or "
+                   "more PyTorch profiler / Kineto traces (.json, .json.gz) and per-op CSV "
+                   "profiles (kernel time)")
+    p.add_argument("--dtype", default="fp16", help="precision of CSV profiles that do not "
+                   "say (default fp16)")
     p.add_argument("--arch", required=True)
     p.add_argument("--calibration", default=None, help="compare with a calibration applied")
     p.add_argument("--out", default=None, help="report folder (default: "
@@ -834,7 +888,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit efficiency factors to a dataset, report "
                        "held-out error, write a calibration profile")
-    p.add_argument("dataset")
+    p.add_argument("dataset", nargs="+", help="a dataset folder, or profiler traces / per-op "
+                   "CSV profiles (as compare-measured reads them)")
+    p.add_argument("--dtype", default="fp16", help="precision of CSV profiles that do not "
+                   "say (default fp16)")
     p.add_argument("--arch", required=True)
     p.add_argument("--out", default=None, help="profile path (default: <arch>.calib.yaml)")
     p.add_argument("--holdout", type=_float(0.0, 1.0, lo_open=False), default=0.3,
@@ -870,6 +927,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli_edge import add_edge_parser
 
     add_edge_parser(sub, POS_INT)
+    from simulator.cli_ui import add_ui_parser
+
+    add_ui_parser(sub, NONNEG_INT)
     return ap
 
 

@@ -22,6 +22,9 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
     p.add_argument("--workload", default="llama2-7b", help="decoder model (default llama2-7b)")
     p.add_argument("--arch", default="h100-sxm", help="part or system (default h100-sxm)")
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a spec field")
+    p.add_argument("--unfuse-projections", dest="unfuse_projections", action="store_true",
+                   help="one GEMM per Q/K/V and gate/up projection (default: QKV and gate/up "
+                        "each one GEMM, as vLLM runs them)")
     load = p.add_argument_group("load (one of)")
     load.add_argument("--rate", type=number, help="Poisson arrivals, requests per second")
     load.add_argument("--offline", action="store_true", help="all requests at t=0 (batch job)")
@@ -66,6 +69,8 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
                    help="time-to-first-token SLO, s (for goodput)")
     p.add_argument("--slo-tpot", dest="slo_tpot", type=number, default=None,
                    help="time-per-output-token SLO, s (for goodput)")
+    from simulator.power.cli_args import add_power_limit
+    add_power_limit(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--trace-out", dest="trace_out", metavar="FILE",
                    help="write a Perfetto trace of every replica's iterations")
@@ -108,7 +113,8 @@ def serve_options(a: argparse.Namespace):
         max_batched_tokens=a.max_batched_tokens, chunked_prefill=a.chunked_prefill,
         block_size=a.block_size, preemption=a.preemption,
         gpu_memory_utilization=a.gpu_memory_utilization, slo_ttft_s=a.slo_ttft,
-        slo_tpot_s=a.slo_tpot)
+        slo_tpot_s=a.slo_tpot,
+        fuse_projections=not getattr(a, "unfuse_projections", False))
 
 
 def _ms(x: float | None) -> str:
@@ -197,7 +203,8 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
         raise HwsimError("--trace-out records one run; give it without --rates")
     p = Predictor(system)
     model = IterationModel(p, a.workload, tp=o.tp, dtype=o.dtype, weight_dtype=o.weight_dtype,
-                           kv_dtype=o.kv_dtype, max_tokens=o.max_batched_tokens)
+                           kv_dtype=o.kv_dtype, max_tokens=o.max_batched_tokens,
+                           fuse_projections=o.fuse_projections)
     results = [serve(a.workload, system, replace(o, rate=r), predictor=p, model=model)
                for r in a.rates]
     if a.plot:

@@ -32,7 +32,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                         "pass goes on (PyTorch DDP's default 25; 0: one reduction at the end)")
     p.add_argument("--global-batch", dest="global_batch", type=pos_int, default=64)
     p.add_argument("--micro-batch", dest="micro_batch", type=pos_int, default=None,
-                   help="samples per forward/backward; the rest is gradient accumulation")
+                   help="samples per forward/backward; the rest is gradient accumulation "
+                        "(default: 1 with --pp > 1, else a replica's whole batch)")
     p.add_argument("--seq", type=pos_int, default=2048)
     p.add_argument("--dtype", default=None)
     p.add_argument("--recompute", choices=("none", "selective", "full"), default="none")
@@ -58,6 +59,9 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                    help="flash: one fused kernel (default); materialized: separate GEMM, "
                         "softmax and dropout kernels with the s x s scores in HBM, as "
                         "Megatron-LM ran in 2021")
+    p.add_argument("--unfuse-projections", dest="unfuse_projections", action="store_true",
+                   help="one GEMM per Q/K/V and gate/up projection (default: QKV and gate/up "
+                        "each one GEMM, as Megatron-LM runs them)")
     p.add_argument("--exact", action="store_true",
                    help="simulate every device, op and micro-batch (default: fold identical "
                         "devices, collapse repeated layers (simulator/engine/blocks.py) and "
@@ -82,7 +86,7 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
               virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel,
               exact=a.exact, bucket_mb=a.bucket_mb, attention=a.attention,
-              extrapolate=not a.trace)  # a timeline shows every micro-batch
+              extrapolate=not a.trace, fuse_projections=not a.unfuse_projections)  # a timeline shows every micro-batch
     if a.trace:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)

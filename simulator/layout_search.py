@@ -190,12 +190,20 @@ def search(workload: str, arch: str | System, *, global_batch: int, seq: int | N
                 except HwsimError as e:
                     refused.append((lay.to_dict(), _why_not(e)))
         screened.sort(key=lambda x: (x[1], x[0].tp, x[0].pp, x[0].zero))
-        # 4: the fastest in full
-        best = [pool.submit(_task, "full", lay) for lay, _ in screened[:top]]
+        # 4: the fastest in full; a layout whose screening run fitted but whose full step
+        # does not (a pipeline holds more micro-batches in flight than the short run did) is
+        # refused with its reason and the next fastest takes its place
         full = []
-        for f in best:
-            tick()
-            full.append(f.result())
+        queue = list(screened)
+        while queue and len(full) < top:
+            batch, queue = queue[:top - len(full)], queue[top - len(full):]
+            for (lay, _), f in [(x, pool.submit(_task, "full", x[0])) for x in batch]:
+                tick()
+                try:
+                    full.append(f.result())
+                except HwsimError as e:
+                    refused.append((lay.to_dict(), _why_not(e)))
+                    screened = [x for x in screened if x[0] != lay]
     finally:
         pool.close()
     full.sort(key=lambda r: (r.metrics["step_time_s"], r.metrics["tp"], r.metrics["zero"]))

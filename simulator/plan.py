@@ -76,6 +76,8 @@ class Plan:
     image_size: int | None = None
     recompute: str = "none"
     fuse: bool = True
+    # Q/K/V as one GEMM and gate/up as one GEMM (vLLM, Megatron-LM); False: one per projection
+    fuse_projections: bool = True
     dataflow: str | None = None
     micro_batch: int | None = None  # training: gradient accumulation over micro-batches
     zero: int = 0                   # training: ZeRO stage over the data-parallel replicas
@@ -113,7 +115,8 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
 
     g = build_model(plan.workload, phase=plan.phase, batch=batch, seq=plan.seq,
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
-                    kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size)
+                    kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size,
+                    fuse_projections=plan.fuse_projections)
     g = expert_parallel(tensor_parallel(g, tp, plan.sequence_parallel), ep)
     if plan.sparsity is not None:
         from workloads.transforms.prune import prune
@@ -254,8 +257,8 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               micro_batch: int | None = None, zero: int = 0,
               sequence_parallel: bool = False, schedule: str = "1f1b",
               virtual_stages: int | None = None, bucket_bytes: float | None = 25e6,
-              attention: str = "flash", sparsity: str | float | Sparsity | None = None
-              ) -> Plan:
+              attention: str = "flash", sparsity: str | float | Sparsity | None = None,
+              fuse_projections: bool = True) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -403,7 +406,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
                 sequence_parallel=bool(sequence_parallel), schedule=schedule,
                 virtual_stages=v, bucket_bytes=bucket_bytes, attention=attention,
-                sparsity=sparsity)
+                sparsity=sparsity, fuse_projections=bool(fuse_projections))
 
 
 @lru_cache(maxsize=256)

@@ -4,15 +4,19 @@ Build one :class:`Predictor` per (system, calibration) and call :meth:`Predictor
 often as needed: op costs are cached by op signature (ops are frozen dataclasses), so a sweep
 or a capacity search that revisits the same shapes maps each one once.
 
-Energy is summed per device from its own timeline: each device pays the dynamic energy of the
-ops it ran, its static power over the whole run, and (when the spec gives ``power.active``) the
-extra power of being active while it has work; the system's own overhead (host CPUs, switches,
-fans) scales between its idle and full-load figures with the devices' mean power. Nothing is
-multiplied by a device count.
+Energy is summed per device from its own timeline (:mod:`simulator.power`): each device pays
+the dynamic energy of the ops it ran (per FLOP, per byte at every level, the on-chip path of
+its DRAM bytes, its links), its idle power over the whole run, and its busy floor (clocks up,
+pipelines issuing) while it has work; the system's own overhead (host CPUs, NICs, switches,
+fans, from the system spec) scales between its idle and full-load figures with the devices'
+mean power. Nothing is multiplied by a device count. Every op cost passes through the power
+cap step (:func:`simulator.power.apply_power_cap`): an op that would draw more than the power
+limit runs at a lower clock.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +33,9 @@ from simulator.frozen import FrozenMap
 from simulator.mapping.base import EnergyParts, MapOptions, OpCost, make_cost
 from simulator.mapping.common import collective_cost
 from simulator.mapping.registry import Mapper
+from simulator.mapping.residency import onchip_residency, op_homes
 from simulator.plan import Layout, Plan, check_capacity
+from simulator.power import apply_power_cap, power_model
 from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
 from workloads.dtypes import get_dtype
 from workloads.graph import WorkloadGraph
@@ -108,12 +114,18 @@ class Predictor:
 
     def __init__(self, system: System, calibration: CalibrationProfile | str | None = None, *,
                  force_calibration: bool = False, dataflow: str | None = None,
-                 schedule: str | None = None):
+                 schedule: str | None = None, power_limit_w: float | None = None):
+        if power_limit_w is not None and not (math.isfinite(power_limit_w) and
+                                              system.device.power.static_w < power_limit_w):
+            raise SpecError(system.name, [f"--power-limit: expected a power above the idle "
+                                          f"power ({system.device.power.static_w:g} W), got "
+                                          f"{power_limit_w!r}"])
         self.profile = load_profile(calibration) if calibration is not None else None
         self.spec_system = system  # as loaded; plans may be made on it
         if self.profile is not None:
             system = self.profile.apply(system, force=force_calibration)
         self.system = system
+        self.power = power_model(system.device, power_limit_w)
         self.options = MapOptions(dataflow=dataflow, schedule=schedule)
         self._mappers = {dataflow: Mapper(system.device, self.options)}
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
@@ -142,15 +154,18 @@ class Predictor:
             return s.network, "switch"
         return s.link, s.topology
 
-    def _mapper(self, dataflow: str | None) -> Mapper:
-        m = self._mappers.get(dataflow)
+    def _mapper(self, dataflow: str | None,
+                 offchip: tuple[float, float, float] | None = None) -> Mapper:
+        key = dataflow if offchip is None else (dataflow, offchip)
+        m = self._mappers.get(key)
         if m is None:
-            m = self._mappers[dataflow] = Mapper(self.system.device,
-                                                 replace(self.options, dataflow=dataflow))
+            m = self._mappers[key] = Mapper(
+                self.system.device, replace(self.options, dataflow=dataflow, offchip=offchip))
         return m
 
     def cost(self, op: Op, group: tuple[int, ...] | None = None, *,
-             dataflow: str | None = None) -> OpCost:
+             dataflow: str | None = None,
+             offchip: tuple[float, float, float] | None = None) -> OpCost:
         """The cost of one op on one device of the system (memoised); for a collective,
         over the devices of ``group`` (default: the first ``op.devices`` devices), priced by
         where they sit (:func:`simulator.network.route_for`: in one node, one per node on
@@ -161,6 +176,8 @@ class Predictor:
         if isinstance(op, Collective):
             return self._collective_cost(op, group)
         key = (op, df) if df is not None else op
+        if offchip is not None:  # a graph-level residency decision (mapping/residency.py)
+            key = (op, df, offchip)
         c = self._cache.get(key)
         if c is not None:
             self._hits += 1
@@ -168,7 +185,7 @@ class Predictor:
         if isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
             c = host_copy_cost(op, self.system)
         else:
-            c = self._mapper(df).cost(op)
+            c = apply_power_cap(self._mapper(df, offchip).cost(op), self.power)
         self._cache[key] = c
         return c
 
@@ -249,10 +266,13 @@ class Predictor:
             else footprint_by_device(graph)
         df = plan.dataflow if plan is not None and plan.dataflow is not None else None
 
+        residency = onchip_residency(graph, system.device)
+        homes = op_homes(graph, residency)
+
         def cost_of(op: Op, group: tuple[int, ...] | None = None) -> OpCost:
             if isinstance(op, BlockOp):
                 return self._block_cost(op, df)
-            return self.cost(op, group, dataflow=df)
+            return self.cost(op, group, dataflow=df, offchip=homes(op))
 
         # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py)
         engine_graph = collapse_repeats(
@@ -264,12 +284,18 @@ class Predictor:
         latency = timeline.makespan_s
         devices, energy = self._energy(timeline, latency)
         warnings = list(self._warnings(graph, plan))
-        avg_power = energy.total_j / latency if latency else 0.0
-        if avg_power > system.tdp_w * 1.001:
-            warnings.append(
-                f"average power {avg_power:.0f} W exceeds the TDP of {system.name} "
-                f"({system.tdp_w:.0f} W): the part would throttle; the energy model (pJ/FLOP, "
-                "pJ/byte) or the achievable rates are too optimistic for this workload")
+        pm = self.power
+        capped = sum(1 for c in {id(c): c for c in timeline.costs}.values()
+                     if "clock_scale" in c.details or "clock_deficit_s" in c.details)
+        if capped:
+            warnings.append(f"{capped} distinct op(s) would exceed the {pm.limit_w:.0f} W power "
+                            f"limit at full clock: their clock drops (DVFS) and their "
+                            "compute time stretches (see effective_clock_hz)")
+        busy_tot = sum(d.busy_s for d in devices)
+        eff = sum(d.clock_scale * d.busy_s for d in devices) / busy_tot if busy_tot else 1.0
+        power_meta = {**pm.to_dict(), "effective_clock_scale": eff,
+                      "effective_clock_hz": eff * pm.clock_hz,
+                      "peak_power_w": max((d.peak_power_w for d in devices), default=0.0)}
         money = run_cost(system, latency, energy.total_j, cost or CostOptions())
         if money.mode == "unpriced":
             warnings.append(f"{system.name} has no price in its spec (cost.price or "
@@ -295,6 +321,8 @@ class Predictor:
                 "seq": m.get("seq"), "context": m.get("context"), "family": m.get("family"),
                 "params": m.get("params"), "recompute": m.get("recompute"),
                 "devices_used": len(used), "op_cache": self.cache_info(),
+                **({"residency": residency.to_dict()} if residency is not None else {}),
+                "power": power_meta,
                 **self.silicon()}
         return Result(
             workload=graph.name, arch=system.name, phase=graph.phase, batch=batch,
@@ -400,7 +428,10 @@ class Predictor:
         return comp if op.part == "compute" else comm
 
     def _energy(self, tl: Timeline, latency: float) -> tuple[list[DeviceEnergy], EnergyBreakdown]:
-        system, dev = self.system, self.system.device
+        """Per device from its own rows: dynamic energy of its ops, idle power over the run,
+        the busy floor over its busy time (lowered while a capped op runs), its peak power and
+        time-weighted clock; then the system overhead."""
+        system, pm = self.system, self.power
         # per op instance, by way of the distinct cost objects (shared by identical ops)
         uniq: dict[int, int] = {}
         distinct: list[OpCost] = []
@@ -412,14 +443,19 @@ class Predictor:
                 distinct.append(c)
             which[i] = j
         compute = np.array([c.energy.compute_j for c in distinct])[which]
+        fscale = np.array([float(c.details.get("floor_scale", 1.0)) for c in distinct])[which]
+        cscale = np.array([float(c.details.get("clock_scale", 1.0)) for c in distinct])[which]
+        # a macro op (engine/blocks.py) carries its capped ops' lowered-floor and clock-deficit
+        # time in seconds rather than as scales
+        fslow = np.array([float(c.details.get("floor_slowed_s", 0.0)) for c in distinct])[which]
+        cdef = np.array([float(c.details.get("clock_deficit_s", 0.0)) for c in distinct])[which]
         names = sorted({k for c in distinct for k in c.energy.memory_j})
         levels = {k: np.array([c.energy.memory_j.get(k, 0.0) for c in distinct])[which]
                   for k in names}
-        static_w = dev.power.static_w
-        active_w = max(0.0, dev.power.active_w - static_w) if dev.power.active_w else 0.0
+        idle_w, above_w = pm.idle_w, pm.floor_above_idle_w
         out: list[DeviceEnergy] = []
         mem_tot: dict[str, float] = {}
-        comp_tot = static_tot = 0.0
+        comp_tot = idle_tot = floor_tot = 0.0
         load: list[float] = []
         ran: dict[int, DeviceEnergy] = {}  # a folded run: one device ran for several
         used = set(int(x) for x in np.unique(tl.device)) | set(tl.rep_of)
@@ -427,33 +463,53 @@ class Predictor:
             r = tl.rep_of.get(d, d) if d in used else -1  # -1: every idle device alike
             e = ran.get(r)
             if e is None:
-                sel = tl.node[tl.device == r] if r >= 0 else tl.node[:0]
+                rows = tl.device == r if r >= 0 else np.zeros(len(tl), dtype=bool)
+                sel = tl.node[rows]
                 busy = tl.busy_s(r) if sel.size else 0.0
                 c = float(compute[sel].sum())
                 mem = {k: float(a[sel].sum()) for k, a in levels.items()}
-                st = static_w * latency + active_w * busy
+                dur = (tl.end - tl.start)[rows]
+                slowed = float(((1.0 - fscale[sel]) * dur).sum() + fslow[sel].sum())
+                idle_j = idle_w * latency
+                floor_j = above_w * max(0.0, busy - slowed)
+                comp_rows = tl.stream[rows] == 0
+                cdur = float(dur[comp_rows].sum())
+                clock = float((cscale[sel][comp_rows] * dur[comp_rows]).sum()
+                              - cdef[sel][comp_rows].sum()) / cdur if cdur > 0 else 1.0
+                if sel.size:
+                    _, watts = tl.power_series(r, idle_w, above_w)
+                    peak = float(watts.max())
+                else:
+                    peak = idle_w
+                st = idle_j + floor_j
                 total = c + sum(mem.values()) + st
                 e = ran[r] = DeviceEnergy(device=r, busy_s=busy, compute_j=c,
                                           memory_j=FrozenMap(mem), static_j=st, energy_j=total,
-                                          avg_power_w=total / latency if latency else 0.0)
+                                          avg_power_w=total / latency if latency else 0.0,
+                                          idle_j=idle_j, floor_j=floor_j, peak_power_w=peak,
+                                          clock_scale=clock)
             if e.device != d:
                 e = replace(e, device=d)
-            c, mem, st, total = e.compute_j, dict(e.memory_j), e.static_j, e.energy_j
             out.append(e)
-            comp_tot += c
-            static_tot += st
-            for k, v in mem.items():
+            comp_tot += e.compute_j
+            idle_tot += e.idle_j
+            floor_tot += e.floor_j
+            for k, v in e.memory_j.items():
                 mem_tot[k] = mem_tot.get(k, 0.0) + v
-            load.append(total / latency if latency else 0.0)
-        # System overhead (host CPUs, switches, fans, PSU losses): its idle figure, plus the
-        # rest in proportion to how far the devices' mean power sits between idle and TDP
-        # (fans and conversion losses follow the heat the devices make).
+            load.append(e.avg_power_w)
+        # System overhead (host CPUs, NICs, switches, fans, PSU losses; the system spec's
+        # power.extra / extra_idle): its idle figure, plus the rest in proportion to how far
+        # the devices' mean power sits between idle and TDP (fans and conversion losses
+        # follow the heat the devices make).
         idle_x = system.overhead_idle_power_w
-        span = max(dev.power.tdp_w - static_w, 1e-9)
-        activity = min(1.0, max(0.0, (float(np.mean(load)) - static_w) / span)) if load else 0.0
+        span = max(pm.tdp_w - idle_w, 1e-9)
+        activity = min(1.0, max(0.0, (float(np.mean(load)) - idle_w) / span)) if load else 0.0
         extra_j = (idle_x + (system.overhead_power_w - idle_x) * activity) * latency
-        energy = EnergyBreakdown(comp_tot, FrozenMap(mem_tot), static_tot + extra_j,
-                                 system_j=extra_j)
+        links = {lk.name for lk in (system.link, system.host_link, system.network,
+                                    system.device.link, system.device.host_link) if lk}
+        energy = EnergyBreakdown(comp_tot, FrozenMap(mem_tot), idle_tot + floor_tot + extra_j,
+                                 system_j=extra_j, idle_j=idle_tot, floor_j=floor_tot,
+                                 links=tuple(sorted(k for k in mem_tot if k in links)))
         return out, energy
 
     def _warnings(self, graph: WorkloadGraph, plan: Plan | None) -> list[str]:

@@ -92,7 +92,8 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
           virtual_stages: int | None = None, sequence_parallel: bool = False,
           predictor: Predictor | None = None, exact: bool = False,
           bucket_mb: float | None = 25.0, attention: str = "flash",
-          extrapolate: bool = True, screen: bool = False) -> TrainResult:
+          extrapolate: bool = True, screen: bool = False,
+          fuse_projections: bool = True) -> TrainResult:
     """Simulate one training step (``global_batch`` samples) of ``workload`` on ``arch``.
 
     ``exact``: every device, op and micro-batch simulated (no fast path). ``extrapolate``
@@ -112,6 +113,11 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
     if bucket_mb is not None and (isinstance(bucket_mb, bool) or not isinstance(
             bucket_mb, (int, float)) or not math.isfinite(bucket_mb) or bucket_mb < 0):
         raise HwsimError(f"--bucket-mb must be a non-negative number of MB, got {bucket_mb!r}")
+    if micro_batch is None and isinstance(pp, int) and pp > 1:
+        # a pipeline's micro-batches are one sample each unless asked otherwise: what the
+        # layout search and the nearest-layout hints assume (a whole replica batch in one
+        # micro-batch would leave the pipeline one long bubble)
+        micro_batch = 1
     system = train_system(arch, nodes)
     p = predictor or Predictor(system)
     plan = make_plan(workload, p.system, phase="train", batch=global_batch, seq=seq, tp=tp,
@@ -120,7 +126,7 @@ def train(workload: str, arch: str | System, *, global_batch: int, seq: int | No
                      schedule=schedule or ("interleaved" if virtual_stages else "1f1b"),
                      virtual_stages=virtual_stages,
                      bucket_bytes=None if bucket_mb is None else bucket_mb * 1e6,
-                     attention=attention)
+                     attention=attention, fuse_projections=fuse_projections)
     if not exact:
         # collapsing every block misplaces ZeRO-3's per-layer weight gathers when they share
         # ports with the layers' tensor-parallel collectives (30-42% off on GPT-3 175B):

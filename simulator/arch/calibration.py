@@ -27,9 +27,15 @@ __all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "CalibrationProfile", "apply_para
 
 SCHEMA = "hwsim.calibration/1"
 CALIBRATABLE = ("compute_efficiency", "bandwidth_efficiency", "vector_efficiency",
-                "launch_overhead", "attention_efficiency", "kind_efficiency")
+                "launch_overhead", "attention_efficiency", "kind_efficiency", "kernel_startup",
+                "pipeline_latency", "nvlink_efficiency")
+#: Bounds in SI: fractions; a launch overhead up to 1 ms; a kernel's fixed device times
+#: (``kernel_startup``, ``pipeline_latency``: microseconds on real GPUs) up to 50 us.
 BOUNDS: dict[str, tuple[float, float]] = {"fraction": (0.01, 1.0), "launch_overhead": (0.0, 1e-3),
+                                          "kernel_startup": (0.0, 5e-5),
+                                          "pipeline_latency": (0.0, 5e-5),
                                           "kind_efficiency": (0.01, KIND_EFFICIENCY_MAX)}
+_TIMES = ("launch_overhead", "kernel_startup", "pipeline_latency")
 _FIELDS = ("schema", "arch", "created", "params", "fitted", "band", "device", "software",
            "dataset", "kept", "stats", "holdout_shape_keys")
 _REQUIRED = ("schema", "arch", "created", "params", "fitted", "band")
@@ -49,9 +55,9 @@ def _check_value(name: str, v: Any) -> str | None:
     lo, hi = _bounds_of(name)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return f"expected a number, got {v!r}"
-    if name == "launch_overhead":
+    if name in _TIMES:
         if not lo <= v <= hi:
-            return f"expected seconds in [0, 0.001], got {v!r}"
+            return f"expected seconds in [0, {hi:g}], got {v!r}"
     elif name == "kind_efficiency":
         if not 0 < v <= hi:
             return f"expected a factor in (0, {hi:g}], got {v!r}"
@@ -199,7 +205,8 @@ class CalibrationProfile:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         head = (f"# hwsim calibration profile for {self.arch}: fitted efficiency factors "
-                "(SI: launch_overhead in seconds, efficiencies as fractions).\n"
+                "(SI: launch_overhead, kernel_startup, pipeline_latency in seconds, "
+                "efficiencies as fractions).\n"
                 "# Applied only when asked for (--calibration); see "
                 "simulator/validate/calibrate.py.\n")
         p.write_text(head + yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")

@@ -145,14 +145,15 @@ _COMMON_PARAMS = {
 PARAM_SCHEMA: dict[str, dict[str, str]] = {
     "gpu": {**_COMMON_PARAMS, "attention_efficiency": "fraction", "sm_count": "int",
             "tile_shapes": "tiles", "l2_level": "str", "sm_l2_bandwidth": "bandwidth",
-            "pipeline_latency": "time", "cluster_multicast": "int", "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction",
+            "pipeline_latency": "time", "cluster_multicast": "int", "persistent_gemm": "bool",
+            "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction",
             "max_threads_per_sm": "int", "max_blocks_per_sm": "int", "kernel_startup": "time",
             "norm_vector": "int", "collectives": "str:alpha-beta|nccl",
             "nvlink_efficiency": "fraction", "nvls": "bool"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",
-                 "regfile_levels": "str", "sparse_nm": "bool"},
+                 "regfile_levels": "str", "sparse_nm": "bool", "on_chip_residency": "bool"},
     "fpga": {**_COMMON_PARAMS, "dsp_utilization": "fraction", "dataflow": "str:os|ws|is",
              "double_buffered": "bool", "sram": "sram", "dsp_fmax": "frequency",
              "luts_per_pe": "dtypecount", "ffs_per_pe": "dtypecount", "sparse_nm": "bool"},
@@ -985,7 +986,14 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
         link = _link(c, d.get("link"), "link") or (device.link if device else None)
         host_link = _link(c, d.get("host_link"), "host_link")
         network = _fabric(c, d.get("network"), "network", per_node)
-        pw = c.mapping(d.get("power", {}), "power", ("extra", "extra_idle"))
+        pw = c.mapping(d.get("power", {}), "power", ("extra", "extra_idle", "limit"))
+        limit = c.qty(pw, "limit", "power", "power", None, required=False)
+        if limit is not None and device is not None:  # the per-device power limit
+            if not device.power.static_w < limit <= 4 * device.power.tdp_w:
+                c.bad("power.limit", f"above the device's idle power ({device.power.static_w:g} "
+                      f"W) and at most 4 x its TDP ({device.power.tdp_w:g} W)", pw.get("limit"))
+            else:
+                device = replace(device, power=replace(device.power, limit_w=limit))
         extra = c.qty(pw, "extra", "power", "power", 0.0, required=False, positive=False)
         extra_idle = c.qty(pw, "extra_idle", "power", "power", None, required=False,
                            positive=False)
@@ -1024,10 +1032,15 @@ def _build(raw: Any, source: str, stem: str | None, device_loader,
     clock = (fields or {}).get("clock") if resolved else (fields or {}).get("clock", 1e9)
     compute = _compute(c, d.get("compute"), clock)
     memory = _memory(c, d.get("memory"))
-    pw = c.mapping(d.get("power", {}), "power", ("tdp", "static", "active"), ("tdp", "static"))
+    pw = c.mapping(d.get("power", {}), "power", ("tdp", "static", "active", "limit"),
+                   ("tdp", "static"))
     power = Power(c.qty(pw, "tdp", "power", "power", 1.0) or 1.0,
                   c.qty(pw, "static", "power", "power", 0.0, positive=False) or 0.0,
-                  c.qty(pw, "active", "power", "power", None, required=False))
+                  c.qty(pw, "active", "power", "power", None, required=False),
+                  c.qty(pw, "limit", "power", "power", None, required=False))
+    if power.limit_w is not None and not power.static_w < power.limit_w <= 4 * power.tdp_w:
+        c.bad("power.limit", f"above power.static ({pw.get('static')}) and at most 4 x "
+              f"power.tdp ({pw.get('tdp')})", pw.get("limit"))
     if power.static_w > power.tdp_w:
         c.bad("power.static", f"at most power.tdp ({pw.get('tdp')})", pw.get("static"))
     if power.active_w is not None and not power.static_w <= power.active_w <= power.tdp_w:

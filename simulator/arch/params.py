@@ -95,6 +95,10 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
                  "'with the protocol overhead (~20%) NCCL can get an effective NVLink "
                  "bandwidth of 370GB/s' of the H100's 450 (nccl-tests issue #212)"),
         "cluster_multicast": ParamDefault(1, "no thread-block-cluster multicast (pre-Hopper)"),
+        "persistent_gemm": ParamDefault(
+            None, "on where cluster_multicast > 1: Hopper's warp-specialised persistent cuBLAS "
+                  "kernels overlap a tile's epilogue with the next tile's main loop (one "
+                  "pipeline fill and epilogue per GEMM, not per wave); off before Hopper"),
         "tile_shapes": ParamDefault(None, "CUTLASS/cuBLAS tile set 128x256..64x64"),
         "sparse_speedup": ParamDefault(
             None, "no sparse tensor cores: a spec lists, per dtype, the 2:4 sparse peak over the "
@@ -130,6 +134,10 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "cores": ParamDefault(1, "one array engine unless the spec says more"),
         "sparse_nm": ParamDefault(False, "no N:M sparsity support (TPUs have none): pruned "
                                          "weights run dense math, read compressed"),
+        "on_chip_residency": ParamDefault(
+            False, "each op reads its operands from the outermost level (a part with its own "
+                   "DRAM/HBM); true for a DRAM-less edge part whose compiler keeps the "
+                   "parameters and activations in SRAM (simulator.mapping.residency)"),
     },
     "fpga": {
         **_COMMON,

@@ -122,11 +122,13 @@ class Fabric(Link):
 class Power:
     """TDP; static (idle/leakage) power drawn whenever the device is powered; and optionally
     ``active_w``, the floor drawn while the device has work (clocks up, units and memory
-    controllers powered), before the dynamic energy of the work itself."""
+    controllers powered), before the dynamic energy of the work itself; ``limit_w``, the power
+    limit the clock is lowered to respect (None: the TDP; see :mod:`simulator.power`)."""
 
     tdp_w: float
     static_w: float
     active_w: float | None = None
+    limit_w: float | None = None
 
 
 @dataclass(frozen=True)

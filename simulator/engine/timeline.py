@@ -99,6 +99,43 @@ class Timeline(Sequence[TimelineEntry]):
             sel &= self.stream == STREAMS.index(stream)
         return _union_length(self.start[sel], self.end[sel])
 
+    def power_series(self, device: int, idle_w: float, floor_above_w: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``device``'s power over time from its own busy/idle timeline, as a step function:
+        ``watts[i]`` holds from ``times[i]`` to ``times[i + 1]`` (the last point, at the end of
+        the run or 0 for an idle device, is back at idle).
+
+        Power = ``idle_w`` always, plus ``floor_above_w`` while any op runs (scaled by the
+        op's ``details["floor_scale"]`` when the power cap lowered its clock), plus each
+        running op's dynamic energy spread evenly over its duration. In a folded run, a
+        device draws what its representative drew.
+        """
+        device = self.rep_of.get(device, device)
+        sel = self.device == device
+        end = self.makespan_s
+        if not sel.any():
+            return np.array([0.0, end]), np.array([idle_w, idle_w])
+        st, en, nd = self.start[sel], self.end[sel], self.node[sel]
+        energy = np.array([c.energy_j for c in self.costs])
+        fscale = np.array([float(c.details.get("floor_scale", 1.0)) for c in self.costs])
+        dur = np.maximum(en - st, 1e-15)
+        # a capped op lowers the floor while it runs: its share below the full floor is
+        # carried as a negative addition, so an op alone draws exactly its capped power
+        watts = energy[nd] / dur - floor_above_w * (1.0 - fscale[nd])
+        t = np.concatenate([st, en])
+        dp = np.concatenate([watts, -watts])
+        dn = np.concatenate([np.ones(st.size), -np.ones(st.size)])
+        o = np.argsort(t, kind="stable")
+        t, p_cum, n_cum = t[o], np.cumsum(dp[o]), np.cumsum(dn[o])
+        last = np.append(t[1:] != t[:-1], True)  # the state after every event at a time
+        t, p_cum, n_cum = t[last], p_cum[last], n_cum[last]
+        power = idle_w + np.where(n_cum > 0.5, floor_above_w + p_cum, 0.0)
+        if t[0] > 0:
+            t, power = np.append(0.0, t), np.append(idle_w, power)
+        if t[-1] < end:
+            t, power = np.append(t, end), np.append(power, idle_w)
+        return t, np.maximum(power, idle_w)
+
     def nbytes(self) -> int:
         """Bytes held by the numpy columns (the lists of shared names/ops/costs excluded)."""
         return sum(a.nbytes for a in (self.node, self.device, self.stream, self.start, self.end))

@@ -15,6 +15,7 @@ from typing import Any
 
 from simulator.arch.spec import Device
 from simulator.frozen import FrozenMap
+from simulator.power import NOC, ONCHIP, noc_j_per_byte, onchip_j_per_dram_byte
 from workloads.ops import Flops, Op
 
 __all__ = ["OpCost", "EnergyParts", "MapOptions", "CostFn", "register_cost", "registry",
@@ -83,6 +84,10 @@ class MapOptions:
     #: "scalesim" (SCALE-Sim's fixed schedule and per-operand interfaces, for comparison)
     schedule: str | None = None
     rotated_sets: int | None = None
+    #: systolic/FPGA: the fraction of each GEMM operand (input activations, weights, output
+    #: activations) that crosses the off-chip level, from the graph-level residency decision
+    #: of :mod:`simulator.mapping.residency`; None: all of it (every op on its own)
+    offchip: tuple[float, float, float] | None = None
 
 
 CostFn = Callable[[Op, Device, MapOptions], OpCost]
@@ -142,6 +147,16 @@ def make_cost(device: Device, op: Op, *, compute_s: float, memory_s: float,
                                                   if device.link and device.link.name == lvl_name
                                                   else 0.0)
         mem_j[lvl_name] = nbytes * epb
+    # on-chip data movement (simulator.power): every DRAM byte's path to the last-level cache
+    # (controller, wires, fill), and every byte carried from that cache to a core (crossbar
+    # or NoC wires, the core's load path)
+    for key, lvl, per_byte in ((ONCHIP, 0, onchip_j_per_dram_byte),
+                               (NOC, 1, noc_j_per_byte)):
+        name = device.memory[lvl].name if len(device.memory) > lvl else None
+        if name is not None and bytes_by_level.get(name):
+            e_move = bytes_by_level[name] * per_byte(device)
+            if e_move > 0:
+                mem_j[key] = e_move
     return OpCost(latency_s=latency_s, compute_s=compute_s, memory_s=memory_s,
                   overhead_s=overhead_s, bound=bound, flops=fl,
                   bytes_by_level=FrozenMap(dict(bytes_by_level)), utilization=min(util, 1.0),

@@ -14,7 +14,9 @@ its L2 latency], ``kind_efficiency`` {kind: factor} [1.0] (streaming kinds and a
 GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * C[M, N] of each batch is cut into thread-block tiles tm x tn. A tile side is clipped to
       the problem rounded up to 16 (the MMA instruction's granularity), so an M=1 GEMV pays
-      for 16 rows, not 128.
+      for 16 rows, not 128; where a side needs several tiles, the balanced tile of the same
+      count is evaluated too (``round_up(ceil(m / tiles), 16)``: 258 rows in two 144-row
+      tiles, not two of 256), so twice the rows never cost more than twice.
     * ``tiles = ceil(M/tm) * ceil(N/tn) * batch`` run one per SM per wave:
       ``waves = ceil(tiles / SMs)``, wave efficiency ``tiles / (waves * SMs)``.
     * An SM runs at ``matrix peak / SMs * compute_efficiency[class]`` (the peak of the class
@@ -66,9 +68,30 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       the DRAM's). A fused epilogue with a second input (``add``/``mul``: a residual) reads
       that C-sized tensor once, with the output tiles (``details["epilogue_bytes"]``); its
       vector work runs on the CUDA cores under the MMAs.
-    * ``memory = DRAM bytes / (DRAM bandwidth * bandwidth_efficiency)``;
-      ``latency = max(compute, memory, feed) + split-K reduction + fill + launch_overhead``.
-      The reported ``memory_s`` is ``max(memory, feed) + reduction``.
+    * Bytes in flight (why weight-streaming GEMMs sustain less than a copy kernel). Each
+      CTA's K loop cycles ``stages`` 64-deep shared-memory buffers (as many as fit in the
+      spec's ``smem`` per SM, 2 to 6: cuBLAS's ``stages_64x3`` .. ``64x6`` kernels); all but
+      the one being consumed are loads in flight, ``r = CTAs x in-flight bytes / (DRAM
+      latency x achievable bandwidth)``, and with the latency growing under load as
+      ``L0 / (1 - X / X_max)`` the stream sustains ``X = X_max r / (1 + r)``: 1.6-1.7 TB/s
+      of the A100's 1.79 achievable with 108 CTAs (Kineto: 1.6-1.65), much less with the 16
+      CTAs of a narrow GEMM, so split-K (more CTAs in flight) pays at small M.
+      ``memory = DRAM bytes / X``.
+    * Per wave (one large CTA per SM at a time): the pipeline fill (``fill``, below) and the
+      epilogue, the wave's output tiles written together at the achievable DRAM bandwidth
+      (3 us of a 25 us wave for 128x256 fp16 tiles at K = 2304 on an H100: short-K GEMMs
+      run further from peak, as measured). A persistent kernel (``persistent_gemm``, default
+      on parts with thread-block clusters: Hopper's warp-specialised cuBLAS kernels overlap
+      a tile's epilogue with the next tile's main loop) pays one fill and one epilogue, and
+      so does a GEMM whose K loop is short enough that two CTAs' stages fit in an SM's
+      shared memory at once (one's prologue and epilogue run under the other's math).
+    * Math and data: a stage waits for the later of its math and its data; with the data
+      time exponentially distributed (requests queue in the loaded memory system),
+      ``busy = c + m exp(-c/m)`` for ``c`` = math + wave overheads and ``m`` = memory: the
+      roofline's max far from the ridge, 1.37x it at the ridge (measured GEMMs at 64-512
+      tokens show that rounded knee). ``latency = max(busy, feed) + split-K reduction +
+      kernel_startup + launch_overhead``. The reported ``memory_s`` is ``max(memory, feed)
+      + reduction``.
     * Every tile shape (and split) is evaluated and the fastest wins; ties go to the tile that
       pulls fewer bytes through the L2 (the larger tile), then to the smaller split.
 
@@ -161,8 +184,11 @@ runs for each (:class:`StreamPlan`): memory- or latency-bound depending on the s
       elementwise op's other inputs (a residual's skip input, a rotary table, optimizer
       state: written before the GEMMs in between streamed their weights) and every write
       (the L2 is write-back: each newly written line evicts a dirty one to DRAM) cost DRAM
-      bandwidth, overlapped with the L2 reads. Otherwise every byte at the achievable DRAM
-      bandwidth. An embedding gather in a graph, and a copy across devices (a DMA transfer:
+      bandwidth, overlapped with the L2 reads. Otherwise the L2 (LRU) still holds the last
+      half-capacity of what the producer wrote: that share of the just-written input streams
+      from the L2, every other byte at the achievable DRAM bandwidth, overlapped (A100: a
+      25 MB residual add runs at ~2.1 TB/s in the Kineto profiles, above the 1.79 TB/s
+      DRAM). An embedding gather in a graph, and a copy across devices (a DMA transfer:
       fill plus bytes, no kernel), always go to DRAM. Under a measurement loop over rotated
       input sets (``MapOptions.rotated_sets``) that all fit, every byte stays in the L2 (the
       loop re-reads its sets and rewrites one output), else all at DRAM.
@@ -174,8 +200,8 @@ runs for each (:class:`StreamPlan`): memory- or latency-bound depending on the s
       per dependent load, the DRAM figure, not the 200 ns of a pointer-chase L2 hit), and the
       L2 latency of the last store. On the A100 a 1-token residual add is 1.2 + 0.8 us, a
       1-token RMSNorm over 4096 columns 4.6 us (Kineto: 2 and 4-5 us, Vidur profiles).
-    * GEMM and attention kernels keep their pipeline fill as their fixed device cost (no
-      startup term: part 3 of issue 12 revisits GEMM fixed costs).
+    * GEMM kernels pay the startup once and the fill per wave (above); attention kernels
+      keep their pipeline fill as their fixed device cost.
 
 Depthwise convolutions have one input channel per filter, too little reuse for the tensor
 cores: they are costed like a streaming op, their FLOPs on the CUDA cores at
@@ -232,6 +258,8 @@ _ATTN_Q_BLOCK = 128      # query rows per flash-attention thread block
 _L2_RESIDENT_FRACTION = 0.5
 _PARTIAL_BYTES = 4       # split-K partial sums are fp32
 _SM_PORT_BYTES_PER_CYCLE = 64  # L2 -> SM bytes per clock one SM can take (see the docstring)
+_K_BLOCK = 64            # K depth of one main-loop stage (cuBLAS/CUTLASS sm80 "stages_64xS")
+_MAX_STAGES = 6          # deepest software pipeline in cuBLAS's kernel names ("stages_64x6")
 
 
 # -- device facts ----------------------------------------------------------------------------
@@ -253,6 +281,10 @@ class _Gpu:
     fill_s: float        # pipeline fill and drain: first operand load + last store latency
     l2_lat: float        # L2 round-trip latency (s; 0 without an L2)
     multicast: int       # CTAs of a thread-block cluster sharing one L2 read of a tile
+    startup_s: float = 0.0  # kernel startup before the first load (instruction, parameters)
+    dram_lat: float = 0.0   # unloaded DRAM latency (s)
+    smem_per_sm: float = 0.0  # shared memory one SM gives a GEMM's pipeline stages (B)
+    persistent: bool = False  # GEMM kernels overlap a tile's epilogue with the next mainloop
 
     @property
     def rate_per_sm(self) -> float:
@@ -312,6 +344,13 @@ def _fill(device: Device, source: MemoryLevel | None = None) -> float:
     return src.latency_s + (l2.latency_s if l2 is not None else 0.0)
 
 
+def _smem_per_sm(device: Device) -> float:
+    """Shared memory of one SM (B): the spec's ``smem`` level over the SMs; 0 without one
+    (then no bytes-in-flight limit is applied to GEMM streams)."""
+    lvl = device.level("smem")
+    return lvl.capacity_bytes / _sm_count(device) if lvl is not None else 0.0
+
+
 def _port(device: Device) -> float:
     """The most one SM takes from the L2 (B/s): ``sm_l2_bandwidth``, else 64 B per cycle of
     the matrix units' clock."""
@@ -338,7 +377,12 @@ def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
     return _Gpu(device, _sm_count(device), peak, cls, eff, dram_bw, l2, l2_bw, _launch(device),
                 feed_bw=l2_bw or dram_bw, port_bw=_port(device), fill_s=_fill(device),
                 l2_lat=l2.latency_s if l2 else 0.0,
-                multicast=int(device.params.get("cluster_multicast", 1)))
+                multicast=int(device.params.get("cluster_multicast", 1)),
+                startup_s=_startup(device), dram_lat=device.dram.latency_s,
+                smem_per_sm=_smem_per_sm(device),
+                persistent=bool(device.params.get("persistent_gemm",
+                                                  int(device.params.get("cluster_multicast", 1))
+                                                  > 1)))
 
 
 # -- GEMM planning ---------------------------------------------------------------------------
@@ -366,14 +410,47 @@ class GemmPlan:
     dram_bytes: float
     l2_bytes: float
     unsplit_s: float  # best time of this tile without split-K (for the notes)
+    wave_overhead_s: float = 0.0  # every wave's prologue (first stage) and epilogue (C tiles)
+    stream_bw: float = 0.0        # DRAM B/s the tiles' pipelines sustain (Little's law)
+    stages: int = 0               # K-loop pipeline stages that fit in shared memory
 
     @property
     def busy_s(self) -> float:
-        return max(self.compute_s, self.memory_s, self.feed_s) + self.reduce_s
+        return max(_overlap(self.compute_s + self.wave_overhead_s, self.memory_s),
+                   self.feed_s) + self.reduce_s
 
 
 def _round_up(x: int, q: int) -> int:
     return -(-x // q) * q
+
+
+def _overlap(math_s: float, data_s: float) -> float:
+    """Time of a K loop whose stages each need their math (``math_s`` in all, deterministic)
+    and their data from DRAM (``data_s`` in all): ``math + data * exp(-math / data)``. A
+    stage waits for the later of the two; with the data's arrival time exponentially
+    distributed about its mean (requests queue in a loaded memory system, the M/M/1
+    picture), ``E[max(c, X)] = c + m exp(-c/m)`` for X ~ Exp(mean m), summed over the
+    stages; no fitted constant. Far from the ridge this is the roofline's max; at the ridge
+    1.37x it: the rounded knee measured GEMMs show between the memory- and compute-bound
+    regimes. Convex and of degree 1, so doing twice the work never costs more than twice.
+    Only DRAM traffic queues so: the operand feed from the L2 (a fixed ~200 ns hit, hidden by
+    the stages) stays a hard limit beside it."""
+    return math_s + data_s * math.exp(-math_s / data_s) if data_s > 0 else math_s
+
+
+def _stream_bw(hw: _Gpu, in_flight: float) -> float:
+    """DRAM B/s that ``in_flight`` bytes of outstanding tile loads sustain (Little's law with
+    a loaded latency). A GEMM's loads are bounded by its pipeline stages in shared memory,
+    not by threads as in a copy kernel; under load the DRAM latency grows as
+    ``latency / (1 - X / X_max)`` (queueing), so ``X = in_flight / latency(X)`` gives
+    ``X = X_max r / (1 + r)`` with ``r = in_flight / (latency x X_max)``. A100: 108 SMs x
+    ~130 KiB of stages = 14 MB in flight over 600 ns x 1.79 TB/s = 1.08 MB: r = 13, 93% of
+    the achievable 1.79 TB/s (Kineto A100 weight-streaming GEMMs: 1.6-1.65 TB/s); 16 CTAs of
+    a narrow GEMM reach only r = 2, 65%, which is why split-K pays at small M."""
+    if hw.smem_per_sm <= 0 or hw.dram_lat <= 0 or in_flight <= 0:
+        return hw.dram_bw
+    r = in_flight / (hw.dram_lat * hw.dram_bw)
+    return hw.dram_bw * r / (1.0 + r)
 
 
 def _rereads(m_t: int, n_t: int, sms: int) -> tuple[int, int, tuple[int, int]]:
@@ -435,8 +512,27 @@ def _reduce_time(s: int, red: float, red_l2: bool, part: float, hw: _Gpu) -> flo
     if s <= 1:
         return 0.0
     serial = (s - 1) * (2 * hw.l2_lat + 2 * part / hw.port_bw)
-    second = hw.launch_s + hw.fill_s + red / (hw.l2_bw if red_l2 else hw.dram_bw)
+    second = hw.launch_s + hw.startup_s + hw.fill_s + red / (hw.l2_bw if red_l2 else hw.dram_bw)
     return min(serial, second)
+
+
+def _balanced(size: int, tile: int) -> int:
+    """The side of ``ceil(size / tile)`` equal tiles covering ``size``, in steps of the MMA
+    granule: 258 rows in 256-row tiles -> 2 tiles of 144, not 2 of 256."""
+    return _round_up(math.ceil(size / math.ceil(size / tile)), _MMA_GRANULE)
+
+
+def _tile_candidates(m: int, n: int, tile_shapes: Sequence[tuple[int, int]]
+                     ) -> list[tuple[int, int]]:
+    """Tiles to evaluate: each shape clipped to the problem (a side of one tile rounded up to
+    the MMA granule), and the balanced tile of the same tile counts (same waves, no full
+    padded tile at the edge: issue 16). In order, without repeats."""
+    out: dict[tuple[int, int], None] = {}
+    for tm, tn in tile_shapes:
+        tm_e, tn_e = min(tm, _round_up(m, _MMA_GRANULE)), min(tn, _round_up(n, _MMA_GRANULE))
+        out[(tm_e, tn_e)] = None
+        out[(_balanced(m, tm_e), _balanced(n, tn_e))] = None
+    return list(out)
 
 
 def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]],
@@ -447,8 +543,7 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
     l2_hit = l2 is not None and (g.compulsory + epilogue_bytes) / g.batch <= l2.capacity_bytes
     best: dict[str, Any] = {}
     best_key: tuple[float, float, int] | None = None
-    for tm, tn in tile_shapes:
-        tm_e, tn_e = min(tm, _round_up(g.m, _MMA_GRANULE)), min(tn, _round_up(g.n, _MMA_GRANULE))
+    for tm_e, tn_e in _tile_candidates(g.m, g.n, tile_shapes):
         m_t, n_t = math.ceil(g.m / tm_e), math.ceil(g.n / tn_e)
         tiles = m_t * n_t * g.batch
         if l2_hit:
@@ -460,19 +555,38 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
         dram_main = g.a_bytes * a_r + g.b_bytes * b_r + g.c_bytes + epilogue_bytes
         l2_main = max(tiles * g.k * (tm_e * g.a_elem + tn_e * g.b_elem) + g.c_bytes
                       + epilogue_bytes, dram_main)
-        memory_s = dram_main / hw.dram_bw
         blk_row, all_row = _feed_per_k(g, tm_e, tn_e, m_t, n_t, hw.multicast)
         blk_part = min(tm_e, g.m) * min(tn_e, g.n) * _PARTIAL_BYTES  # one tile's fp32 partial
+        # K-loop pipeline: as many 64-deep stages as fit in shared memory (2.._MAX_STAGES);
+        # all but the one being consumed are loads in flight (rows past the problem are not
+        # loaded)
+        stage = (tm_e * g.a_elem + tn_e * g.b_elem) * _K_BLOCK
+        stages = max(2, min(_MAX_STAGES, int(hw.smem_per_sm // stage))) if stage else 2
+        in_flight_blk = (stages - 1) * blk_row * _K_BLOCK
         unsplit = math.inf
         for s in _splits(tiles, g.k, hw.sms):
             waves = math.ceil(tiles * s / hw.sms)
+            active = min(tiles * s, hw.sms)
             kc = math.ceil(g.k / s)
+            bw = _stream_bw(hw, active * in_flight_blk)
+            memory_s = dram_main / bw
             compute_s = waves * 2.0 * tm_e * tn_e * kc / hw.rate_per_sm
+            # every wave (one CTA per SM at a time) fills its pipeline (the first stage's
+            # latency) and ends writing its output tiles together, at the DRAM's rate; a
+            # persistent kernel hides both behind its other tiles' main loops but the first
+            # fill and the last epilogue
+            c_tile = g.m * g.n / (m_t * n_t) * (_PARTIAL_BYTES if s > 1 else g.c_elem)
+            # a short K loop needs fewer stages: when two CTAs' stages fit in shared memory
+            # at once, one's fill and epilogue overlap the other's math, as in a persistent
+            # kernel
+            used = min(stages, math.ceil(kc / _K_BLOCK)) * stage
+            overlapped = hw.persistent or (used > 0 and 2 * used <= hw.smem_per_sm)
+            wave_oh = (1 if overlapped else waves) * (hw.fill_s + active * c_tile / hw.dram_bw)
             feed_s = max(all_row * kc * s / hw.feed_bw, waves * blk_row * kc / hw.port_bw)
             red = 2.0 * s * g.m * g.n * _PARTIAL_BYTES * g.batch if s > 1 else 0.0
             red_l2 = s > 1 and l2 is not None and red / 2 <= l2.capacity_bytes
             reduce_s = _reduce_time(s, red, red_l2, blk_part, hw)
-            busy = max(compute_s, memory_s, feed_s) + reduce_s
+            busy = max(_overlap(compute_s + wave_oh, memory_s), feed_s) + reduce_s
             if s == 1:
                 unsplit = busy
             key = (busy, l2_main + red, s)
@@ -485,7 +599,7 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
                     compute_s=compute_s, memory_s=memory_s, feed_s=feed_s, reduce_s=reduce_s,
                     reduce_bytes=red, reduce_in_l2=red_l2,
                     dram_bytes=dram_main + (0.0 if red_l2 else red), l2_bytes=l2_main + red,
-                    unsplit_s=unsplit)
+                    unsplit_s=unsplit, wave_overhead_s=wave_oh, stream_bw=bw, stages=stages)
     assert best
     return GemmPlan(**best)
 
@@ -526,7 +640,8 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
              f"arithmetic intensity {ai:.3g} FLOP/B vs ridge {ridge:.0f} -> {how}"]
     clip = ""
     if asked and asked != p.tile:
-        clip = f" (clipped from {asked[0]}x{asked[1]} to the problem, in steps of {_MMA_GRANULE})"
+        clip = (f" (from {asked[0]}x{asked[1]}, clipped to the problem or balanced over its "
+                f"tiles, in steps of {_MMA_GRANULE})")
     blocks = p.tiles * p.split_k
     batch = f" ({p.m_tiles} x {p.n_tiles} x {g.batch} batches)" if g.batch > 1 else ""
     notes.append(f"tiles {p.tile[0]}x{p.tile[1]}{clip}: {blocks} {'blocks' if p.split_k > 1 else 'tiles'}"
@@ -564,7 +679,16 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
                      f"{p.wave_block[0]}x{p.wave_block[1]} tiles whose panels stay in the "
                      f"{l2.name}, so A is read {p.a_reads}x and B {p.b_reads}x from DRAM -> "
                      f"{_b(p.dram_bytes)} ({p.dram_bytes / g.compulsory:.2f}x compulsory)")
-    notes.append(_fixed_note(hw.launch_s, hw.fill_s))
+    notes.append(f"pipeline: {p.stages} stages of K={_K_BLOCK} fit in the "
+                 f"{_b(hw.smem_per_sm)} of shared memory per SM; {min(blocks, hw.sms)} CTAs "
+                 f"keep their loads in flight against the loaded DRAM latency: "
+                 f"{_rate(p.stream_bw, 'B/s')} sustained of {_rate(hw.dram_bw, 'B/s')} "
+                 f"achievable (Little's law); math c and data m of the stages overlap as "
+                 f"c + m exp(-c/m)")
+    notes.append(f"fixed: {_t(hw.startup_s)} kernel startup and {_t(hw.launch_s)} launch per "
+                 f"kernel; per wave {_t(hw.fill_s)} pipeline fill plus its output tiles "
+                 f"written together ({_t(p.wave_overhead_s)} over {p.waves} wave"
+                 f"{'s' if p.waves > 1 else ''})")
     return tuple(notes)
 
 
@@ -587,6 +711,8 @@ def _gemm_details(p: GemmPlan, hw: _Gpu, extra: dict[str, Any] | None = None) ->
         "l2_hit": p.l2_hit, "dram_bytes": p.dram_bytes, "a_reads": p.a_reads,
         "b_reads": p.b_reads, "efficiency": hw.efficiency, "feed_s": p.feed_s,
         "reduce_s": p.reduce_s, "fill_s": hw.fill_s, "launch_s": hw.launch_s,
+        "startup_s": hw.startup_s, "wave_overhead_s": p.wave_overhead_s,
+        "stream_bw": p.stream_bw, "stages": p.stages,
     }
     d.update(extra or {})
     return d
@@ -628,6 +754,22 @@ def _sparse_math(op: Op, hw: _Gpu) -> tuple[float, tuple[str, ...]]:
 
 def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str,
                extra: dict[str, Any] | None = None) -> OpCost:
+    """A GEMM's cost; for a pruned weight, the faster of the sparse kernel (compressed tiles,
+    2:4 math where the tensor cores run it) and the dense one a library would fall back to:
+    fewer bytes in flight can leave a latency-bound sparse kernel a hair slower."""
+    cost = _gemm_cost_as(op, device, g, dtype, label, extra)
+    if getattr(op, "sparsity", None) is None:
+        return cost
+    dense = _gemm_cost_as(replace(op, sparsity=None), device, g, dtype, label, extra)
+    if dense.latency_s < cost.latency_s:
+        return replace(dense, notes=(*dense.notes, "the dense kernel is faster than the sparse "
+                                     "one for this shape: the library runs it (weights read "
+                                     "uncompressed)"))
+    return cost
+
+
+def _gemm_cost_as(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str,
+                  extra: dict[str, Any] | None = None) -> OpCost:
     hw = _gpu(device, dtype)
     sparse, sparse_notes = _sparse_math(op, hw)
     if sparse_notes:  # compressed tiles stream from the L2; 2:4 math on sparse tensor cores
@@ -638,8 +780,7 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
     epi = max(0.0, op.bytes_read() - g.a_bytes - g.b_bytes)
     p = _plan_gemm(g, hw, shapes, epi)
     asked = next(((tm, tn) for tm, tn in shapes
-                  if (min(tm, _round_up(g.m, _MMA_GRANULE)),
-                      min(tn, _round_up(g.n, _MMA_GRANULE))) == p.tile), None)
+                  if p.tile in _tile_candidates(g.m, g.n, ((tm, tn),))), None)
     fl = op.flops()
     executed = fl
     if sparse > 1.0:  # the sparse tensor cores skip the pruned half of the MACs
@@ -648,7 +789,7 @@ def _gemm_cost(op: Op, device: Device, g: GemmOperands, dtype: DType, label: str
     by_level = {device.dram.name: p.dram_bytes}
     if hw.l2:
         by_level[hw.l2.name] = p.l2_bytes
-    fixed = hw.launch_s + hw.fill_s
+    fixed = hw.launch_s + hw.startup_s  # the fill is paid per wave, inside busy_s
     more = dict(extra or {})
     if sparse_notes:
         sp = op.sparsity  # type: ignore[attr-defined]
@@ -863,6 +1004,22 @@ def _stream_traffic(op: Op, device: Device, options: MapOptions, level: MemoryLe
     dram, eff = device.dram, param(device, "bandwidth_efficiency")
     dram_bw = dram.bandwidth_Bps * eff
     nbytes = op.min_bytes
+    l2 = _l2(device)
+    partial = (level is None and l2 is not None and options.rotated_sets is None
+               and op.kind != "embedding")
+    if partial:
+        # an LRU L2 still holds the most recent half-capacity of what the producer wrote:
+        # that share of the just-written input streams from the L2, the rest from DRAM
+        fresh = op.bytes_read() - _old_input_bytes(op)
+        share = min(1.0, l2.capacity_bytes * _L2_RESIDENT_FRACTION / nbytes)
+        hit = max(0.0, fresh * share)
+        l2_bw = l2.bandwidth_Bps * eff
+        if hit > 0:
+            seconds = max((nbytes - hit) / dram_bw, hit / l2_bw)
+            return seconds, {dram.name: nbytes - hit, l2.name: hit}, \
+                (f"{dram_bw / 1e9:.0f} GB/s achievable DRAM bandwidth for {_b(nbytes - hit)}; "
+                 f"the last {share:.0%} of the producer's output ({_b(hit)}) still in the "
+                 f"{l2.name} (LRU, half its capacity), at {l2_bw / 1e9:.0f} GB/s, overlapped")
     if level is None:
         return nbytes / dram_bw, {dram.name: nbytes}, \
             f"{dram_bw / 1e9:.0f} GB/s achievable DRAM bandwidth"
@@ -955,7 +1112,7 @@ def gpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
     if cross:
         return streaming_cost(op, device, options, level=None,
                               overhead_s=launch + _fill(device, None))
-    traffic = _stream_traffic(op, device, options, level)
+    traffic = None if cross or gather else _stream_traffic(op, device, options, level)
     base = streaming_cost(op, device, options, level=level, traffic=traffic,
                           overhead_s=launch + _fill(device, None))
     plan = _stream_plan(op, device)

@@ -162,7 +162,7 @@ from simulator.arch.spec import DTYPE_FALLBACK, ComputeUnit, Device
 from simulator.errors import MappingError
 from simulator.frozen import FrozenMap
 from simulator.mapping.base import MapOptions, OpCost, make_cost
-from simulator.mapping.common import param, scale_busy, vector_time
+from simulator.mapping.common import depthwise_vector_rate, param, scale_busy, vector_time
 from simulator.units import format_quantity
 from workloads.dtypes import DType
 from workloads.ops import EPILOGUE_FNS, Attention, Conv2d, Flops, MatMul, Op
@@ -225,6 +225,9 @@ class ArraySetup:
     notes: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     schedule: str = "best"  # "best" (hwsim's tiling search) or "scalesim" (SCALE-Sim's own)
+    #: fraction of (input activations, weights, output activations) crossing the off-chip
+    #: level (MapOptions.offchip; "best" schedule only): 0 keeps the operand on chip
+    offchip: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def usable_sram(self) -> dict[str, float]:
@@ -348,6 +351,12 @@ def make_setup(device: Device, options: MapOptions, *, unit: str, rows: int, col
     bw = device.dram.bandwidth_Bps * param(device, "bandwidth_efficiency")
     d = dict(details or {})
     d.setdefault("sram_source", sram_src)
+    schedule = resolve_schedule(device, options)
+    offchip = (1.0, 1.0, 1.0)
+    if options.offchip is not None and schedule == "best":
+        offchip = tuple(float(x) for x in options.offchip)  # type: ignore[assignment]
+        if offchip != (1.0, 1.0, 1.0):
+            d["offchip"] = list(offchip)
     return ArraySetup(
         unit=unit, rows=rows, cols=cols, arrays=arrays, cores=max(1, cores),
         clock_hz=clock_hz, compute_class=compute_class, macs_per_pe=macs_per_pe,
@@ -355,7 +364,7 @@ def make_setup(device: Device, options: MapOptions, *, unit: str, rows: int, col
         double_buffered=bool(param(device, "double_buffered", True)), sram=sram,
         sram_level=onchip_level(device) or "sram", dram_bytes_per_cycle=bw / clock_hz,
         compute_efficiency=eff, launch_overhead_s=float(param(device, "launch_overhead")),
-        notes=notes, details=FrozenMap(d), schedule=resolve_schedule(device, options))
+        notes=notes, details=FrozenMap(d), schedule=schedule, offchip=offchip)
 
 
 SCHEDULES = {"best": "hwsim's SRAM tiling search (the fewest DRAM bytes of the unblocked and "
@@ -910,6 +919,27 @@ def run_details(run: SystolicRun) -> dict[str, Any]:
 
 
 # -- op-level costs (the family modules register these with their own setup) ---------------
+def _homed(g: Gemm, s: ArraySetup, b_is_weight: bool) -> Gemm:
+    """``g`` with each operand's DRAM share scaled by where the graph keeps it
+    (:attr:`ArraySetup.offchip`): B is a weight or, for an activation x activation GEMM, an
+    input activation."""
+    f_in, f_w, f_out = s.offchip
+    if (f_in, f_w, f_out) == (1.0, 1.0, 1.0):
+        return g
+    u = g.unique
+    return dataclasses.replace(g, unique=(u[0] * f_in, u[1] * (f_w if b_is_weight else f_in),
+                                          u[2] * f_out))
+
+
+def _homing_note(s: ArraySetup) -> tuple[str, ...]:
+    f_in, f_w, f_out = s.offchip
+    if (f_in, f_w, f_out) == (1.0, 1.0, 1.0):
+        return ()
+    return (f"operands homed on chip by the graph's residency: {1 - f_in:.0%} of the input "
+            f"activations, {1 - f_w:.0%} of the weights and {1 - f_out:.0%} of the output stay "
+            f"in {s.sram_level} (see the run's residency note)",)
+
+
 def _finish(op: Op, device: Device, s: ArraySetup, *, compute_cycles: float,
             memory_cycles: float, cycles: float, dram: float, onchip: float,
             details: dict[str, Any], notes: list[str], extra_compute_s: float = 0.0,
@@ -1002,9 +1032,10 @@ def matmul_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
     assert isinstance(op, MatMul)
     s = setup(op, device, options)
     k, eb, flops, notes, extra = _sparse_gemm(op, device, op.k, op.b_dtype.bytes)
-    g = Gemm(op.m, op.n, k, op.batch, op.dtype.bytes, eb, op.dtype.bytes)
-    return _single(op, device, s, g, "matmul", notes, extra,
-                   epilogue_bytes=_epilogue_bytes(op), flops=flops)
+    g = _homed(Gemm(op.m, op.n, k, op.batch, op.dtype.bytes, eb, op.dtype.bytes), s,
+               op.weight_bytes() > 0)
+    return _single(op, device, s, g, "matmul", (*notes, *_homing_note(s)), extra,
+                   epilogue_bytes=_epilogue_bytes(op) * s.offchip[0], flops=flops)
 
 
 def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
@@ -1039,10 +1070,12 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
                        {"gemm": [groups, m, n, k_dense], "im2col_on_chip": False, **sp_extra},
                        run=run, epilogue_bytes=_epilogue_bytes(op), flops=flops)
     if fit >= 1:
-        g_on = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (raw / dense, 1.0, 1.0))
+        g_on = _homed(Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (raw / dense, 1.0, 1.0)),
+                      s, True)
         runs.append((simulate_gemm(g_on, s, max_arrays=fit), True))
     if fit < s.arrays:
-        g_off = Gemm(m, n, k, groups, ea, eb, op.dtype.bytes, (max(1.0, raw / dense), 1.0, 1.0))
+        g_off = _homed(Gemm(m, n, k, groups, ea, eb, op.dtype.bytes,
+                            (max(1.0, raw / dense), 1.0, 1.0)), s, True)
         runs.append((simulate_gemm(g_off, s), False))
     run, on_chip = min(runs, key=lambda x: (x[0].cycles, x[0].compute_cycles,
                                             x[0].dram_total))
@@ -1059,9 +1092,59 @@ def conv2d_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> 
             f"(expansion {expansion:.2f}x of the input); input rows band {_b(band)} "
             + (f"{where}: expanded on chip, DRAM reads the raw input"
                if on_chip else f"{off}: DRAM reads the expanded matrix"))
-    return _single(op, device, s, run.gemm, "conv2d", (note, *sp_notes),
+    best = _single(op, device, s, run.gemm, "conv2d", (note, *sp_notes, *_homing_note(s)),
                    {"gemm": [groups, m, n, k_dense], "im2col_on_chip": on_chip, **sp_extra},
-                   run=run, epilogue_bytes=_epilogue_bytes(op), flops=flops)
+                   run=run, epilogue_bytes=_epilogue_bytes(op) * s.offchip[0], flops=flops)
+    if op.groups == op.c and op.groups > 1 and op.sparsity is None:
+        return min((best, *_depthwise_options(op, device, s)), key=lambda c: c.latency_s)
+    return best
+
+
+def _depthwise_options(op: Conv2d, device: Device, s: ArraySetup) -> list[OpCost]:
+    """Two more ways to run a depthwise conv than one channel per array column (each
+    channel's GEMM has N = the depth multiplier and K = r*s, so it lights up a sliver of the
+    array): (1) ``p`` channels packed into one GEMM with a block-diagonal filter (K = p*r*s
+    rows, N = p*multiplier columns; the zeros cost PE slots, not DRAM bytes), as compilers
+    for weight-stationary arrays pack depthwise layers; (2) the MACs on the vector unit, as a
+    streaming kernel. The caller keeps the fastest of the three."""
+    out: list[OpCost] = []
+    groups, m, n, k = op.gemm_shape()
+    ea, eb = op.dtype.bytes, (op.weight_dtype or op.dtype).bytes
+    p = min(groups, max(1, s.rows // k))
+    if p > 1:
+        raw = op.n * op.h * op.w * ea  # one channel's input
+        u_a = max(raw / (float(m) * k * ea), 0.0)
+        packs = math.ceil(groups / p)
+        g = _homed(Gemm(m, n * p, k * p, packs, ea, eb, op.dtype.bytes, (u_a, 1.0 / p, 1.0)),
+                   s, True)
+        run = simulate_gemm(g, s)
+        note = (f"depthwise: {p} channels packed per GEMM with a block-diagonal filter: "
+                f"{packs} GEMMs of M={m}, N={n * p}, K={k * p} (the off-diagonal zeros take PE "
+                f"slots, not DRAM bytes)")
+        out.append(_single(op, device, s, run.gemm, "conv2d", (note, *_homing_note(s)),
+                           {"gemm": [packs, m, n * p, k * p], "depthwise_pack": p}, run=run,
+                           epilogue_bytes=_epilogue_bytes(op) * s.offchip[0]))
+    vpeak, cls = device.peak(op.dtype, "vector")
+    if vpeak > 0:
+        compute_s, rate, cls, vpeak = depthwise_vector_rate(op, device)
+        w = float(op.weight_bytes())
+        act_in = float(op.bytes_read()) - w
+        act_out = float(op.bytes_written()) + _epilogue_bytes(op)
+        f_in, f_w, f_out = s.offchip
+        dram = act_in * f_in + w * f_w + act_out * f_out
+        onchip = act_in + w + act_out - dram
+        bw = s.dram_bytes_per_cycle * s.clock_hz
+        memory_s = dram / bw if dram else 0.0
+        note = (f"depthwise on the vector unit: {op.flops().total:.3g} FLOP at "
+                f"{rate / 1e9:.3g} GFLOP/s ({cls}); {_b(dram)} from {device.dram.name} at "
+                f"{bw / 1e9:.3g} GB/s")
+        out.append(make_cost(device, op, compute_s=compute_s, memory_s=memory_s,
+                             overhead_s=s.launch_overhead_s,
+                             bytes_by_level={device.dram.name: dram, s.sram_level: onchip},
+                             compute_class=cls, peak_flops=vpeak,
+                             details={"depthwise_on": "vector", "dram_bytes": dram},
+                             notes=(note, *_homing_note(s))))
+    return out
 
 
 def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) -> OpCost:
@@ -1133,15 +1216,31 @@ def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) 
 
 
 
+def homed_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
+    """A streaming op (norm, pooling, elementwise) on an array part: from the on-chip level
+    when the graph keeps its activations there (and its weights, if it has any), else the
+    common DRAM-streaming cost."""
+    from simulator.mapping.common import streaming_cost
+
+    f = options.offchip
+    if f is not None and f[0] == 0.0 and f[2] == 0.0 and (
+            f[1] == 0.0 or op.weight_bytes() == 0) and resolve_schedule(device, options) == "best":
+        name = onchip_level(device)
+        level = next((lv for lv in device.memory if lv.name == name), None)
+        if level is not None:
+            return streaming_cost(op, device, options, level=level)
+    return streaming_cost(op, device, options)
+
+
 def register_array_family(family: str, array_setup) -> None:
     """Register the cost functions of a systolic-array family (TPU/ASIC ``systolic``, FPGA
     ``fpga``): GEMM-like ops through this module with the family's ``array_setup``, streaming
     ops and collectives through :mod:`simulator.mapping.common`."""
     from simulator.mapping.base import register_cost
-    from simulator.mapping.common import STREAMING_KINDS, collective_cost, streaming_cost
+    from simulator.mapping.common import STREAMING_KINDS, collective_cost
 
     for kind in STREAMING_KINDS:
-        register_cost(kind, family)(streaming_cost)
+        register_cost(kind, family)(homed_streaming_cost)
     register_cost("collective", family)(collective_cost)
     for kind, fn in (("matmul", matmul_cost), ("conv2d", conv2d_cost),
                      ("attention", attention_cost)):

@@ -47,6 +47,12 @@ class OpRecord:
     details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     notes: tuple[str, ...] = ()
 
+    @property
+    def clock_scale(self) -> float:
+        """The op's clock relative to the part's boost clock (below 1 where the power cap
+        lowered it)."""
+        return float(self.details.get("clock_scale", 1.0))
+
 
 class RecordTable(Sequence[OpRecord]):
     """The per-op records of a run, stored column-wise (a Timeline) and materialised as
@@ -118,7 +124,12 @@ class RecordTable(Sequence[OpRecord]):
 
 @dataclass(frozen=True)
 class DeviceEnergy:
-    """One device's share of a run: its busy time and the energy it used (J, W)."""
+    """One device's share of a run: its busy time and the energy it used (J, W).
+
+    ``static_j`` is ``idle_j`` (idle power over the whole run) plus ``floor_j`` (the busy
+    floor over its busy time); ``peak_power_w`` the highest power of its power timeline;
+    ``clock_scale`` its time-weighted clock over its compute-stream ops, relative to boost.
+    """
 
     device: int
     busy_s: float
@@ -127,11 +138,17 @@ class DeviceEnergy:
     static_j: float
     energy_j: float
     avg_power_w: float
+    idle_j: float = 0.0
+    floor_j: float = 0.0
+    peak_power_w: float = 0.0
+    clock_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "busy_s": self.busy_s, "energy_j": self.energy_j,
                 "compute_j": self.compute_j, "memory_j": dict(self.memory_j),
-                "static_j": self.static_j, "avg_power_w": self.avg_power_w}
+                "static_j": self.static_j, "avg_power_w": self.avg_power_w,
+                "idle_j": self.idle_j, "active_floor_j": self.floor_j,
+                "peak_power_w": self.peak_power_w, "clock_scale": self.clock_scale}
 
 
 @dataclass(frozen=True)
@@ -143,10 +160,32 @@ class EnergyBreakdown:
     memory_j: Mapping[str, float]
     static_j: float
     system_j: float = 0.0
+    idle_j: float = 0.0     # devices' idle power over the run (part of static_j)
+    floor_j: float = 0.0    # devices' busy floor over their busy time (part of static_j)
+    links: tuple[str, ...] = ()  # the memory_j keys that are links (communication)
 
     @property
     def dynamic_j(self) -> float:
         return self.compute_j + sum(self.memory_j.values())
+
+    @property
+    def devices_j(self) -> float:
+        """Energy of the accelerators alone (the system overhead left out)."""
+        return self.total_j - self.system_j
+
+    def parts(self) -> dict[str, float]:
+        """The split ``--breakdown`` prints, J: idle, active floor, compute, each memory level
+        (``onchip``: the on-chip path of DRAM bytes), communication (links), system overhead.
+        Sums to ``total_j``."""
+        other = self.static_j - self.idle_j - self.floor_j - self.system_j
+        out = {"idle_j": self.idle_j + max(0.0, other), "active_floor_j": self.floor_j,
+               "compute_j": self.compute_j}
+        for k, v in self.memory_j.items():
+            if k not in self.links:
+                out[f"memory.{k}_j"] = v
+        out["communication_j"] = sum(self.memory_j.get(k, 0.0) for k in self.links)
+        out["system_j"] = self.system_j
+        return out
 
     @property
     def total_j(self) -> float:
@@ -154,7 +193,8 @@ class EnergyBreakdown:
 
     def to_dict(self) -> dict[str, Any]:
         return {"compute_j": self.compute_j, "memory_j": dict(self.memory_j),
-                "static_j": self.static_j, "system_j": self.system_j, "total_j": self.total_j}
+                "static_j": self.static_j, "system_j": self.system_j, "total_j": self.total_j,
+                "idle_j": self.idle_j, "active_floor_j": self.floor_j}
 
 
 @dataclass(frozen=True)
@@ -216,6 +256,29 @@ class Result:
     @property
     def energy_per_sample_j(self) -> float:
         return self.energy_j / self.samples if self.samples else float("nan")
+
+    @property
+    def energy_per_token_j(self) -> float | None:
+        """Whole-system energy per token (None for a workload without tokens)."""
+        return self.energy_j / self.tokens if self.tokens else None
+
+    @property
+    def devices_energy_j(self) -> float:
+        """Energy of the accelerators alone: what NVML/RAPL counters on them would read."""
+        return self.energy.devices_j
+
+    @property
+    def device_power_w(self) -> float:
+        """Average power per accelerator (mean over them): comparable with nvidia-smi."""
+        if self.per_device:
+            return sum(d.avg_power_w for d in self.per_device) / len(self.per_device)
+        return self.devices_energy_j / self.latency_s / max(self.devices, 1) \
+            if self.latency_s > 0 else 0.0
+
+    @property
+    def peak_power_w(self) -> float:
+        """Highest power any one accelerator draws during the run (its power timeline)."""
+        return max((d.peak_power_w for d in self.per_device), default=self.device_power_w)
 
     @property
     def usd_per_million_tokens(self) -> float | None:
@@ -290,7 +353,16 @@ class Result:
             "layout": {k: self.meta.get(k) for k in ("tp", "pp", "dp", "ep", "microbatches")},
             "footprint": dict(self.meta.get("footprint") or {}),
             "per_device": [d.to_dict() for d in self.per_device],
+            "device_power_w": self.device_power_w, "devices_energy_j": self.devices_energy_j,
+            "system_power_w": self.avg_power_w, "energy_per_token_j": self.energy_per_token_j,
+            "peak_power_w": self.peak_power_w, "energy_breakdown": self.energy.parts(),
         }
+        pw = self.meta.get("power")
+        if pw:
+            d["power_limit_w"] = pw["power_limit_w"]
+            d["clock_hz"] = pw["clock_hz"]
+            d["effective_clock_hz"] = pw["effective_clock_hz"]
+            d["power_model"] = dict(pw)
         sil = self.meta.get("silicon")
         if sil:  # systolic parts: the ASIC model's area, peak power and unit cost, per chip
             d["area_mm2"] = sil["area_mm2"]
@@ -303,7 +375,8 @@ class Result:
             d["ops"] = [{"name": r.name, "kind": r.kind, "latency_s": r.latency_s,
                          "energy_j": r.energy_j, "bound": r.bound, "start_s": r.start_s,
                          "flops": r.flops, "bytes": r.dram_bytes, "device": r.device,
-                         "stream": r.stream, "utilization": r.utilization}
+                         "stream": r.stream, "utilization": r.utilization,
+                         "clock_scale": r.clock_scale}
                         for r in self.records]
         return d
 
@@ -344,9 +417,26 @@ class Result:
                          "op": r.describe},
             })
         events.extend(_link_tracks(self.records, max((d for d, _ in streams), default=0) + 1))
+        events.extend(self._power_tracks(sorted({d for d, _ in streams})))
         return {"traceEvents": events, "displayTimeUnit": "ns",
                 "otherData": {"workload": self.workload, "arch": self.arch,
                               "phase": self.phase, "latency_s": self.latency_s}}
+
+
+    def _power_tracks(self, devices: list[int]) -> list[dict[str, Any]]:
+        """One power counter track ("ph": "C") per device, from its own busy/idle timeline
+        (:meth:`simulator.engine.timeline.Timeline.power_series`)."""
+        pw = self.meta.get("power")
+        if not pw or not isinstance(self.records, RecordTable):
+            return []
+        tl = self.records._tl
+        above = max(0.0, pw["active_floor_w"] - pw["idle_w"])
+        out: list[dict[str, Any]] = []
+        for dev in devices:
+            t, w = tl.power_series(dev, pw["idle_w"], above)
+            out.extend({"name": "power", "ph": "C", "pid": dev, "tid": 0, "ts": float(a) * 1e6,
+                        "args": {"W": round(float(b), 3)}} for a, b in zip(t, w, strict=True))
+        return out
 
 
 def _link_tracks(records: Sequence[OpRecord], pid: int) -> list[dict[str, Any]]:

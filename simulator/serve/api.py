@@ -22,6 +22,7 @@ from simulator.arch.loader import load_arch
 from simulator.arch.spec import System
 from simulator.cost.dollars import system_hourly_rate
 from simulator.errors import HwsimError
+from simulator.power import power_model
 from simulator.predict import Predictor
 from simulator.results.result import finite_json
 from simulator.serve.iteration import IterationModel
@@ -58,6 +59,7 @@ class ServeOptions:
     dtype: str | None = None
     weight_dtype: str | None = None
     kv_dtype: str | None = None
+    fuse_projections: bool = True    # one QKV and one gate/up GEMM (vLLM); False: unfused
     # scheduler
     max_batch: int = 256
     max_batched_tokens: int = 8192
@@ -69,6 +71,8 @@ class ServeOptions:
     # service-level objectives for goodput (p99 targets are checked by `plan`)
     slo_ttft_s: float | None = None
     slo_tpot_s: float | None = None
+    # power limit per device, W (None: the spec's power.limit or TDP; simulator.power)
+    power_limit_w: float | None = None
 
 
 def _lengths(mean: int, cv: float, what: str) -> Lengths:
@@ -215,14 +219,15 @@ def serve(workload: str, arch: str | System, options: ServeOptions | None = None
     if o.tp > system.count:
         raise HwsimError(f"--tp {o.tp} exceeds the {system.count} device(s) of {system.name}")
     requests, pool = make_requests(o)
-    p = predictor or Predictor(system)
+    p = predictor or Predictor(system, power_limit_w=o.power_limit_w)
     cfg = SchedulerConfig(max_batch=o.max_batch, max_batched_tokens=o.max_batched_tokens,
                           chunked_prefill=o.chunked_prefill, block_size=o.block_size,
                           preemption=o.preemption)
     cfg.check()
     m = model or IterationModel(p, workload, tp=o.tp, dtype=o.dtype,
                                 weight_dtype=o.weight_dtype, kv_dtype=o.kv_dtype,
-                                max_tokens=o.max_batched_tokens)
+                                max_tokens=o.max_batched_tokens,
+                                fuse_projections=o.fuse_projections)
     blocks = kv_blocks_for(m, system, o)
     if o.preemption == "swap" and (isinstance(o.swap_gib, bool) or
                                    not isinstance(o.swap_gib, (int, float)) or
@@ -256,15 +261,19 @@ def _metrics(out: SimOutput, m: IterationModel, system: System, o: ServeOptions
                (o.slo_tpot_s is None or s.req.output_tokens <= 1 or
                 (x - t) / (s.req.output_tokens - 1) <= o.slo_tpot_s))
     dev = system.device
-    static_w = dev.power.static_w
-    active_w = dev.power.active_w or static_w
+    # the power model of simulator.power: idle power all the time, the busy floor while an
+    # iteration runs, the iterations' dynamic energy (per FLOP, per byte, on-chip path)
+    pm = power_model(dev, o.power_limit_w)
+    static_w = pm.idle_w
     devices = o.tp * o.replicas
     busy = sum(r.busy_s for r in out.replicas)
     dyn = sum(r.dynamic_j for r in out.replicas)
-    device_j = dyn + o.tp * (active_w * busy + static_w * (span * o.replicas - busy))
+    idle_j = o.tp * static_w * span * o.replicas
+    floor_j = o.tp * pm.floor_above_idle_w * busy
+    device_j = dyn + idle_j + floor_j
     device_w = device_j / span
     share = devices / system.count if system.count > 1 else 1.0
-    span_w = max(dev.power.tdp_w - static_w, 1e-9)
+    span_w = max(pm.tdp_w - static_w, 1e-9)
     activity = min(1.0, max(0.0, (device_w / devices - static_w) / span_w))
     over_w = (system.overhead_idle_power_w + (system.overhead_power_w -
                                               system.overhead_idle_power_w) * activity) * share
@@ -316,6 +325,11 @@ def _metrics(out: SimOutput, m: IterationModel, system: System, o: ServeOptions
         "avg_device_power_w": device_w / devices,
         "avg_power_w": total_j / span,
         "energy_j": total_j, "energy_per_output_token_j": total_j / max(out_tokens, 1),
+        "devices_energy_j": device_j,
+        "device_energy_per_output_token_j": device_j / max(out_tokens, 1),
+        "energy_breakdown": {"idle_j": idle_j, "active_floor_j": floor_j, "dynamic_j": dyn,
+                             "system_j": over_w * span},
+        "power_limit_w": pm.limit_w,
         "usd_per_hour": usd_per_hour, "cost_usd": usd,
         "usd_per_million_tokens": usd / out_tokens * 1e6 if usd and out_tokens else None,
         "dtype": m.dtype, "iteration_predictions": m.predictions,

@@ -88,8 +88,10 @@ class IterationModel:
 
     def __init__(self, predictor: Predictor, workload: str, *, tp: int = 1,
                  dtype: str | None = None, weight_dtype: str | None = None,
-                 kv_dtype: str | None = None, max_tokens: int = 8192):
+                 kv_dtype: str | None = None, max_tokens: int = 8192,
+                 fuse_projections: bool = True):
         self.predictor = predictor
+        self.fuse_projections = fuse_projections
         self.workload = workload
         self.tp = tp
         self.max_tokens = max_tokens
@@ -118,7 +120,8 @@ class IterationModel:
     def _plan(self, tokens: int) -> Plan:
         return make_plan(self.workload, self.predictor.system, phase="prefill", batch=1,
                          seq=tokens, dtype=self.dtype, weight_dtype=self.weight_dtype,
-                         kv_dtype=self.kv_dtype, tp=self.tp, dp=1)
+                         kv_dtype=self.kv_dtype, tp=self.tp, dp=1,
+                         fuse_projections=self.fuse_projections)
 
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes one token takes on one device, over all layers."""
@@ -162,9 +165,9 @@ class IterationModel:
         hi = self._grid[i]
         if hi == tokens or i == 0:
             c = self._dense_at(hi)
-            if i == 0 and tokens < hi:  # below the first grid point: scale down linearly,
-                lo0 = self._dense_at(hi)  # but never below the fixed part (launches)
-                return Cost(lo0.latency_s, lo0.energy_j * tokens / hi)
+            if i == 0 and tokens < hi:  # below the first grid point: the weights are read
+                lo0 = self._dense_at(hi)  # all the same, so time and (memory-dominated)
+                return Cost(lo0.latency_s, lo0.energy_j)  # energy stay those of the grid point
             return c
         lo = self._grid[i - 1]
         a, b = self._dense_at(lo), self._dense_at(hi)
@@ -219,7 +222,7 @@ class IterationModel:
         plan = make_plan(self.workload, self.predictor.system, phase=phase, batch=batch_size,
                          seq=seq, context=context, dtype=self.dtype,
                          weight_dtype=self.weight_dtype, kv_dtype=self.kv_dtype, tp=self.tp,
-                         dp=1)
+                         dp=1, fuse_projections=self.fuse_projections)
         return self.predictor.run(plan).latency_s
 
 

@@ -75,10 +75,12 @@ from simulator.arch.params import default
 from simulator.arch.spec import KIND_EFFICIENCY_KINDS, Device, System
 from simulator.errors import HwsimError
 from simulator.mapping.base import MapOptions
+from simulator.mapping.gpu import kernel_time
 from simulator.mapping.registry import cost_op
+from simulator.predict import Predictor
 from simulator.validate.compare import Comparison, Row, compare, record_op, record_sets
 from simulator.validate.dataset import Dataset, Measurement, load_dataset
-from workloads.ops import Op
+from workloads.ops import Collective, Op
 
 __all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "MIN_OPS", "PRIOR_WEIGHT", "CalibrationProfile",
            "CalibrationResult", "apply_params", "fit", "split_by_shape", "band_for",
@@ -90,12 +92,19 @@ _SENSITIVITY = 0.05    # ... each by at least this much in log time
 _PROBE = 0.1           # a fraction halving does not identify is also tried at this multiple
 _PROBE_GAIN = 0.05     # ... and fitted from there if that lowers the training loss this much
 _MIN_OVERHEAD_STEP = 5e-6
-_US = 1e-6             # launch_overhead is optimised in microseconds (well-scaled)
+_MIN_TIME_STEP = 5e-7  # ... for a kernel's fixed device times (kernel_startup, pipeline_latency)
+_US = 1e-6             # times are optimised in microseconds (well-scaled)
+#: Parameters in seconds (optimised in microseconds; perturbed by raising, not halving).
+TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency")
+
+
 def _family_default(device: Device, name: str, op_cls: str = "") -> float:
     """The value a mapper uses for ``name`` when the spec does not set it (best effort)."""
     fam = device.family
     if name == "kind_efficiency":
         return 1.0
+    if name in ("kernel_startup", "pipeline_latency"):
+        return _gpu_fixed_time(device, name)
     if name == "compute_efficiency":
         table = device.params.get("compute_efficiency") or {}
         base = default(fam, "compute_efficiency")
@@ -105,6 +114,18 @@ def _family_default(device: Device, name: str, op_cls: str = "") -> float:
                                                   if cls != op_cls else 1.0)
         return float(base) if base is not None else 1.0
     return float(default(fam, name))
+
+
+def _gpu_fixed_time(device: Device, name: str) -> float:
+    """The GPU mapper's value of ``kernel_startup`` / ``pipeline_latency`` when the spec does
+    not set it (derived from the memory latencies there)."""
+    from simulator.mapping import gpu
+
+    fn = getattr(gpu, "_startup" if name == "kernel_startup" else "_fill", None)
+    if fn is not None:
+        return float(fn(device))
+    lat = device.dram.latency_s  # the mapper's documented defaults, should it move them
+    return 2 * lat if name == "kernel_startup" else lat
 
 
 def _current(device: Device, name: str) -> float:
@@ -131,12 +152,22 @@ def _efficiency_key(device: Device, op: Op) -> str | None:
     return cls or op.dtype.compute_class
 
 
-def _candidates(device: Device, ops: Sequence[Op]) -> list[str]:
+def _candidates(device: Device, ops: Sequence[Op], kernel: bool = False) -> list[str]:
+    """Parameters offered to the fit for ``ops`` on ``device`` (``kernel``: the times are
+    kernel (device) times from a profiler, which isolate a kernel's fixed device time)."""
     keys = sorted({k for op in ops if (k := _efficiency_key(device, op)) is not None})
     names = [f"compute_efficiency.{k}" for k in keys]
     names += ["bandwidth_efficiency", "vector_efficiency", "launch_overhead"]
     if device.family == "gpu":
         names.append("attention_efficiency")
+        if kernel:  # in wall time it adds to launch_overhead and cannot be told apart from it
+            # (pipeline_latency, the other fixed device time, is not offered: it shifts the
+            # same kernels by the same amount, so the two are degenerate; it stays derived
+            # from the spec's memory latencies)
+            names.append("kernel_startup")
+        if any(op.kind == "collective" for op in ops) and \
+                device.params.get("collectives") == "nccl":
+            names.append("nvlink_efficiency")
     schema = PARAM_SCHEMA.get(device.family, {})
     present = {op.kind for op in ops}
     names += [f"kind_efficiency.{k}" for k in KIND_EFFICIENCY_KINDS if k in present
@@ -195,7 +226,7 @@ class CalibrationResult:
                  f"{len(self.holdout_before.op_rows())} held-out ops"]
         for name in p.fitted:
             v = p.value(name) or 0.0
-            shown = f"{v * 1e6:.3g} us" if name == "launch_overhead" else f"{v:.3f}"
+            shown = f"{v * 1e6:.3g} us" if name in TIME_PARAMS else f"{v:.3f}"
             lines.append(f"  fitted {name} = {shown}")
         for name, info in p.kept.items():
             lines.append(f"  kept   {name}: {info.get('reason', '')}")
@@ -203,6 +234,17 @@ class CalibrationResult:
                             ("held-out", self.holdout_before, self.holdout_after)):
             if b.overall.count:
                 lines.append(f"  {label} MAPE {b.overall.mape:.1%} -> {a.overall.mape:.1%}")
+        kinds = (p.stats or {}).get("kinds") or {}
+        if len(kinds) > 1:
+            def pc(x: float | None, signed: bool = False) -> str:
+                return "-" if x is None else (f"{x:+.1%}" if signed else f"{x:.1%}")
+            for k, v in kinds.items():
+                if v.get("holdout_count"):
+                    lines.append(f"  held-out {k} ({v['holdout_count']}): MAPE "
+                                 f"{pc(v['holdout_mape_before'])} -> "
+                                 f"{pc(v['holdout_mape_after'])}, bias "
+                                 f"{pc(v['holdout_bias_before'], True)} -> "
+                                 f"{pc(v['holdout_bias_after'], True)}")
         o = (p.band or {}).get("overall") or {}
         if o:
             lines.append(f"  band: 68 % within {o.get('p68', math.nan):.1%}, 95 % within "
@@ -218,12 +260,25 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-# An op to predict with the options it was measured under (its rotated input sets).
-_Job = tuple[Op, MapOptions]
+# An op to predict with the options it was measured under (its rotated input sets) and
+# whether its measurement is kernel (device) time.
+_Job = tuple[Op, MapOptions, bool]
 
 
-def _predict(device: Device, jobs: Sequence[_Job]) -> np.ndarray:
-    return np.array([cost_op(op, device, opts).latency_s for op, opts in jobs])
+def _predict(system: System, jobs: Sequence[_Job]) -> np.ndarray:
+    """Predicted times of ``jobs`` on ``system``: a collective over the system's devices
+    (:class:`~simulator.predict.Predictor`), any other op on its device; kernel time where
+    the job says so (:func:`simulator.mapping.gpu.kernel_time`)."""
+    pred = None
+    out = []
+    for op, opts, kernel in jobs:
+        if isinstance(op, Collective):
+            pred = pred or Predictor(system)
+            c = pred.cost(op)
+        else:
+            c = cost_op(op, system.device, opts)
+        out.append(kernel_time(c) if kernel else c.latency_s)
+    return np.array(out)
 
 
 def _with_flat(system: System, flat: Mapping[str, float]) -> System:
@@ -231,11 +286,15 @@ def _with_flat(system: System, flat: Mapping[str, float]) -> System:
 
 
 def _to_internal(name: str, v: float) -> float:
-    return v / _US if name == "launch_overhead" else v
+    return v / _US if name in TIME_PARAMS else v
 
 
 def _to_si(name: str, x: float) -> float:
-    return x * _US if name == "launch_overhead" else x
+    return x * _US if name in TIME_PARAMS else x
+
+
+def _min_step(name: str) -> float:
+    return _MIN_OVERHEAD_STEP if name == "launch_overhead" else _MIN_TIME_STEP
 
 
 def _clip(name: str, v: float) -> float:
@@ -250,15 +309,15 @@ def _bounds(name: str) -> tuple[float, float]:
 
 def _step(name: str, v: float) -> tuple[float, str]:
     """The perturbation of the identifiability test: (new value, how it is described)."""
-    if name == "launch_overhead":
-        return max(2 * v, v + _MIN_OVERHEAD_STEP), "raising it"
+    if name in TIME_PARAMS:
+        return min(max(2 * v, v + _min_step(name)), _bounds_of(name)[1]), "raising it"
     return max(v / 2, _bounds_of(name)[0]), "halving it"
 
 
 def _moved(system: System, point: Mapping[str, float], name: str, new: float,
            ops: Sequence[_Job], base: np.ndarray) -> int:
     """Train ops whose log time moves by >= _SENSITIVITY when ``name`` is set to ``new``."""
-    pert = np.log(_predict(_with_flat(system, {**point, name: new}).device, ops))
+    pert = np.log(_predict(_with_flat(system, {**point, name: new}), ops))
     return int(np.sum(np.abs(pert - base) >= _SENSITIVITY))
 
 
@@ -271,7 +330,7 @@ def _not_identifiable(v: float, how: str, moved: int, where: str = "") -> dict[s
 def _loss(system: System, values: Mapping[str, float], ops: Sequence[_Job],
           measured: np.ndarray, f_scale: float) -> float:
     """The soft-L1 training loss of :func:`fit` at ``values`` (as least_squares' ``cost``)."""
-    r = np.log(_predict(_with_flat(system, values).device, ops) / measured)
+    r = np.log(_predict(_with_flat(system, values), ops) / measured)
     return float(np.sum(f_scale ** 2 * (np.sqrt(1.0 + (r / f_scale) ** 2) - 1.0)))
 
 
@@ -301,7 +360,7 @@ def _screen(system: System, names: Sequence[str], start: Mapping[str, float],
     the softmax's vector time instead of attention_efficiency) and, at the solution, halving
     and doubling it both move enough ops (:func:`_one_sided`).
     """
-    base = np.log(_predict(_with_flat(system, start).device, ops))
+    base = np.log(_predict(_with_flat(system, start), ops))
     fitted: list[str] = []
     probed: dict[str, float] = {}
     kept: dict[str, dict[str, Any]] = {}
@@ -313,7 +372,7 @@ def _screen(system: System, names: Sequence[str], start: Mapping[str, float],
             fitted.append(n)
             continue
         deep = max(v * _PROBE, _bounds_of(n)[0])
-        if n != "launch_overhead" and deep < new and \
+        if n not in TIME_PARAMS and deep < new and \
                 _moved(system, start, n, deep, ops, base) >= MIN_OPS:
             probed[n] = deep
         else:
@@ -344,6 +403,26 @@ def _mape(rows: Iterable[Row]) -> float | None:
     return float(np.mean(e)) if e else None
 
 
+def _bias(rows: Iterable[Row]) -> float | None:
+    """Mean signed relative error (+ = predicted too slow); None with no rows."""
+    e = [r.error for r in rows]
+    return float(np.mean(e)) if e else None
+
+
+def _split_stats(key: str, cmps: Sequence[Comparison]) -> dict[str, dict[str, Any]]:
+    """Per value of Row attribute ``key`` (``kind``, ``group``): counts, held-out MAPE and
+    bias before and after, from (train before, held-out before, held-out after)."""
+    tr_b, ho_b, ho_a = cmps
+    out: dict[str, dict[str, Any]] = {}
+    for g in sorted({getattr(r, key) for c in cmps for r in c.rows}):
+        def sel(cmp: Comparison, g: str = g) -> list[Row]:
+            return [r for r in cmp.rows if getattr(r, key) == g]
+        out[g] = {"train_count": len(sel(tr_b)), "holdout_count": len(sel(ho_b)),
+                  "holdout_mape_before": _mape(sel(ho_b)), "holdout_mape_after": _mape(sel(ho_a)),
+                  "holdout_bias_before": _bias(sel(ho_b)), "holdout_bias_after": _bias(sel(ho_a))}
+    return out
+
+
 def _subset(ds: Dataset, records: Iterable[Measurement]) -> Dataset:
     return Dataset(ds.path, ds.meta, tuple(records))
 
@@ -365,8 +444,8 @@ def _stderr(res: Any, names: Sequence[str]) -> dict[str, float]:
 def _prior_residual(name: str, v: float, v0: float) -> float:
     """How far a parameter moved from its spec value, in log units (overheads, which may be
     0, relative to max(spec, 5 us))."""
-    if name == "launch_overhead":
-        return (v - v0) / max(v0, _MIN_OVERHEAD_STEP)
+    if name in TIME_PARAMS:
+        return (v - v0) / max(v0, _min_step(name))
     return math.log(max(v, 1e-12) / max(v0, 1e-12))
 
 
@@ -399,12 +478,13 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     recs = [r for r in ds.ops() if r.id in supported]
     train = [r for r in recs if (supported[r.id].shape_key or r.id) in train_keys]
     held = [r for r in recs if (supported[r.id].shape_key or r.id) in hold_keys]
-    ops = [(record_op(r), MapOptions(rotated_sets=record_sets(r))) for r in train]
+    kernel = str(ds.meta.get("timing") or "wall") == "kernel"
+    ops = [(record_op(r), MapOptions(rotated_sets=record_sets(r)), kernel) for r in train]
     measured = np.array([r.time_s for r in train])
     dev = system.device
 
     weight = PRIOR_WEIGHT if prior is None else float(prior)
-    names = _candidates(dev, [op for op, _ in ops])
+    names = _candidates(dev, [op for op, _, _ in ops], kernel)
     start = {n: _clip(n, _current(dev, n)) for n in names}
     fitted, probed, kept = _screen(system, names, start, ops)
 
@@ -414,7 +494,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
 
         def residuals(x: np.ndarray) -> np.ndarray:
             flat = {**fixed, **{n: _to_si(n, float(v)) for n, v in zip(free, x)}}
-            data = np.log(_predict(_with_flat(system, flat).device, ops) / measured)
+            data = np.log(_predict(_with_flat(system, flat), ops) / measured)
             if not weight:
                 return data
             pri = [weight * _prior_residual(n, flat[n], start[n]) for n in free]
@@ -444,7 +524,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
                              f"moves train ops) lowers the training loss by only "
                              f"{max(gain, 0.0):.1%} (need {_PROBE_GAIN:.0%})"}
         else:
-            base_fit = np.log(_predict(_with_flat(system, trial).device, ops))
+            base_fit = np.log(_predict(_with_flat(system, trial), ops))
             why = _one_sided(system, trial, n, ops, base_fit)
         if why is None:
             fitted, values, res = [*fitted, n], trial, trial_res
@@ -476,7 +556,10 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
                   "mape_after": _mape(tr_a.rows)},
         "holdout": {"count": ho_b.overall.count, "mape_before": _mape(ho_b.rows),
                     "mape_after": _mape(ho_a.rows)},
-        "classes": classes, "stderr": stderr, "at_bound": at_bound,
+        "classes": classes, "kinds": _split_stats("kind", (tr_b, ho_b, ho_a)),
+        "groups": _split_stats("group", (tr_b, ho_b, ho_a)),
+        "timing": "kernel" if kernel else "wall",
+        "stderr": stderr, "at_bound": at_bound,
         "split": {"holdout": holdout, "seed": seed, "train_shapes": len(train_keys),
                   "holdout_shapes": len(hold_keys)},
         "unsupported": len(base.unsupported), "optimizer": optimizer,

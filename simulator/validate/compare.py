@@ -31,7 +31,7 @@ import csv
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from simulator.api import RunOptions, predict_op, resolve_system, simulate
 from simulator.arch.spec import System
 from simulator.errors import HwsimError
 from simulator.frozen import FrozenMap
+from simulator.mapping.gpu import kernel_time
 from simulator.units import format_quantity
 from simulator.validate.dataset import Dataset, Measurement, load_dataset, shape_key
 from workloads.ops import MatMul, Op, op_from_dict
@@ -49,9 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Row", "Summary", "Unsupported", "Comparison", "compare", "summarize", "op_class",
            "shape_class", "record_op", "record_sets", "plot_scatter", "plot_error_by_class",
-           "write_report", "write_csv", "default_report_dir",
+           "write_report", "write_csv", "default_report_dir", "metric_rows", "op_power_w",
+           "result_device_energy",
            "GEMV_MAX"]
 
+_TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency")  # shown in seconds
 GEMV_MAX = 16  # min(m, n) at or below this is a GEMV-like (skinny) matmul
 _RUN_FIELDS = ("phase", "batch", "seq", "context", "dtype", "weight_dtype", "kv_dtype", "tp",
                "image_size", "fuse")
@@ -72,10 +75,30 @@ class Row:
     error: float
     bound: str
     note: str = ""
+    predicted_energy_j: float | None = None
+    measured_energy_j: float | None = None
+    predicted_power_w: float | None = None
+    measured_power_w: float | None = None
 
     @property
     def log_ratio(self) -> float:
         return math.log(self.predicted_s / self.measured_s)
+
+    @property
+    def energy_error(self) -> float | None:
+        """``predicted / measured - 1`` of the energy per call (None unless both are known)."""
+        return _ratio_error(self.predicted_energy_j, self.measured_energy_j)
+
+    @property
+    def power_error(self) -> float | None:
+        """``predicted / measured - 1`` of the average power (None unless both are known)."""
+        return _ratio_error(self.predicted_power_w, self.measured_power_w)
+
+
+def _ratio_error(pred: float | None, meas: float | None) -> float | None:
+    if pred is None or meas is None or not meas > 0 or not pred > 0:
+        return None
+    return pred / meas - 1.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,11 @@ class Comparison:
     by_class: Mapping[str, Summary]
     calibration: CalibrationProfile | None = field(default=None, compare=False)
     spread: float = math.nan  # median (p90 - p10) / median of the measured ops, if recorded
+    timing: str = "wall"  # what the measured times are: "wall" (harness loop) or "kernel"
+    by_kind: Mapping[str, Summary] = field(default_factory=dict)
+    by_group: Mapping[str, Summary] = field(default_factory=dict)
+    energy: Mapping[str, Summary] = field(default_factory=dict)  # overall and per op class
+    power: Mapping[str, Summary] = field(default_factory=dict)
 
     def op_rows(self) -> list[Row]:
         return [r for r in self.rows if r.mode == "op"]
@@ -162,11 +190,36 @@ def summarize(rows: Sequence[Row], label: str = "overall") -> Summary:
                    log_bias=statistics.median(r.log_ratio for r in rows))
 
 
-def _by_class(rows: Sequence[Row]) -> dict[str, Summary]:
+def _by_class(rows: Sequence[Row], key: str = "op_class") -> dict[str, Summary]:
     groups: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault(r.op_class, []).append(r)
+        groups.setdefault(getattr(r, key), []).append(r)
     return {c: summarize(groups[c], c) for c in sorted(groups)}
+
+
+def metric_rows(rows: Iterable[Row], metric: str) -> list[Row]:
+    """Rows re-expressed for ``metric`` (``energy``: J per call, ``power``: W) where both the
+    prediction and the measurement exist: ``predicted_s``/``measured_s``/``error`` then hold
+    that metric, so :func:`summarize` gives its MAPE and bias."""
+    out = []
+    for r in rows:
+        p, m = (r.predicted_energy_j, r.measured_energy_j) if metric == "energy" else \
+            (r.predicted_power_w, r.measured_power_w)
+        err = _ratio_error(p, m)
+        if err is not None:
+            assert p is not None and m is not None
+            out.append(replace(r, predicted_s=p, measured_s=m, error=err))
+    return out
+
+
+def _metric_summaries(rows: Sequence[Row], metric: str) -> dict[str, Summary]:
+    """``{"overall": ..., "e2e": ..., <op class>: ...}`` of ``metric`` (empty without data)."""
+    mr = metric_rows(rows, metric)
+    if not mr:
+        return {}
+    ops = [r for r in mr if r.mode == "op"]
+    out = {"overall": summarize(ops, "overall")} if ops else {}
+    return {**out, **_by_class(mr)}
 
 
 # -- predicting records ----------------------------------------------------------------------
@@ -195,7 +248,50 @@ def record_op(rec: Measurement) -> Op:
     return op_from_dict(d)
 
 
-def _predict_record_op(rec: Measurement, system: System) -> tuple[Row | None, Unsupported | None]:
+def op_power_w(device: Any, cost: Any) -> float | None:
+    """Predicted device power (W) while ``cost`` runs back to back, as a measurement loop runs
+    it: :func:`simulator.power.op_power_w` where the power model exists, else the device's
+    static power plus the op's dynamic energy over its latency; None without a latency."""
+    if not cost.latency_s > 0:
+        return None
+    try:
+        from simulator.power import op_power_w as _power
+        from simulator.power import power_model
+    except ImportError:
+        _power = None
+    if _power is not None:
+        try:
+            return float(_power(cost, power_model(device)))
+        except (HwsimError, KeyError, ValueError, AttributeError, TypeError):
+            pass  # a family the power model does not price: the static + dynamic estimate
+    static = getattr(getattr(device, "power", None), "static_w", None)
+    return None if static is None else float(static) + cost.energy_j / cost.latency_s
+
+
+def _num(x: Any) -> float | None:
+    """A per-device power or energy figure as one number (a mapping or list: its mean)."""
+    if isinstance(x, Mapping):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        vals = [float(v) for v in x if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return sum(vals) / len(vals) if vals else None
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def result_device_energy(res: Any) -> tuple[float | None, float | None]:
+    """(energy J, average power W) of the first accelerator of a Result (what a measurement
+    on one device reads): ``device_power_w`` where the Result has it, else its per-device
+    record, else the whole run's."""
+    per = getattr(res, "per_device", ()) or ()
+    energy = per[0].energy_j if per else res.energy_j
+    power = _num(getattr(res, "device_power_w", None))
+    if power is None:
+        power = per[0].avg_power_w if per else res.avg_power_w
+    return (float(energy) if energy else None), (float(power) if power else None)
+
+
+def _predict_record_op(rec: Measurement, system: System, timing: str = "wall"
+                       ) -> tuple[Row | None, Unsupported | None]:
     kind = rec.kind or str((rec.op or {}).get("kind", ""))
     try:
         op = record_op(rec)
@@ -205,16 +301,22 @@ def _predict_record_op(rec: Measurement, system: System) -> tuple[Row | None, Un
         cost = predict_op(op, system, rotated_sets=record_sets(rec))
     except HwsimError as e:
         return None, Unsupported(rec.id, op.kind, str(e))
-    if not cost.latency_s > 0:
-        return None, Unsupported(rec.id, op.kind, f"predicted time {cost.latency_s!r} s")
+    t = kernel_time(cost) if timing == "kernel" else cost.latency_s
+    if not t > 0:
+        return None, Unsupported(rec.id, op.kind, f"predicted time {t!r} s")
+    power = op_power_w(system.device, cost) if (rec.energy_j or rec.avg_power_w) else None
     row = Row(id=rec.id, mode="op", kind=op.kind, group=rec.group,
               op_class=op_class(op, cost.bound), shape_key=_record_shape_key(rec),
-              predicted_s=cost.latency_s, measured_s=rec.time_s,
-              error=cost.latency_s / rec.time_s - 1.0, bound=cost.bound)
+              predicted_s=t, measured_s=rec.time_s,
+              error=t / rec.time_s - 1.0, bound=cost.bound,
+              predicted_energy_j=power * cost.latency_s if power else None,
+              measured_energy_j=rec.energy_j, predicted_power_w=power,
+              measured_power_w=rec.avg_power_w)
     return row, None
 
 
-def _predict_record_e2e(rec: Measurement, system: System) -> tuple[Row | None, Unsupported | None]:
+def _predict_record_e2e(rec: Measurement, system: System, timing: str = "wall"
+                        ) -> tuple[Row | None, Unsupported | None]:
     w = dict(rec.workload or {})
     name = w.get("name")
     if not name:
@@ -233,16 +335,26 @@ def _predict_record_e2e(rec: Measurement, system: System) -> tuple[Row | None, U
     skipped = (rec.extra or {}).get("skipped_ops")
     note = (f"measured without {skipped} op(s) the executor could not run; the prediction "
             "includes them" if skipped else "")
+    pe, pp = result_device_energy(res) if (rec.energy_j or rec.avg_power_w) else (None, None)
     row = Row(id=rec.id, mode="e2e", kind=rec.kind or "e2e", group=rec.group or str(name),
               op_class="e2e", shape_key="", predicted_s=res.latency_s, measured_s=rec.time_s,
-              error=res.latency_s / rec.time_s - 1.0, bound=bound, note=note)
+              error=res.latency_s / rec.time_s - 1.0, bound=bound, note=note,
+              predicted_energy_j=pe, measured_energy_j=rec.energy_j, predicted_power_w=pp,
+              measured_power_w=rec.avg_power_w)
     return row, None
 
 
 def compare(dataset: Dataset | str | Path, arch: str | System,
-            calibration: CalibrationProfile | None = None) -> Comparison:
+            calibration: CalibrationProfile | None = None, *,
+            timing: str | None = None) -> Comparison:
     """Predict every record of ``dataset`` on ``arch`` (with ``calibration`` applied if given)
-    and compare with the measured median times.
+    and compare with the measured median times; records with measured energy or power are
+    compared on those too (:attr:`Comparison.energy`, :attr:`Comparison.power`).
+
+    ``timing`` (default: the dataset's ``meta["timing"]``, else ``wall``) says what the
+    measured times are: ``wall`` (a harness loop, launch included: the op's latency is
+    compared) or ``kernel`` (device time from a profiler trace:
+    :func:`simulator.mapping.gpu.kernel_time`, the latency less the launch overhead).
 
     Raises
     ------
@@ -253,11 +365,14 @@ def compare(dataset: Dataset | str | Path, arch: str | System,
     system = resolve_system(arch)
     if calibration is not None:
         system = calibration.apply(system)
+    tm = timing or str(ds.meta.get("timing") or "wall")
+    if tm not in ("wall", "kernel"):
+        raise HwsimError(f"{ds.path}: timing: expected 'wall' or 'kernel', got {tm!r}")
     rows: list[Row] = []
     unsupported: list[Unsupported] = []
     for rec in ds.records:
         fn = _predict_record_op if rec.mode == "op" else _predict_record_e2e
-        row, bad = fn(rec, system)
+        row, bad = fn(rec, system, tm)
         if row is not None:
             rows.append(row)
         if bad is not None:
@@ -269,7 +384,11 @@ def compare(dataset: Dataset | str | Path, arch: str | System,
                       rows=tuple(rows), unsupported=tuple(unsupported),
                       overall=summarize(ops, "overall"), e2e=summarize(e2e, "e2e"),
                       by_class=FrozenMap(_by_class(rows)), calibration=calibration,
-                      spread=_spread(ds.ops()))
+                      spread=_spread(ds.ops()), timing=tm,
+                      by_kind=FrozenMap(_by_class(ops, "kind")),
+                      by_group=FrozenMap(_by_class(ops, "group")),
+                      energy=FrozenMap(_metric_summaries(rows, "energy")),
+                      power=FrozenMap(_metric_summaries(rows, "power")))
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -371,16 +490,20 @@ def write_csv(comparison: Comparison, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cols = ["id", "mode", "kind", "group", "op_class", "shape_key", "predicted_s",
-            "measured_s", "error", "bound", "note", "unsupported"]
+            "measured_s", "error", "bound", "note", "unsupported", "predicted_energy_j",
+            "measured_energy_j", "predicted_power_w", "measured_power_w"]
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in comparison.rows:
             w.writerow([r.id, r.mode, r.kind, r.group, r.op_class, r.shape_key,
                         repr(r.predicted_s), repr(r.measured_s), repr(r.error), r.bound, r.note,
-                        ""])
+                        "", *("" if v is None else repr(v) for v in (
+                            r.predicted_energy_j, r.measured_energy_j, r.predicted_power_w,
+                            r.measured_power_w))])
         for u in comparison.unsupported:
-            w.writerow([u.id, "", u.kind, "", "", "", "", "", "", "", "", u.reason])
+            w.writerow([u.id, "", u.kind, "", "", "", "", "", "", "", "", u.reason,
+                        "", "", "", ""])
     return out
 
 
@@ -462,11 +585,11 @@ def _calibration_lines(c: Comparison) -> list[str]:
     for name in p.fitted:
         v = p.value(name)
         se = stderr.get(name)
-        fmt = (lambda x: _t(x)) if name == "launch_overhead" else (lambda x: f"{x:.4g}")
+        fmt = (lambda x: _t(x)) if name in _TIME_PARAMS else (lambda x: f"{x:.4g}")
         rows.append([name, fmt(v), "fitted", fmt(se) if se is not None else "-"])
     for name, info in (p.kept or {}).items():
         v = info.get("value")
-        shown = "-" if v is None else (_t(v) if name == "launch_overhead" else f"{v:.4g}")
+        shown = "-" if v is None else (_t(v) if name in _TIME_PARAMS else f"{v:.4g}")
         rows.append([name, shown, f"kept: {info.get('reason', '')}", "-"])
     lines += _table(("parameter", "value", "status", "std. error"), rows)
     st = p.stats or {}
@@ -505,6 +628,23 @@ def _calibration_lines(c: Comparison) -> list[str]:
         s = summarize(hr, "held-out")
         lines += ["", f"On this dataset's held-out shapes: MAPE {_pct(s.mape)} over {s.count} "
                   f"ops (bias {_pct(s.bias, True)})."]
+    return lines
+
+
+def _energy_lines(c: Comparison) -> list[str]:
+    """The energy and power error tables, or why there are none."""
+    if not c.energy and not c.power:
+        from simulator.validate.energy import energy_note
+
+        return [energy_note(c.meta.get("energy")) + " (no energy or power to compare)."]
+    lines = ["Predicted energy per call and average power (the device while the op runs "
+             "back to back) against the measured ones (NVML board power on a GPU, RAPL package "
+             "power on a CPU, idle included).", ""]
+    for title, sums in (("energy per call", c.energy), ("average power", c.power)):
+        if sums:
+            lines += [f"{title}:", ""]
+            lines += _table(_SUMMARY_HEADER, [_summary_row(s) for s in sums.values()])
+            lines.append("")
     return lines
 
 
@@ -556,6 +696,13 @@ def write_report(comparison: Comparison, out_dir: str | Path,
               "Class = op kind, for matmuls `gemv` (min(m, n) <= 16) or `gemm`, and the bound "
               "the simulator predicts.", ""]
     lines += _table(_SUMMARY_HEADER, [_summary_row(s) for s in c.by_class.values()])
+    if c.meta.get("source"):
+        lines += ["", "## By op kind", ""]
+        lines += _table(_SUMMARY_HEADER, [_summary_row(s) for s in c.by_kind.values()])
+        lines += ["", "## By profiled op", ""]
+        lines += _table(_SUMMARY_HEADER, [_summary_row(s) for s in c.by_group.values()])
+    lines += ["", "## Energy and power", ""]
+    lines += _energy_lines(c)
     lines += ["", "## Worst 10 ops", ""]
     lines += _table(("id", "class", "group", "predicted", "measured", "error"),
                     [[r.id, r.op_class, r.group or "-", _t(r.predicted_s), _t(r.measured_s),

@@ -24,6 +24,13 @@ Each measurement line::
 End-to-end runs use ``"mode": "e2e"`` with ``"workload"`` (name, phase, batch, seq, context,
 dtype) in place of ``"op"``. ``time_s`` is always the median. Measurement (``measure.py``)
 writes these files; comparison and calibration only read them.
+
+Energy: ``energy_j`` (J per call) and ``avg_power_w`` (W over the energy loop) are the device's
+whole draw, idle included (NVML board energy on a GPU, RAPL package energy on a CPU), with the
+method, idle power and loop in ``extra.energy``; they are absent, never zero, where energy was
+not readable. ``meta.energy`` says which: ``{"measured": true, "method": "rapl", "domains":
+[...]}`` or ``{"measured": false, "reason": "..."}``. ``meta.timing`` (optional, default
+``"wall"``) is ``"kernel"`` for profiler data (:mod:`simulator.validate.traces`).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@
 - On CPU the torch thread count is pinned for the run (``threads``, default: the CPUs this
   process may use) and restored afterwards; on CUDA clocks and power limits are only read.
 - :func:`measure_energy` reads NVML's total-energy counter over a loop of at least a second,
-  samples power in a background thread and measures idle power first. On a CPU (or without
-  ``pynvml``) it returns an :class:`Energy` whose numbers are ``None`` and whose ``reason``
-  says why: numbers are never invented.
+  samples power in a background thread and measures idle power first; on a CPU it reads the
+  RAPL package counters (:mod:`simulator.validate.energy`, wrap-around counted). Where neither
+  can be read (no ``pynvml``, no ``/sys/class/powercap``, permission denied) it returns an
+  :class:`Energy` whose numbers are ``None`` and whose ``reason`` says why: numbers are
+  never invented.
 - :func:`measure_ops` and :func:`measure_workload` produce :class:`~simulator.validate.dataset.
   Measurement` records; ops that cannot run (collectives, unsupported dtypes) are kept out of
   the records and returned in ``skipped`` with the reason (a dataset's records must have a
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,7 +222,8 @@ def pinned_threads(device: str, threads: int | None = None) -> Iterator[int | No
 # -- energy ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Energy:
-    """Energy per call (J) and power (W) from NVML; every number is None where unavailable,
+    """Energy per call (J) and power (W) from NVML or RAPL; every number is None where
+    unavailable,
     with ``reason`` saying why. ``avg_power_w`` comes from the energy counter over the loop,
     ``sampled_power_w`` from the background power samples."""
 
@@ -290,18 +294,28 @@ class _PowerSampler:
 
 def measure_energy(fn: Callable[[int], Any], device: str, *, min_time_s: float = 1.0,
                    sets: int = 1, warmup: int = 3, idle_s: float = 0.5,
-                   sample_interval_s: float = 0.01) -> Energy:
-    """Energy per call of ``fn(i)`` on an NVIDIA GPU through NVML.
+                   sample_interval_s: float = 0.01,
+                   rapl_root: str | Path | None = None) -> Energy:
+    """Energy per call of ``fn(i)``: NVML on an NVIDIA GPU, RAPL on a CPU.
 
-    Measures idle power for ``idle_s`` first, then loops ``fn`` for at least ``min_time_s``
-    reading ``nvmlDeviceGetTotalEnergyConsumption`` (mJ) before and after (falling back to
-    integrating the power samples where the counter is unsupported). Energy per call is the
-    board's total energy over the loop divided by the calls (idle power included; subtract
-    ``idle_power_w * time`` for the dynamic part). On CPU, or without NVML, every number is
-    None and ``reason`` says why.
+    GPU: measures idle power for ``idle_s`` first, then loops ``fn`` for at least
+    ``min_time_s`` reading ``nvmlDeviceGetTotalEnergyConsumption`` (mJ) before and after
+    (falling back to integrating the power samples where the counter is unsupported). Energy
+    per call is the board's total energy over the loop divided by the calls (idle power
+    included; subtract ``idle_power_w * time`` for the dynamic part).
+
+    CPU: the package counters of RAPL (``rapl_root``, default ``/sys/class/powercap``; see
+    :func:`simulator.validate.energy.rapl_energy`), read after every batch of 8 calls so a
+    counter wrap is counted, idle package power first.
+
+    Where neither can be read every number is None and ``reason`` says why (never a zero).
     """
     if device_kind(device) != "cuda":
-        return Energy(reason="energy is measured through NVML on NVIDIA GPUs only")
+        from simulator.validate.energy import rapl_energy
+
+        got = rapl_energy(fn, min_time_s=min_time_s, sets=sets, warmup=warmup, idle_s=idle_s,
+                          root=rapl_root)
+        return Energy(**got)
     torch = import_torch()
     try:
         nvml, handle = _nvml(torch, device)
@@ -452,7 +466,9 @@ def _torch_importable() -> bool:
 class MeasureSettings:
     """How to measure. ``rotate_sets=None`` sizes the input rotation per op to exceed the
     last-level cache (:func:`~simulator.validate.executor.auto_sets`); ``threads=None`` uses
-    every CPU in this process's affinity; ``energy`` adds an NVML energy loop per op (CUDA)."""
+    every CPU in this process's affinity; ``energy`` adds an energy loop per op (NVML on CUDA,
+    RAPL on CPU): True, False, or None for "where readable" (probed once per run by
+    :func:`simulator.validate.energy.probe_energy`)."""
 
     warmup: int = 3
     min_reps: int = 5
@@ -460,7 +476,7 @@ class MeasureSettings:
     min_time_s: float = 0.2
     rotate_sets: int | None = None
     threads: int | None = None
-    energy: bool = False
+    energy: bool | None = None
     energy_min_time_s: float = 1.0
     seed: int = 0
     memory_budget_bytes: int | None = None
@@ -493,6 +509,7 @@ class MeasureSettings:
             d["threads"] = (self.threads or host.affinity_count()) if device_kind(device) == "cpu" \
                 else None
         d["rotate_sets"] = self.rotate_sets if self.rotate_sets is not None else "auto"
+        d["energy"] = self.energy if self.energy is not None else "auto"
         return d
 
 
@@ -526,6 +543,21 @@ class MeasuredWorkload:
     ops: list[Measurement]
     e2e: Measurement
     skipped: list[Skipped] = field(default_factory=list)
+
+
+def _resolve_energy(s: MeasureSettings, device: str) -> MeasureSettings:
+    """``energy=None`` ("where readable") resolved for ``device`` by one probe."""
+    if s.energy is not None:
+        return s
+    return replace(s, energy=probe_device_energy(device).ok)
+
+
+def probe_device_energy(device: str) -> Any:
+    """:func:`simulator.validate.energy.probe_energy` for ``device``, with its NVML handle
+    on a GPU."""
+    from simulator.validate.energy import probe_energy
+
+    return probe_energy(device, nvml_open=lambda: _nvml(import_torch(), device))
 
 
 def _json_clean(v: Any) -> Any:
@@ -606,7 +638,7 @@ def measure_ops(ops: Iterable[tuple[str, str, Op]], device: str,
     and each op's passes are combined by :func:`combine_passes` (``extra["pass_medians"]``). ``progress`` receives one line per op, e.g.
     ``[12/64] matmul 512x4096x4096 fp32: 1.23 ms``.
     """
-    s = settings or MeasureSettings()
+    s = _resolve_energy(settings or MeasureSettings(), device)
     items = list(ops)
     ids = [i for i, _, _ in items]
     if len(set(ids)) != len(ids):
@@ -679,7 +711,7 @@ def measure_workload(name: str, phase: str = "auto", batch: int = 1, seq: int | 
     from workloads.transforms.fuse import fuse_epilogues
     from workloads.zoo import build
 
-    s = settings or MeasureSettings()
+    s = _resolve_energy(settings or MeasureSettings(), device)
     graph = build(name, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
                   image_size=image_size)
     if fuse:
@@ -715,12 +747,17 @@ def measure_workload(name: str, phase: str = "auto", batch: int = 1, seq: int | 
             runs.append(run_graph_e2e(graph, device, warmup=s.warmup, min_reps=s.min_reps,
                                       max_reps=s.max_reps, min_time_s=s.min_time_s,
                                       sets=s.rotate_sets, seed=s.seed, skip_unsupported=True,
-                                      memory_budget=s.memory_budget_bytes))
+                                      memory_budget=s.memory_budget_bytes,
+                                      energy=bool(s.energy) and not runs,
+                                      energy_min_time_s=s.energy_min_time_s))
     run = replace(runs[0], timing=combine_passes([r.timing for r in runs]))
+    e = run.energy
     sum_ops = sum(r.time_s * r.extra["count"] for r in records)
     extra: dict[str, Any] = {"ops": run.ops, "distinct_ops": run.distinct_ops,
                              "working_set_bytes": run.working_set_bytes,
                              "sum_op_median_s": sum_ops}
+    if e is not None:
+        extra["energy"] = {k: v for k, v in asdict(e).items() if v is not None}
     if run.skipped:
         extra["skipped_ops"] = len(run.skipped)
         extra["skipped"] = sorted({reason for _, reason in run.skipped})
@@ -728,7 +765,8 @@ def measure_workload(name: str, phase: str = "auto", batch: int = 1, seq: int | 
                      if k in wl)
     e2e = Measurement(id=f"e2e-{tag}-{shape}-{wl['dtype']}",
                       mode="e2e", kind="workload", group=f"e2e-{tag}", workload=wl,
-                      **_fields(run.timing), extra=extra)
+                      **_fields(run.timing), energy_j=e.energy_j if e else None,
+                      avg_power_w=e.avg_power_w if e else None, extra=extra)
     if progress:
         progress(f"[e2e] {tag} ({run.ops} ops): {_ms(run.timing.median)} "
                  f"(sum of op medians {_ms(sum_ops)})")
@@ -745,14 +783,17 @@ class E2ERun:
     distinct_ops: int
     working_set_bytes: int
     skipped: tuple[tuple[str, str], ...]
+    energy: Energy | None = None
 
 
 def run_graph_e2e(graph: WorkloadGraph, device: str, *, warmup: int = 3, min_reps: int = 5,
                   max_reps: int = 1000, min_time_s: float = 0.2, sets: int | None = 1,
                   seed: int = 0, skip_unsupported: bool = False,
-                  memory_budget: int | None = None) -> E2ERun:
+                  memory_budget: int | None = None, energy: bool = False,
+                  energy_min_time_s: float = 1.0) -> E2ERun:
     """Materialise every op of ``graph`` (:func:`graph_runner`), run them all in order and
-    time the whole pass with :func:`~simulator.validate.measure.time_callable`."""
+    time the whole pass with :func:`~simulator.validate.measure.time_callable`; with
+    ``energy``, then measure the energy of one pass (:func:`measure_energy`)."""
     gr = graph_runner(graph, device, sets=sets, seed=seed, skip_unsupported=skip_unsupported,
                       memory_budget=memory_budget)
     if not gr.order:
@@ -762,4 +803,5 @@ def run_graph_e2e(graph: WorkloadGraph, device: str, *, warmup: int = 3, min_rep
     with torch.inference_mode():
         timing = time_callable(gr, device=device, warmup=warmup, min_reps=min_reps,
                                max_reps=max_reps, min_time_s=min_time_s)
-    return E2ERun(timing, gr.ops, len(gr.runners), gr.working_set_bytes, tuple(gr.skipped))
+        e = measure_energy(gr, device, min_time_s=energy_min_time_s) if energy else None
+    return E2ERun(timing, gr.ops, len(gr.runners), gr.working_set_bytes, tuple(gr.skipped), e)

@@ -15,22 +15,25 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from simulator.errors import HwsimError
 from simulator.validate.dataset import save_dataset
+from simulator.validate.energy import energy_note
 from simulator.validate.executor import device_kind, resolve_device
 from simulator.validate.measure import (
     MeasureSettings,
     device_info,
     measure_ops,
     measure_workload,
+    probe_device_energy,
     software_info,
 )
 from simulator.validate.suites import get_suite
 
-__all__ = ["DEFAULT_ROOT", "validate", "slug", "default_out"]
+__all__ = ["DEFAULT_ROOT", "validate", "slug", "default_out", "energy_note"]
 
 #: Where datasets go when no ``out`` is given (relative to the current directory).
 DEFAULT_ROOT = Path("hwsim-measurements")
@@ -85,12 +88,28 @@ def validate(suite: str | None = None, workload: str | None = None, device: str 
     HwsimError
         Neither or both of ``suite`` and ``workload``; an unknown suite; torch missing; an
         ``out`` that already holds a dataset; nothing measurable.
+
+    Energy (``settings.energy``: None = where readable, the default) is measured per op and
+    end to end with NVML on a GPU, RAPL on a CPU; ``meta["energy"]`` says whether it was
+    and, where not, why (:func:`energy_note` prints it), and no record then carries an
+    energy number.
     """
     if (suite is None) == (workload is None):
         raise HwsimError("validate: give exactly one of suite= or workload=")
     s = settings or MeasureSettings()
     dev = resolve_device(device)
     info = device_info(dev)
+    probe = probe_device_energy(dev)
+    if s.energy is False:
+        energy_meta: dict[str, Any] = {"measured": False, "method": None,
+                                       "reason": "not requested (--no-energy)"}
+    else:
+        energy_meta = probe.to_json()
+        if s.energy and not probe.ok:
+            energy_meta["reason"] = f"requested but {probe.reason}"
+        s = replace(s, energy=probe.ok)
+    if progress:
+        progress(energy_note(energy_meta))
     what = suite if suite is not None else f"{Path(str(workload)).stem}-{phase}"
     path = Path(out) if out is not None else default_out(info["name"], what)
     if out is None:
@@ -122,5 +141,6 @@ def validate(suite: str | None = None, workload: str | None = None, device: str 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
         "device": info, "software": software_info(), "settings": s.to_dict(dev),
         "skipped": [k.to_json() for k in skipped], "duration_s": round(time.time() - start, 3),
+        "energy": energy_meta,
     })
     return save_dataset(path, meta, records)

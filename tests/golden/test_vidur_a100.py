@@ -137,48 +137,60 @@ def _check(cls: str, max_mape: float, bias_range: tuple[float, float]) -> None:
         f"{cls}: MAPE {mape:.1f}%, bias {bias:+.1f}%\n{_table()}"
 
 
-def test_residual_add_reaches_11_percent():
+def test_residual_add_reaches_the_target():
     """PyTorch's vectorised add: 2 us for small tensors (kernel startup and one round trip,
     not the 4 us launch the old model added), the skip input and the write-backs from DRAM,
-    the just-written input from the L2. Reached 10.5% / +7.5% (from 62.8% / +60.8% with the
-    launch counted, the old model), short of 10% / 5%. Left: 25 MB working sets (7B x 1024
-    tokens, 70B x 512) run at ~2.1 TB/s in the profile, i.e. partly from the L2, but exceed
-    the model's half-L2 residency rule and are costed at DRAM bandwidth (+23..+33%)."""
-    _check("add", 11.5, (0.0, 8.5))
+    the just-written input from the L2; above half the L2, the last half-L2 of the
+    producer's output is still there (LRU) and streams from it. Reached 7.9% / +3.2% (from
+    62.8% / +60.8% with the launch counted, the old model; 10.5% / +7.5% with an
+    all-or-nothing half-L2 residency rule, which costed the 25 MB working sets of 7B x 1024
+    and 70B x 512 tokens, measured at ~2.1 TB/s, all at DRAM bandwidth)."""
+    _check("add", 10.0, (-5.0, 5.0))
 
 
-def test_rmsnorm_reaches_12_percent():
+def test_rmsnorm_reaches_11_percent():
     """vLLM's one-block-per-row RMSNorm: chains of dependent loads, in waves of 216 rows.
-    Reached 12.4% / +11.8% (from 35.8% / -32.1%), short of 10% / 5%. Left: (a) tokens 1-192
+    Reached 11.0% / +9.5% (from 35.8% / -32.1%; 12.4% / +11.8% before the last half-L2 of a
+    larger producer output was counted as resident), short of 10% / 5%. Left: tokens 1-192
     (one wave) are predicted 4.6-5.5 us (7B) and 7.8-9.6 us (70B) against 4.0-5.0 and 7.0-9.0
     measured, at the profiles' 1 us resolution: the chain per load (0.6 us DRAM + 0.2 us L2
-    latency, the spec's estimates) runs ~0.1 us long; (b) 25 MB working sets (70B x 768
-    tokens, 7B x 1536) are resident in the measured L2 but not under the model's half-L2
-    rule (+12..+24%)."""
-    _check("rmsnorm", 13.0, (0.0, 13.0))
+    latency, the spec's estimates) runs ~0.1 us long."""
+    _check("rmsnorm", 11.5, (0.0, 10.0))
 
 
 def test_other_streaming_classes_reach_their_levels():
     """Not targeted by the issue; their levels, and what is left:
 
-    - act (SiLU-and-mul) -52%: vLLM runs one block per token over the 2 x ffn/tp row, a chain
+    - act (SiLU-and-mul) -57%: vLLM runs one block per token over the 2 x ffn/tp row, a chain
       of width/1024 dependent loads (28 of them at 70B, 1 token: 22 us); an Elementwise op
       carries only its element count, so it is costed as a vectorised grid (one round trip).
-    - rope -33%: the same, vLLM's rotary kernel is one block per token.
+      (-52% before the partial L2 residency of large producer outputs, which speeds its
+      traffic further from a kernel the model does not yet run as vLLM does.)
+    - rope -36%: the same, vLLM's rotary kernel is one block per token.
     - emb -32%: index_select's per-element 64-bit index arithmetic is issue-bound beyond
       the two dependent loads modelled (1.5 us per iteration measured vs 0.8 us modelled).
     """
-    _check("act", 56.0, (-56.0, -48.0))
+    _check("act", 57.0, (-57.0, -48.0))
     _check("rope", 37.0, (-37.0, -29.0))
     _check("emb", 35.0, (-35.0, -28.0))
 
 
-def test_matmul_as_currently_modelled():
-    """GEMMs are another part of issue 12 (3: small-M and wide GEMMs) and unchanged here;
-    reported on kernel time: 18.4% / -17.7% (10.4% / -8.9% with the 4 us launch counted, as
-    the issue measured): small-M GEMVs run 5-7 us longer than the model and reach ~80%, not
-    88%, of the HBM bandwidth."""
-    _check("matmul", 19.5, (-19.5, -16.0))
+def test_matmul_reaches_8_percent():
+    """cuBLAS GEMMs as the GPU mapper runs them (issue 12 part 3; target 5% / |bias| 5%):
+    each tile's K loop keeps its shared-memory stages' loads in flight against the loaded
+    DRAM latency (Little's law: a narrow GEMM's few CTAs cannot, so split-K pays), every wave
+    fills its pipeline and writes its output tiles together, the kernel starts up once
+    (1.2 us), and a stage waits for the later of its math and its exponentially distributed
+    data time. Reached 8.1% / -4.1% (from 18.4% / -17.7%), kernel time, uncalibrated. Per
+    projection (MAPE / bias, before -> after): QKV 19.2/-18.2 -> 8.5/-5.2, out-proj
+    24.5/-24.5 -> 10.9/-8.6, up/gate 13.7/-13.4 -> 5.3/-1.6, down 16.3/-14.6 -> 7.5/-0.9.
+    Per token range: 1-16 22.5/-22.5 -> 7.7/-6.9, 24-64 24.7/-24.7 -> 7.8/-3.9, 96-256
+    25.9/-25.2 -> 12.0/-7.0, 384-1024 10.5/-8.0 -> 8.1/-2.2, 1536-4096 7.6/-6.8 -> 4.8/+0.3.
+    Left: (a) small weights (TP 4-8, < 20 MB) run 2-5 us longer than the model's fixed
+    costs; (b) at 96-384 tokens cuBLAS's heuristics pick tiles and split-K factors the
+    model's fastest-plan search does not (single cases off by 20-30% either way, e.g. 70B
+    TP1 down at 128 tokens +40%, 7B TP2 up at 128 tokens -35%)."""
+    _check("matmul", 8.5, (-5.0, 0.0))
 
 
 def test_nccl_allreduce_in_one_node():

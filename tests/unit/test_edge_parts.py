@@ -157,15 +157,19 @@ def test_edge_tpu_memory_is_host_over_usb_then_8mb_sram():
 
 
 def test_a_model_over_the_8mb_sram_is_bound_by_usb():
-    """ResNet-50's 25.6 MB of int8 weights do not fit the 8 MB SRAM: they cross USB every
-    inference, so the latency is at least their bytes over the achievable USB rate, and every
-    conv is memory-bound."""
+    """ResNet-50's 25.6 MB of int8 weights do not fit the 8 MB SRAM: what the parameter
+    cache cannot hold (beside the largest activation set) crosses USB every inference, so the
+    latency is at least those bytes over the achievable USB rate, and every conv with weights
+    off chip is memory-bound."""
     g = build("resnet50", dtype="int8")
     assert g.meta["weight_bytes"] > 8 * 2**20
     r = simulate("resnet50", "coral-edge-tpu")
-    assert r.latency_s >= g.meta["weight_bytes"] / 0.4e9
-    convs = [rec for rec in r.records if rec.kind == "conv2d"]
-    assert convs and all(rec.bound == "memory" for rec in convs)
+    res = r.meta["residency"]
+    streamed = res["weight_bytes"] - (res["capacity_bytes"] - res["activation_peak_bytes"])
+    assert streamed > 0.7 * g.meta["weight_bytes"]
+    assert r.latency_s >= streamed / 0.4e9
+    convs = [rec for rec in r.records if rec.kind == "conv2d" and rec.dram_bytes > 0]
+    assert convs and sum(rec.bound == "memory" for rec in convs) >= 0.9 * len(convs)
     # the M.2 / Mini PCIe module's recipe (PCIe Gen2 x1) from the header
     pcie = simulate("resnet50", "coral-edge-tpu", overrides=[
         "memory.host.bandwidth=500 MB/s", "params.bandwidth_efficiency=0.8"])

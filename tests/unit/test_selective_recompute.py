@@ -54,9 +54,9 @@ def test_recomputed_ops_run_just_before_the_backward_that_needs_them():
     # the SwiGLU product is re-run right before down_proj's backward (it is down_proj's input)
     assert order.index("recompute.act") == order.index("down_proj.dgrad") - 1
     assert "recompute.act" in set(block.g.predecessors("down_proj.wgrad"))
-    # the attention core before o_proj's backward, the norm before the q/k/v backward
+    # the attention core before o_proj's backward, the norm before the fused QKV backward
     assert order.index("recompute.attention") < order.index("o_proj.wgrad")
-    assert order.index("recompute.attn_norm") < order.index("q_proj.wgrad")
+    assert order.index("recompute.attn_norm") < order.index("qkv_proj.wgrad")
     # the layer's last op (the residual add feeding the next layer) is kept, not re-run
     assert "recompute.mlp_residual" not in block.g
 

@@ -156,7 +156,7 @@ def test_prune_counts_layers_and_leaves_the_input_alone():
     before = g.weight_bytes()
     p = prune(g, "2:4")
     assert g.weight_bytes() == before
-    assert p.meta["sparsity"]["pruned_layers"] == 32 * 7  # q, k, v, o, gate, up, down
+    assert p.meta["sparsity"]["pruned_layers"] == 32 * 4  # qkv, o, gate_up, down (fused)
     assert p.count_ops() == g.count_ops() and p.flops() == g.flops()
     assert all(op.sparsity is not None for op, _ in ops_with_counts(p)
                if isinstance(op, MatMul) and op.weight and op.n != 32000)
@@ -220,7 +220,9 @@ def test_2_4_compute_bound_gemm_is_faster_by_the_modelled_factor(arch):
     assert sparse.details["sparse_math"] == pytest.approx(_factor(arch))
     assert sparse.compute_s == pytest.approx(dense.compute_s / _factor(arch), rel=1e-12)
     busy_d, busy_s = dense.latency_s - dense.overhead_s, sparse.latency_s - sparse.overhead_s
-    assert busy_d / busy_s == pytest.approx(1.4, rel=1e-12)
+    # 2%: the math/data overlap (gpu.py: busy = c + m exp(-c/m)) and the per-wave fill do not
+    # scale with the math rate, so the busy time shrinks a little less than the math does
+    assert busy_d / busy_s == pytest.approx(1.4, rel=0.02)
     # the sparse tensor cores execute the kept half of the MACs
     assert sparse.flops.matrix == dense.flops.matrix / 2
     assert sparse.energy_j < dense.energy_j
@@ -229,8 +231,10 @@ def test_2_4_compute_bound_gemm_is_faster_by_the_modelled_factor(arch):
 def test_h100_8192_cubed_bf16_numbers():
     dense = predict_op(MatMul(m=8192, n=8192, k=8192, weight=True), H100)
     sparse = predict_op(MatMul(m=8192, n=8192, k=8192, weight=True, sparsity="2:4"), H100)
-    assert dense.latency_s == pytest.approx(1.43723e-3, rel=1e-4)
-    assert sparse.latency_s == pytest.approx(1.02805e-3, rel=1e-4)
+    # re-pinned with the issue-12 GEMM model (achieved DRAM rate from bytes in flight, per-wave
+    # fill, math/data overlap): 1.43723 -> 1.47353 ms dense, 1.02805 -> 1.05552 ms sparse
+    assert dense.latency_s == pytest.approx(1.47353e-3, rel=1e-4)
+    assert sparse.latency_s == pytest.approx(1.05552e-3, rel=1e-4)
 
 
 def test_2_4_decode_gemv_moves_the_compressed_weight():
@@ -241,8 +245,11 @@ def test_2_4_decode_gemv_moves_the_compressed_weight():
     assert dense.dram_bytes == a_and_c + weight == 134250496
     assert sparse.dram_bytes == a_and_c + weight * 0.5625 == 75530240
     assert dense.bound == sparse.bound == "memory"
-    assert sparse.memory_s / dense.memory_s == pytest.approx(75530240 / 134250496, rel=1e-12)
-    assert sparse.latency_s < 0.62 * dense.latency_s
+    # 10%: the achieved DRAM rate depends on the bytes a GEMV keeps in flight (Little's law in
+    # gpu.py), which the compressed weight lowers a little, so time falls a bit less than bytes
+    assert sparse.memory_s / dense.memory_s == pytest.approx(75530240 / 134250496, rel=0.10)
+    # 0.66: the bytes ratio 0.56 plus the fixed costs and the slightly lower achieved rate
+    assert sparse.latency_s < 0.66 * dense.latency_s
 
 
 @pytest.mark.parametrize("sp", ["4:8", "1:4", "0.7"])
@@ -279,12 +286,14 @@ def test_cpu_reads_compressed_weights_without_a_math_speedup():
 # -- whole runs -------------------------------------------------------------------------------
 # latencies before sparsity existed (dense graphs must cost exactly the same); the GPU rows
 # re-pinned when streaming kernels became shape-dependent (issue 12, part 2: +3.8%, +0.4%,
-# +9.4% from 0.009297913864590059, 0.0007001989400576576, 0.002226044310305174)
+# +9.4% from 0.009297913864590059, 0.0007001989400576576, 0.002226044310305174), and again
+# with fused projections and the small-M GEMM model (issue 12, parts 3 and 5: +2.7%, +16.6%,
+# +22.1% from 0.009647935101732688, 0.0007028869400576576, 0.002434964652100838)
 DENSE_BEFORE = [
     ("llama2-7b", "h100-sxm", {"phase": "decode", "batch": 8, "context": 2048},
-     0.009647935101732688),
-    ("resnet50", "a100-sxm-80gb", {"batch": 8}, 0.0007028869400576576),
-    ("bert-base", "l4", {"batch": 4, "seq": 128}, 0.002434964652100838),
+     0.009907168339599771),
+    ("resnet50", "a100-sxm-80gb", {"batch": 8}, 0.0008198386552259275),
+    ("bert-base", "l4", {"batch": 4, "seq": 128}, 0.002972526104971831),
     ("gpt2", "tpu-v5e", {"phase": "prefill", "batch": 8, "seq": 128}, 0.0020171962938222254),
 ]
 
@@ -302,7 +311,7 @@ def test_sparse_decode_run():
     dense = simulate("llama2-7b", H100, **kw)
     sparse = simulate("llama2-7b", H100, sparsity="2:4", **kw)
     assert sparse.meta["sparsity"]["pattern"] == "2:4"
-    assert sparse.meta["sparsity"]["pruned_layers"] == 224
+    assert sparse.meta["sparsity"]["pruned_layers"] == 128  # 32 x (qkv, o, gate_up, down)
     assert sparse.meta["footprint"]["weights"] == 7810326528.0
     assert sparse.latency_s < 0.85 * dense.latency_s
     assert sparse.energy_j < dense.energy_j
@@ -388,7 +397,7 @@ def test_sparsity_never_slower_than_dense_and_energy_non_negative(data, arch):
     except HwsimError:
         return  # a dtype the part cannot run
     sparse = predict_op(sparse_op, arch)
-    assert sparse.latency_s <= dense.latency_s * (1 + 1e-12)
+    assert sparse.latency_s <= dense.latency_s * (1 + 1e-9)  # 1e-9: float rounding only
     assert sparse.energy_j >= 0 and math.isfinite(sparse.energy_j)
     assert all(v >= 0 for v in sparse.bytes_by_level.values())
     assert sparse_op.weight_bytes() <= op.weight_bytes()

@@ -103,7 +103,7 @@ def test_time_callable_rejects_bad_arguments():
 
 
 def test_energy_is_none_on_cpu_never_invented():
-    e = measure_energy(lambda i: None, "cpu")
+    e = measure_energy(lambda i: None, "cpu", rapl_root="/nonexistent-powercap")  # no RAPL
     assert isinstance(e, Energy)
     assert e.energy_j is None and e.avg_power_w is None and e.idle_power_w is None
     assert "NVML" in e.reason

@@ -60,7 +60,7 @@ def _rewrite_block(block: WorkloadGraph, ep: int, dims: dict, memo: dict) -> Wor
                 dims["weight_bytes_per_param"] = op.b_dtype.bytes
             elif isinstance(op, Elementwise):
                 op = replace(op, numel=local * m * dims["d_ff"])
-            if name.endswith("gate_proj") or name.endswith("up_proj"):
+            if name.endswith(("gate_proj", "up_proj")):  # also the fused gate_up_proj
                 ins = [_dispatch(out, ins, tokens, k, dims, ep, item.dtype)]
         if "moe:expert" not in tags and any(
                 "moe:expert" in block.g.nodes[p]["tags"] for p in block.g.predecessors(name)):

@@ -9,7 +9,8 @@ device group ``(0, ..., tp-1)``: each of the ``tp`` devices runs the same ops on
 - attention: Q/K/V projections are column-parallel (``heads / tp`` heads per device), the
   output projection is row-parallel and ends in an all-reduce of the ``tokens x d`` activations;
 - MLP (and each expert of a mixture-of-experts MLP): up/gate projections column-parallel
-  (``d_ff / tp``), down projection row-parallel, then an all-reduce;
+  (``d_ff / tp`` each; a fused gate/up GEMM ``2 d_ff / tp``), down projection row-parallel,
+  then an all-reduce;
 - token embedding and LM head: vocabulary-parallel (``ceil(vocab / tp)`` rows per device, the
   last shard padded), the embedding output all-reduced;
 - norms, biases of row-parallel layers, routers and position embeddings are replicated.
@@ -147,6 +148,11 @@ def _col_ff(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:
     return replace(op, n=sh.d_ff)
 
 
+def _gate_up(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:
+    """Fused gate and up projections: each device holds its ``d_ff / tp`` columns of both."""
+    return replace(op, n=2 * sh.d_ff)
+
+
 def _act_ff(op: Elementwise, sh: TPShard, d: dict[str, int]) -> Op:
     return replace(op, numel=op.numel // d["d_ff"] * sh.d_ff)
 
@@ -165,13 +171,14 @@ def _vocab_head(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:
 
 RULES: dict[str, _Rule] = {
     "tp:qkv": _qkv, "tp:q": _q, "tp:kv": _kv, "tp:rope": _rope, "tp:attention": _attention,
-    "tp:row_attn": _row_attn, "tp:col_ff": _col_ff, "tp:act_ff": _act_ff, "tp:row_ff": _row_ff,
+    "tp:row_attn": _row_attn, "tp:col_ff": _col_ff, "tp:gate_up": _gate_up,
+    "tp:act_ff": _act_ff, "tp:row_ff": _row_ff,
     "tp:vocab": _vocab, "tp:vocab_head": _vocab_head,
 }
 
 
 # column-parallel roles: under sequence parallelism their input is all-gathered first
-_GATHER_BEFORE = ("tp:qkv", "tp:q", "tp:kv", "tp:col_ff", "tp:vocab_head")
+_GATHER_BEFORE = ("tp:qkv", "tp:q", "tp:kv", "tp:col_ff", "tp:gate_up", "tp:vocab_head")
 
 
 def _seq_shard(op: Op, tp: int) -> Op:

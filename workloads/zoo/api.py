@@ -187,7 +187,7 @@ def _dtype(model: str, name: str, v: str | DType | None) -> DType | None:
 
 def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None,
              context: int | None, dtype: str, weight_dtype: str | None, kv_dtype: str | None,
-             tp: int, image_size: int | None) -> BuildOptions:
+             tp: int, image_size: int | None, fuse_projections: bool = True) -> BuildOptions:
     family = spec.family
     if phase == "auto":
         phase = PHASES[family][0]
@@ -216,13 +216,14 @@ def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None
         context=ctx, dtype=_dtype(name, "dtype", dtype) or get_dtype("bf16"),
         weight_dtype=_dtype(name, "weight_dtype", weight_dtype),
         kv_dtype=_dtype(name, "kv_dtype", kv_dtype),
-        image_size=image_size or getattr(spec, "image_size", None) or _DEFAULT_IMAGE)
+        image_size=image_size or getattr(spec, "image_size", None) or _DEFAULT_IMAGE,
+        fuse_projections=fuse_projections)
 
 
 def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | None = None,
           context: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, tp: int = 1, image_size: int | None = None,
-          recompute: str = "none") -> WorkloadGraph:
+          recompute: str = "none", fuse_projections: bool = True) -> WorkloadGraph:
     """Build the workload graph of a shipped model or a config file.
 
     The builder makes the unsharded model; ``tp`` and ``phase="train"`` are applied as the
@@ -251,6 +252,9 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
         Training only: ``none`` or ``full`` activation recomputation.
     image_size:
         Input resolution for CNNs (default: the config's ``image_size``, else 224).
+    fuse_projections:
+        Transformers: Q/K/V as one GEMM and gate/up as one GEMM (default, as vLLM and
+        Megatron-LM run them); ``False``: one GEMM per projection.
 
     Raises
     ------
@@ -271,7 +275,7 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
                             f"{phase!r}")
     forward = build_model(name_or_path, phase=phase, batch=batch, seq=seq, context=context,
                           dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                          image_size=image_size)
+                          image_size=image_size, fuse_projections=fuse_projections)
     try:
         graph = tensor_parallel(forward, tp)
         if phase == "train":
@@ -291,7 +295,7 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
 def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
                 seq: int | None = None, context: int | None = None, dtype: str = "bf16",
                 weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1,
-                image_size: int | None = None) -> WorkloadGraph:
+                image_size: int | None = None, fuse_projections: bool = True) -> WorkloadGraph:
     """The unsharded model graph the zoo builds (``phase="train"``: the forward pass of a
     training step), with the model's facts in ``meta``. Transforms do the rest.
 
@@ -301,7 +305,7 @@ def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
     cfg, source, name = _resolve(name_or_path)
     spec = parse_config(cfg, source)
     o = _options(name, spec, phase, batch, seq, context, dtype, weight_dtype, kv_dtype, tp,
-                 image_size)
+                 image_size, fuse_projections)
     builder, params_fn = _BUILDERS[type(spec)]
     try:
         graph = builder(spec, o)

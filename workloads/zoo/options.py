@@ -16,6 +16,10 @@ class BuildOptions:
     ``seq`` is the number of new tokens per sequence this step (1 for decode, 1 sample for
     CNN/MLP), ``context`` the tokens already in the KV cache (decode, or a cached prefix for
     prefill), ``phase`` the graph phase the builder emits (``train`` builds ``forward`` first).
+    ``fuse_projections`` runs the Q, K and V projections as one GEMM and a gated MLP's gate and
+    up projections as one GEMM, as serving and training frameworks do (vLLM's
+    ``QKVParallelLinear`` and ``MergedColumnParallelLinear``, Megatron-LM's fused
+    ``linear_qkv`` and ``linear_fc1``); ``False`` builds one GEMM per projection.
     """
 
     model: str
@@ -27,6 +31,7 @@ class BuildOptions:
     weight_dtype: DType | None
     kv_dtype: DType | None
     image_size: int
+    fuse_projections: bool = True   # one QKV GEMM and one gate/up GEMM (vLLM, Megatron-LM)
 
     @property
     def tokens(self) -> int:

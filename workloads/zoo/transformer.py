@@ -7,6 +7,12 @@ is the unsharded model; each op is tagged with its tensor-parallel role (``tp:qk
 ``tp:row_attn``, ...) and ``meta["tp_dims"]`` records the sizes a split divides, so
 :func:`workloads.transforms.tensor_parallel.tensor_parallel` can shard it.
 
+Projections are fused by default (``BuildOptions.fuse_projections``): Q, K and V as one
+``qkv_proj`` GEMM (column-parallel under TP: each device holds its query heads and their
+KV heads, ``(heads + 2 kv_heads) / tp * head_dim`` columns) and a gated MLP's gate and up as
+one ``gate_up_proj`` GEMM (``2 d_ff / tp`` columns), as vLLM and Megatron-LM run them; unfused,
+one GEMM per projection.
+
 ``weight_dtype`` (weights-only quantisation) applies to the linear layers inside the blocks;
 embeddings, the LM head, the pooler and norms stay in ``dtype``, as in common int4/int8 recipes.
 """
@@ -88,7 +94,7 @@ def _linear(o: BuildOptions, m: int, n: int, k: int, bias: bool, batch: int = 1)
 def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> None:
     T, d, hd = o.tokens, spec.d_model, spec.head_dim
     q, kv = spec.heads * hd, spec.kv_heads * hd
-    if spec.fused_qkv:
+    if spec.fused_qkv or o.fuse_projections:
         qkv = [b.add("qkv_proj", _linear(o, T, q + 2 * kv, d, spec.qkv_bias), inp,
                      ("tp:qkv",))]
     else:
@@ -123,21 +129,28 @@ def _mlp(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> N
         m = math.ceil(T * spec.top_k / active)  # tokens per active expert (balanced routing)
         # batch=active: each active expert has its own weights (MatMul with weight=True)
         ex = "moe:expert"
-        gate = b.add("experts.gate_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk],
-                     ("tp:col_ff", ex))
-        up = b.add("experts.up_proj", _linear(o, m, f, d, spec.mlp_bias, active), [topk],
-                   ("tp:col_ff", ex))
+        if o.fuse_projections:  # vLLM's fused MoE runs w1 and w3 as one w13 GEMM
+            gate_up = [b.add("experts.gate_up_proj",
+                             _linear(o, m, 2 * f, d, spec.mlp_bias, active), [topk],
+                             ("tp:gate_up", ex))]
+        else:
+            gate_up = [b.add(f"experts.{x}_proj", _linear(o, m, f, d, spec.mlp_bias, active),
+                             [topk], ("tp:col_ff", ex)) for x in ("gate", "up")]
         b.add("experts.act", Elementwise(fn="swiglu", numel=active * m * f, dtype=o.dtype),
-              [gate, up], ("tp:act_ff", ex))
+              gate_up, ("tp:act_ff", ex))
         b.add("experts.down_proj", _linear(o, m, d, f, spec.mlp_bias, active), None,
               ("tp:row_ff", ex))
         # weight each token's top-k expert outputs by the router probabilities and sum them
         b.add("experts.combine", Elementwise(fn="mul", numel=T * spec.top_k * d, dtype=o.dtype),
               None, (reduce,))
     elif spec.gated_mlp:
-        gate = b.add("gate_proj", _linear(o, T, f, d, spec.mlp_bias), inp, ("tp:col_ff",))
-        up = b.add("up_proj", _linear(o, T, f, d, spec.mlp_bias), inp, ("tp:col_ff",))
-        b.add("act", Elementwise(fn="swiglu", numel=T * f, dtype=o.dtype), [gate, up],
+        if o.fuse_projections:
+            gate_up = [b.add("gate_up_proj", _linear(o, T, 2 * f, d, spec.mlp_bias), inp,
+                             ("tp:gate_up",))]
+        else:
+            gate_up = [b.add(f"{x}_proj", _linear(o, T, f, d, spec.mlp_bias), inp,
+                             ("tp:col_ff",)) for x in ("gate", "up")]
+        b.add("act", Elementwise(fn="swiglu", numel=T * f, dtype=o.dtype), gate_up,
               ("tp:act_ff",))
         b.add("down_proj", _linear(o, T, d, f, spec.mlp_bias), None, ("tp:row_ff", reduce))
     else:

@@ -1,0 +1,148 @@
+"""Laws of the power model (simulator/power): energy never negative; no op draws more than the
+power limit unless its clock is already at the DVFS floor; an idle device draws its idle
+power; more work never costs less energy; same input, same output; and every power/energy key
+of ``hwsim run --json`` present and finite for a part of every family."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.arch.loader import load_arch
+from simulator.plan import make_plan
+from simulator.power import op_power_w, power_model
+from simulator.predict import Predictor
+from workloads.ops import MatMul
+
+_SETTINGS = settings(max_examples=25, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+_PARTS = ("h100-sxm", "a100-sxm-80gb", "tpu-v4", "alveo-u250", "cpu-host", "eyeriss")
+
+
+@cache
+def _pred(arch: str, limit: float | None = None) -> Predictor:
+    return Predictor(load_arch(arch), power_limit_w=limit)
+
+
+@_SETTINGS
+@given(arch=st.sampled_from(_PARTS), m=st.integers(1, 4096), n=st.integers(1, 4096),
+       k=st.integers(1, 4096), frac=st.floats(0.3, 1.0))
+def test_energy_non_negative_and_power_under_the_cap(arch, m, n, k, frac):
+    dev = load_arch(arch).device
+    limit = dev.power.static_w + frac * (dev.power.tdp_w - dev.power.static_w) + 1e-6
+    p = _pred(arch, round(limit, 6))
+    pm = p.power
+    c = p.cost(c_op(m, n, k, dev))
+    assert c.energy.compute_j >= 0 and all(v >= 0 for v in c.energy.memory_j.values())
+    s = float(c.details.get("clock_scale", 1.0))
+    assert pm.min_clock - 1e-9 <= s <= 1.0
+    if s == 1.0:  # the clock did not drop: the op is under the limit
+        assert op_power_w(c, pm) <= pm.limit_w * (1 + 1e-6)
+    full = Predictor(load_arch(arch), power_limit_w=4 * dev.power.tdp_w).cost(c_op(m, n, k, dev))
+    if op_power_w(full, pm) <= dev.power.tdp_w and s > pm.min_clock + 1e-6:
+        # not throttled at the TDP (where the mappers' measured rates apply): a lower limit
+        # is met exactly by the lower clock (and the stall it may need)
+        watts = c.details.get("power_w", op_power_w(c, pm))
+        assert watts <= pm.limit_w * (1 + 1e-6), (c.details, pm.limit_w)
+
+
+def c_op(m: int, n: int, k: int, dev) -> MatMul:
+    return MatMul(m=m, n=n, k=k, dtype="int8" if dev.family != "gpu" else "bf16")
+
+
+@_SETTINGS
+@given(k=st.integers(256, 8192), limit=st.floats(200.0, 700.0))
+def test_lower_limit_never_faster_and_clock_falls(k, limit):
+    """A tighter cap never shortens an op; the clock it reports never rises."""
+    op = MatMul(m=8192, n=8192, k=k, dtype="bf16")
+    hi, lo = _pred("h100-sxm", 700.0).cost(op), _pred("h100-sxm", round(limit, 3)).cost(op)
+    assert lo.latency_s >= hi.latency_s * (1 - 1e-12)
+    assert lo.details.get("clock_scale", 1.0) <= hi.details.get("clock_scale", 1.0) + 1e-12
+
+
+@pytest.mark.parametrize("arch", ["dgx-h100", "h100-sxm"])
+def test_idle_devices_draw_idle_power(arch):
+    """A tp=1 run on an 8-GPU system leaves 7 GPUs idle: each draws exactly its idle power
+    (nothing dynamic, no busy floor), and its power timeline is flat at idle."""
+    p = _pred(arch)
+    plan = make_plan("gpt2", p.system, batch=2, seq=64)
+    r = p.predict(plan.build(), plan)
+    pm = power_model(p.system.device)
+    used = {rec.device for rec in r.records}
+    for d in r.per_device:
+        if d.device not in used:
+            assert d.avg_power_w == pytest.approx(pm.idle_w)
+            assert d.floor_j == 0 and d.compute_j == 0
+            assert d.peak_power_w == pytest.approx(pm.idle_w)
+        else:
+            assert d.avg_power_w > pm.idle_w
+            assert pm.idle_w <= d.peak_power_w <= pm.limit_w * 1.5
+
+
+@_SETTINGS
+@given(arch=st.sampled_from(("h100-sxm", "tpu-v4", "cpu-host", "alveo-u250")),
+       n=st.integers(1, 6), m=st.integers(1, 2048), k=st.integers(1, 2048),
+       limit=st.sampled_from([None, 0.6]))
+def test_more_work_never_costs_less_energy(arch, n, m, k, limit):
+    """The same op run n + 1 times never costs less energy than n times, with or without a
+    binding power limit (a lower clock lowers every copy's energy alike). (A larger batch of a
+    model is not "more work" in this sense: a better-fitting tile can move fewer bytes.)"""
+    from workloads.graph import WorkloadGraph
+
+    dev = load_arch(arch).device
+    w = None if limit is None else dev.power.static_w + limit * (dev.power.tdp_w -
+                                                                 dev.power.static_w)
+    p = _pred(arch, w)
+    op = c_op(m, 512, k, dev)
+
+    def run(copies: int) -> float:
+        g = WorkloadGraph("copies", meta={"batch": 1, "samples": 1})
+        prev: list[str] = []
+        for i in range(copies):
+            prev = [g.add_op(f"mm{i}", op, inputs=prev)]
+        return p.predict(g).energy_j
+
+    assert run(n + 1) >= run(n) * (1 - 1e-9)
+    assert run(n) > 0
+
+
+def test_same_input_same_output():
+    runs = []
+    for _ in range(2):
+        p = Predictor(load_arch("h100-sxm"), power_limit_w=450.0)
+        plan = make_plan("llama3-8b", p.system, phase="prefill", batch=2, seq=512)
+        runs.append(p.predict(plan.build(), plan).to_json(ops=False))
+    assert runs[0] == runs[1]
+
+
+_KEYS = ("device_power_w", "devices_energy_j", "system_power_w", "energy_j",
+         "energy_per_sample_j", "peak_power_w", "avg_power_w", "power_limit_w",
+         "effective_clock_hz")
+
+
+@pytest.mark.parametrize("arch,workload,extra", [
+    ("h100-sxm", "gpt2", []), ("dgx-h100", "gpt2", ["--tp", "4"]), ("tpu-v4", "gpt2", []),
+    ("alveo-u250", "resnet50", []), ("cpu-host", "gpt2", []),
+    ("jetson-agx-orin-64gb", "gpt2", []), ("hailo-8", "mobilenet-v2", []),
+    ("eyeriss", "lenet5", []),
+])
+def test_every_power_key_present_and_finite(capsys, arch, workload, extra):
+    from simulator.cli import main
+
+    assert main(["run", "--arch", arch, "--workload", workload, "--batch", "1", "--json",
+                 *extra]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for k in _KEYS:
+        assert k in d and isinstance(d[k], (int, float)) and math.isfinite(d[k]), (k, d.get(k))
+    if workload == "gpt2":
+        assert math.isfinite(d["energy_per_token_j"]) and d["energy_per_token_j"] > 0
+    parts = d["energy_breakdown"]
+    assert sum(parts.values()) == pytest.approx(d["energy_j"], rel=1e-9)
+    assert all(v >= 0 for v in parts.values())
+    assert d["devices_energy_j"] <= d["energy_j"] * (1 + 1e-12)
+    assert d["peak_power_w"] >= d["device_power_w"] * (1 - 1e-9)
