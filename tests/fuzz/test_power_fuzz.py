@@ -11,7 +11,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.cli import main
+from tests.cli._helpers import run_cli as _run
 from tests.fuzz._timeouts import no_hang
 
 _SETTINGS = settings(max_examples=30, deadline=None,
@@ -23,15 +23,6 @@ _TEXT = st.one_of(
     st.sampled_from(["", "W", "500W", "500 W", "1e3", "-0", "nan", "inf", "abc", "0x20",
                      "90", "91", "2800", "2801"]),
 )
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _clean_error(code: int, err: str) -> None:
