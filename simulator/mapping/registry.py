@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from simulator.arch.spec import Device
 from simulator.errors import UnsupportedOpError
-from simulator.mapping import base, cpu, fpga, gpu, systolic  # noqa: F401  (they register on import)
+from simulator.mapping import base, cpu, fpga, gpu, gpu_kernels, systolic  # noqa: F401  (they register on import)
 from simulator.mapping.base import CostFn, MapOptions, OpCost, registry
 from workloads.ops import Op
 

@@ -117,3 +117,30 @@ def test_twice_the_rows_of_a_ragged_gemm_cost_at_most_twice(a100):
     x = cost_op(MatMul(m=129, n=768, k=1024, batch=1024, dtype="fp32"), a100, MapOptions())
     y = cost_op(MatMul(m=258, n=768, k=1024, batch=1024, dtype="fp32"), a100, MapOptions())
     assert y.latency_s <= 2 * x.latency_s * (1 + 1e-9)
+
+
+def test_twice_the_tiles_of_a_balanced_gemm_keep_its_tile():
+    """The case the law search found on mi250x (fp32, batch 11): m = 333 runs 2 balanced
+    tiles of 176 rows; m = 666 must have 176 among its candidates (4 tiles of 176), else it
+    took 2.03x. So the even-count balanced tile is evaluated too."""
+    assert (176, 112) in _tile_candidates(666, 193, ((256, 128),))
+    dev = load_arch("mi250x").device
+    x = cost_op(MatMul(m=333, n=193, k=2048, batch=11, dtype="fp32"), dev, MapOptions())
+    y = cost_op(MatMul(m=666, n=193, k=2048, batch=11, dtype="fp32"), dev, MapOptions())
+    assert y.latency_s <= 2 * x.latency_s * (1 + 1e-9)
+
+
+def test_operands_beyond_the_l2_keep_a_block_of_panels_there():
+    """H100 tf32, m=3806, n=1907, k=1024, batch 4: A+B+C of one batch (52 MB) overflow the
+    50 MB L2, but all of B (7.8 MB) and a block of A's row panels fit in half of it, so each
+    operand is read from DRAM once (Goto-van de Geijn blocking), not B once per wave block.
+    The case the law search found: with per-wave-block re-reads doubling m took 2.08x."""
+    dev = load_arch("h100-sxm").device
+    y = cost_op(MatMul(m=3806, n=1907, k=1024, batch=4, dtype="tf32"), dev, MapOptions())
+    assert y.details["l2_hit"] is False
+    assert (y.details["a_reads"], y.details["b_reads"]) == (1, 1)
+    x = cost_op(MatMul(m=1903, n=1907, k=1024, batch=4, dtype="tf32"), dev, MapOptions())
+    assert y.latency_s <= 2 * x.latency_s * (1 + 1e-9)
+    # a problem far beyond the L2 still re-reads: m = n = 16384 fp32, one batch (3 GB)
+    big = cost_op(MatMul(m=16384, n=16384, k=16384, dtype="fp32"), dev, MapOptions())
+    assert big.details["a_reads"] * big.details["b_reads"] > 1
