@@ -67,6 +67,11 @@ class RunOptions:
     # pruned weights: "2:4" (N:M), a fraction pruned such as 0.7 (unstructured), a Sparsity;
     # None = dense (see workloads.transforms.prune)
     sparsity: Any = None
+    # variable-length samples run packed: "squad-v1.1", a file of lengths, a list of lengths
+    # or a SeqLenDist (see workloads.seqlens); None = every sample padded to `seq`
+    seq_lens: Any = None
+    # which time to predict: kernel | graph | stream | eager; None = stream (simulator.timing)
+    timing: str | None = None
 
 
 def resolve_system(arch: str | System, overrides: Mapping[str, Any] | Iterable[str] = ()
@@ -76,12 +81,14 @@ def resolve_system(arch: str | System, overrides: Mapping[str, Any] | Iterable[s
 
 def predict_op(op: Op, arch: str | System, overrides: Mapping[str, Any] | Iterable[str] = (),
                dataflow: str | None = None, *, rotated_sets: int | None = None,
-               schedule: str | None = None) -> OpCost:
+               schedule: str | None = None, timing: str | None = None) -> OpCost:
     """Cost of one op on one device of ``arch`` (collectives over the system's link).
 
     ``rotated_sets``: cost it as measured in a loop over that many input sets (see
     :class:`~simulator.mapping.base.MapOptions`) instead of inside a graph. ``schedule``:
-    systolic/FPGA memory schedule, ``best`` (default) or ``scalesim``.
+    systolic/FPGA memory schedule, ``best`` (default) or ``scalesim``. ``timing``: which time
+    (:mod:`simulator.timing`; default ``stream``; an op alone has no host pipeline, so
+    ``eager`` is its device time with ``details["host_s"]``, the host's dispatch).
     """
     from simulator.mapping.base import MapOptions
     from simulator.mapping.registry import Mapper
@@ -90,9 +97,12 @@ def predict_op(op: Op, arch: str | System, overrides: Mapping[str, Any] | Iterab
     system = resolve_system(arch, overrides)
     if rotated_sets is None or isinstance(op, Collective) or (
             isinstance(op, Memcpy) and "host" in (op.src, op.dst)):
-        return Predictor(system, dataflow=dataflow, schedule=schedule).cost(op)
-    return Mapper(system.device, MapOptions(dataflow=dataflow, rotated_sets=rotated_sets,
-                                            schedule=schedule)).cost(op)
+        return Predictor(system, dataflow=dataflow, schedule=schedule, timing=timing).cost(op)
+    from simulator.timing import apply_timing, check_timing
+
+    return apply_timing(op, Mapper(system.device, MapOptions(
+        dataflow=dataflow, rotated_sets=rotated_sets, schedule=schedule)).cost(op),
+        system.device, check_timing(timing, system.device))
 
 
 def footprint(graph: WorkloadGraph) -> dict[str, float]:
@@ -120,7 +130,7 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
     o = options or RunOptions(**kw)
     predictor = Predictor(resolve_system(arch, overrides), o.calibration,
                           force_calibration=o.force_calibration, dataflow=o.dataflow,
-                          schedule=o.schedule)
+                          schedule=o.schedule, timing=o.timing)
     system = predictor.system
     if isinstance(workload, WorkloadGraph):
         graph, plan = workload, None
@@ -141,7 +151,8 @@ def simulate(workload: str | WorkloadGraph, arch: str | System,
                          kv_dtype=o.kv_dtype, tp=o.tp, pp=o.pp, dp=o.dp,
                          microbatches=o.microbatches, ep=o.ep, image_size=o.image_size,
                          recompute=o.recompute, fuse=o.fuse, dataflow=o.dataflow,
-                         sparsity=o.sparsity, fuse_projections=o.fuse_projections)
+                         sparsity=o.sparsity, fuse_projections=o.fuse_projections,
+                         seq_lens=o.seq_lens)
         graph = plan.build()
     result = predictor.predict(graph, plan, cost=o.cost,
                                check_capacity_first=o.check_capacity, progress=progress)

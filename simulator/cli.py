@@ -140,7 +140,8 @@ def _run_options(a: argparse.Namespace):
                       fuse_projections=not getattr(a, "unfuse_projections", False),
                       calibration=getattr(a, "calibration", None),
                       force_calibration=getattr(a, "force_calibration", False),
-                      sparsity=getattr(a, "sparsity", None))
+                      sparsity=getattr(a, "sparsity", None), timing=getattr(a, "timing", None),
+                      seq_lens=getattr(a, "seq_lens", None))
 
 
 def _print_result(r, a: argparse.Namespace) -> None:
@@ -153,11 +154,14 @@ def _print_result(r, a: argparse.Namespace) -> None:
     head += f": batch {r.batch}"
     if m.get("dp", 1) > 1:
         head += f" (split over {m['dp']} replicas)"
-    if m.get("seq") and r.phase != "decode" and m.get("family") in ("decoder", "encoder"):
+    if m.get("seq_lens"):  # variable-length samples, packed
+        head += (f", {m['seq_lens']} lengths packed: {r.tokens:,.0f} tokens (max {m['seq']}, "
+                 f"{r.batch * m['seq']:,} padded)")
+    elif m.get("seq") and r.phase != "decode" and m.get("family") in ("decoder", "encoder"):
         head += f", seq {m['seq']}"
     if r.phase == "decode":
         head += f", context {m['context']}"
-    head += f", {m['dtype']}"
+    head += f", {m['dtype']}, {r.timing} timing"
     if m.get("weight_dtype"):
         head += f" (weights {m['weight_dtype']})"
     if m.get("sparsity"):
@@ -194,6 +198,12 @@ def _print_result(r, a: argparse.Namespace) -> None:
                 + (f", {r.meta['fused_ops']} pointwise ops fused into GEMM/conv epilogues"
                    if r.meta.get("fused_ops") else "")],
     ]
+    tm = m.get("timing")
+    if isinstance(tm, dict) and "host_s" in tm:
+        rows.append(["host (eager)", f"{_t(tm['host_s'])} dispatch vs {_t(tm['device_busy_s'])} "
+                                     f"device work; device waited {_t(tm['host_wait_s'])} "
+                                     f"({tm['host_wait_fraction']:.0%}): "
+                                     + ("HOST-BOUND" if tm["host_bound"] else "device-bound")])
     rows += _silicon_rows(m)
     print(_table(rows, ["metric", "value"]))
     print()
@@ -315,13 +325,15 @@ def cmd_compare(a: argparse.Namespace) -> int:
         rate = r.cost.usd_per_hour
         d["perf_per_usd"] = tp * 3600 / rate if rate and math.isfinite(rate) else None
         out.append(d)
-        rows.append([arch, _t(r.latency_s), f"{tp:,.4g} {unit}", fq(r.energy_per_sample_j, "J"),
+        rows.append([arch, _t(r.latency_s) + (" (host-bound)" if r.host_bound else ""),
+                     f"{tp:,.4g} {unit}", fq(r.energy_per_sample_j, "J"),
                      f"{r.avg_power_w:,.4g} W",
                      f"{d['perf_per_watt']:.4g}" if d["perf_per_watt"] else "-",
                      f"{d['perf_per_usd']:.4g}" if d["perf_per_usd"] else "-"])
     if a.json:
         _dump(out)
     else:
+        print(f"{a.workload}, {a.timing or 'stream'} timing")
         print(_table(rows, ["part", "latency", "throughput", "energy/sample", "avg power",
                             "perf/W (per J)", "perf/$ (per $)"]))
     return 0
@@ -347,6 +359,7 @@ OP_DEFAULTS = {"conv2d": {"batch": 1}, "attention": {"batch": 1, "phase": "prefi
 
 def _op_cost_dict(op, cost, system) -> dict[str, Any]:
     d = {"kind": op.kind, "op": op.describe(), "arch": system.name,
+         "timing": str(cost.details.get("timing") or "stream"),
          "latency_s": cost.latency_s, "energy_j": cost.energy_j, "flops": cost.flops.total,
          "bytes": cost.dram_bytes, "min_bytes": op.min_bytes, "bound": cost.bound,
          "compute_s": cost.compute_s, "memory_s": cost.memory_s, "overhead_s": cost.overhead_s,
@@ -407,7 +420,7 @@ def cmd_op(a: argparse.Namespace) -> int:
     except ValueError as e:
         raise HwsimError(str(e)) from None
     system = resolve_system(a.arch, a.set or ())
-    cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule)
+    cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule, timing=a.timing)
     from simulator.predict import dtype_warnings
 
     warns = dtype_warnings(system.device, (op.dtype.name,
@@ -426,7 +439,14 @@ def cmd_op(a: argparse.Namespace) -> int:
         return 0
     rows = [["latency", _t(cost.latency_s)], ["energy", fq(cost.energy_j, "J")],
             ["FLOPs", fq(cost.flops.total, "FLOP")], ["DRAM bytes", fq(cost.dram_bytes, "B")],
-            ["bound", cost.bound], ["utilization", f"{cost.utilization:.1%}"]]
+            ["bound", cost.bound], ["utilization", f"{cost.utilization:.1%}"],
+            ["timing", str(cost.details.get("timing") or "stream")]]
+    if "host_s" in cost.details:
+        host = float(cost.details["host_s"])
+        rows.append(["host dispatch (eager)",
+                     f"{_t(host)}: " + ("host-bound in a stream of such ops (the device "
+                                        "idles)" if host > cost.latency_s else
+                                        "device-bound (the host keeps ahead)")])
     for k in ("cycles", "compute_cycles", "tile", "waves", "folds", "dataflow"):
         if k in cost.details:
             rows.append([k, str(cost.details[k])])
@@ -521,7 +541,8 @@ def cmd_ops(a: argparse.Namespace) -> int:
         raise HwsimError(f"{a.input}: no ops (expected one JSON object per line)")
     for where, op in ops:
         try:
-            cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule)
+            cost = predict_op(op, system, dataflow=a.dataflow, schedule=a.schedule,
+                              timing=a.timing)
         except (HwsimError, ValueError, ArithmeticError) as e:
             raise HwsimError(f"{where}: {e}") from None
         d = _op_cost_dict(op, cost, system)
@@ -587,7 +608,7 @@ def cmd_compare_measured(a: argparse.Namespace) -> int:
     _check_out(out, "--out", directory=True)
     profile = CalibrationProfile.load(a.calibration) if a.calibration else None
     ds = load_measurements(a.dataset, dtype=a.dtype)
-    c = compare(ds, a.arch, profile)
+    c = compare(ds, a.arch, profile, timing=a.timing)
     report = write_report(c, out, title=f"hwsim {a.arch} vs measured ({Path(first).name})")
     from dataclasses import asdict
 
@@ -649,7 +670,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from simulator.validate.traces import load_measurements
 
     ds = load_measurements(a.dataset, dtype=a.dtype)
-    r = fit(ds, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior)
+    r = fit(ds, a.arch, holdout=a.holdout, seed=a.seed, prior=a.prior, timing=a.timing)
     r.profile.save(out)
     print(r.summary())
     print(f"\ncalibration profile written to {out}; use it with "
@@ -657,7 +678,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.report:
         from simulator.validate.calibrate import CalibrationProfile
 
-        c = compare(ds, a.arch, CalibrationProfile.load(out))
+        c = compare(ds, a.arch, CalibrationProfile.load(out), timing=a.timing)
         rep = write_report(c, a.report, title=f"hwsim {a.arch} calibrated vs measured")
         print(f"report: {rep}")
     return 0
@@ -720,6 +741,26 @@ def _add_common(p: argparse.ArgumentParser, arch_default: str | None = None,
                    help="systolic/FPGA memory schedule: best (hwsim's SRAM tiling search, the "
                         "default) or scalesim (SCALE-Sim v3's fixed schedule and read buffers, "
                         "one array)")
+    add_timing(p)
+
+
+def _add_measured_timing(p: argparse.ArgumentParser, what: str) -> None:
+    """``--timing`` of compare-measured and calibrate: the dataset says what it measured."""
+    p.add_argument("--timing", choices=("kernel", "graph", "stream", "eager"), default=None,
+                   help=f"{what} (default: the dataset's own: kernel for profiler traces and "
+                        "CSV profiles, stream for harness loops); eager: a loop of one op runs "
+                        "at the slower of its host dispatch and its device time")
+
+
+def add_timing(p: argparse.ArgumentParser) -> None:
+    """``--timing``: which time to predict (simulator.timing); shared by every command that
+    prints a latency from the Predictor."""
+    p.add_argument("--timing", choices=("kernel", "graph", "stream", "eager"), default=None,
+                   help="which time to predict: kernel (device time only, as a profiler's "
+                        "kernel trace), graph (CUDA graph / TensorRT / XLA replay: kernels back "
+                        "to back), stream (default: each op pays the part's launch_overhead, "
+                        "the host keeps ahead), eager (PyTorch eager: host dispatch per op "
+                        "pipelined ahead of the device, host-bound when kernels are short)")
 
 
 def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = None) -> None:
@@ -728,6 +769,13 @@ def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = Non
     p.add_argument("--phase", default=None, choices=("auto", "forward", "prefill", "decode", "train"))
     p.add_argument("--batch", type=POS_INT, default=None)
     p.add_argument("--seq", type=POS_INT, default=None, help="sequence length (prefill/encoder)")
+    p.add_argument("--seq-lens", dest="seq_lens", default=None, metavar="DATASET|FILE|L1,L2,..",
+                   help="variable-length samples instead of --seq, run packed (no padding: "
+                        "linear layers on the sum of the lengths, attention per sample, as "
+                        "TensorRT's varlen BERT and FlashAttention varlen do): a dataset "
+                        "(squad-v1.1), a file of lengths (one per line, or 'length count'), "
+                        "or lengths such as 128,200,384; the batch takes --batch lengths at "
+                        "evenly spaced quantiles")
     p.add_argument("--context", type=NONNEG_INT, default=None, help="KV-cache length (decode)")
     p.add_argument("--dtype", default=None,
                    help="compute precision (default: the part's natural one, bf16 on most)")
@@ -884,6 +932,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "./hwsim-reports/<dataset name>/<arch>[-calibrated] under the current "
                    "directory; never inside the dataset)")
     p.add_argument("--json", action="store_true")
+    _add_measured_timing(p, "predict under this timing")
     p.set_defaults(fn=cmd_compare_measured)
 
     p = sub.add_parser("calibrate", help="fit efficiency factors to a dataset, report "
@@ -901,6 +950,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of each parameter's log distance from its spec value "
                         "(default 0: none; ~1 keeps trading-off parameters near the spec)")
     p.add_argument("--report", default=None, help="also write a calibrated report here")
+    _add_measured_timing(p, "fit under this timing (graph fits graph_launch_gap, eager also "
+                            "eager_dispatch)")
     p.set_defaults(fn=cmd_calibrate)
 
     p = sub.add_parser("roofline", help="roofline plot with every op of a workload")

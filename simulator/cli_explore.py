@@ -189,8 +189,10 @@ def _best_design_plots(study, df: Any, best: Any, directory) -> list[str]:
     point = {x.name: _axis_value(x, top[x.name]) for x in study.axes}
     system = load_arch(study.arch_of(point), study.spec_overrides(point))
     w = study.workloads[0]
-    plan = make_plan(w.workload, system, **{**w.options, **study.run_options(point)})
-    r = Predictor(system).run(plan)
+    kw = {**w.options, **study.run_options(point)}
+    timing = kw.pop("timing", None)
+    plan = make_plan(w.workload, system, **kw)
+    r = Predictor(system, timing=timing).run(plan)
     label = "\n".join(", ".join(f"{k}={v}" for k, v in list(point.items())[i:i + 2])
                       for i in range(0, len(point), 2))
     out.append(str(roofline_plot(r, system.device, directory / "best-roofline.png",

@@ -71,6 +71,8 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
                    help="time-per-output-token SLO, s (for goodput)")
     from simulator.power.cli_args import add_power_limit
     add_power_limit(p)
+    from simulator.cli import add_timing
+    add_timing(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--trace-out", dest="trace_out", metavar="FILE",
                    help="write a Perfetto trace of every replica's iterations")
@@ -117,6 +119,22 @@ def serve_options(a: argparse.Namespace):
         fuse_projections=not getattr(a, "unfuse_projections", False))
 
 
+def _predictor(a: argparse.Namespace, system, o):
+    """A Predictor for ``--timing`` (None without it: serve() builds its own)."""
+    if getattr(a, "timing", None) is None:
+        return None
+    from simulator.predict import Predictor
+
+    return Predictor(system, power_limit_w=getattr(o, "power_limit_w", None), timing=a.timing)
+
+
+def _with_timing(doc: str, a: argparse.Namespace) -> str:
+    """The serve JSON with ``timing``: which time its iteration latencies are."""
+    d = json.loads(doc)
+    d["timing"] = getattr(a, "timing", None) or "stream"
+    return json.dumps(d, allow_nan=False)
+
+
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e3:,.1f} ms"
 
@@ -139,7 +157,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
 
     if a.rates:
         return _sweep(a, system, o)
-    r = serve(a.workload, system, o, progress=progress)
+    r = serve(a.workload, system, o, progress=progress, predictor=_predictor(a, system, o))
     if tty:
         print(file=sys.stderr)
     if a.trace_out:
@@ -150,7 +168,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
 
         latency_plot(r, a.plot)
     if a.json:
-        print(r.to_json())
+        print(_with_timing(r.to_json(), a))
         return 0
     m = r.metrics
     load = (f"Poisson {a.rate:g} req/s" if a.rate is not None and a.burstiness == 1 else
@@ -158,7 +176,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
             "offline batch" if a.offline else f"trace {a.trace}" if a.trace else
             f"{a.users} closed-loop users")
     print(f"{r.workload} served on {m['replicas']} x {m['tp']} {system.device.name} "
-          f"({m['dtype']}), {load}, {r.completed:,} requests")
+          f"({m['dtype']}, {a.timing or 'stream'} timing), {load}, {r.completed:,} requests")
     rows = [
         ("throughput", f"{m['requests_per_s']:,.2f} req/s, {m['output_tokens_per_s']:,.0f} "
                        "output tokens/s"),
@@ -201,7 +219,7 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
                          "--offline, --trace or --users")
     if a.trace_out:
         raise HwsimError("--trace-out records one run; give it without --rates")
-    p = Predictor(system)
+    p = _predictor(a, system, o) or Predictor(system)
     model = IterationModel(p, a.workload, tp=o.tp, dtype=o.dtype, weight_dtype=o.weight_dtype,
                            kv_dtype=o.kv_dtype, max_tokens=o.max_batched_tokens,
                            fuse_projections=o.fuse_projections)
@@ -212,10 +230,10 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
 
         load_sweep_plot(results, a.plot, a.slo_ttft, a.slo_tpot)
     if a.json:
-        print("[" + ",".join(r.to_json() for r in results) + "]")
+        print("[" + ",".join(_with_timing(r.to_json(), a) for r in results) + "]")
         return 0
     print(f"{a.workload} on {o.replicas} x {o.tp} {system.device.name}: load sweep "
-          f"({o.requests or 1000:,} requests per point)")
+          f"({o.requests or 1000:,} requests per point, {a.timing or 'stream'} timing)")
     head = ["offered req/s", "served req/s", "tokens/s", "TTFT p50", "TTFT p99", "TPOT p50",
             "TPOT p99", "busy"]
     rows = [[f"{r.options.rate:g}", f"{r.metrics['requests_per_s']:.2f}",

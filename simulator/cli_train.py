@@ -67,6 +67,8 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                         "devices, collapse repeated layers (simulator/engine/blocks.py) and "
                         "run a long pipeline as three short ones, extrapolating the steady "
                         "state they show; --trace keeps every micro-batch)")
+    from simulator.cli import add_timing
+    add_timing(p)
     p.set_defaults(fn=lambda a: cmd_train(a, check_out))
 
 
@@ -74,6 +76,11 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
     from simulator.train import train
 
     if a.search:
+        if a.timing is not None:
+            from simulator.errors import HwsimError
+
+            raise HwsimError("--timing applies to one layout; --search ranks layouts under the "
+                             "default stream timing: give --timing without --search")
         return _search(a)
     if a.jobs is not None:
         from simulator.errors import HwsimError
@@ -81,7 +88,14 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
         raise HwsimError("--jobs sets the worker processes of --search; give it with --search")
     if a.trace:
         check_out(a.trace, "--trace")
+    predictor = None
+    if a.timing is not None:
+        from simulator.predict import Predictor
+        from simulator.train import train_system
+
+        predictor = Predictor(train_system(a.arch, a.nodes), timing=a.timing)
     r = train(a.workload, a.arch, global_batch=a.global_batch, seq=a.seq,
+              predictor=predictor,
               micro_batch=a.micro_batch, nodes=a.nodes, tp=a.tp, pp=a.pp, dp=a.dp, ep=a.ep,
               zero=a.zero, dtype=a.dtype, recompute=a.recompute, schedule=a.schedule,
               virtual_stages=a.virtual_stages, sequence_parallel=a.sequence_parallel,
@@ -91,7 +105,9 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
         with open(a.trace, "w", encoding="utf-8") as f:
             json.dump(r.result.to_chrome_trace(), f)
     if a.json:
-        print(r.to_json())
+        d = json.loads(r.to_json())
+        d["timing"] = r.result.timing
+        print(json.dumps(d, allow_nan=False))
         return 0
     m = r.metrics
     mem = m["memory_per_device_bytes"]
@@ -105,7 +121,7 @@ def cmd_train(a: argparse.Namespace, check_out) -> int:
           + f"; global batch {m['global_batch']} x seq {m['seq']}, micro-batch "
             f"{m['micro_batch']}"
           + (f" ({m['accumulation_steps']} accumulation steps)" if m["pp"] == 1 else "")
-          + f", {m['dtype']}, recompute {m['recompute']}")
+          + f", {m['dtype']}, recompute {m['recompute']}, {r.result.timing} timing")
     rows = [
         ("step time", f"{m['step_time_s'] * 1e3:,.1f} ms"),
         ("throughput", f"{m['tokens_per_s']:,.0f} tokens/s ({m['samples_per_s']:,.2f} samples/s)"),

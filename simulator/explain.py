@@ -106,6 +106,9 @@ def flop_lines(op: Op) -> list[str]:
         kind = (f"seq x context + seq x (seq + 1) / 2 = {op.seq} x {op.context} + {op.seq} x "
                 f"{op.seq + 1} / 2" if op.causal else
                 f"seq x (context + seq) = {op.seq} x {op.kv_len}")
+        if op.seq_lens is not None:  # packed: each sample attends over its own length
+            kind = (f"the mean over the {op.batch} samples' own lengths (packed, "
+                    f"{op.tokens} tokens, the longest {op.seq})")
         out.append(f"query-key pairs per (batch, head), {'causal' if op.causal else 'full'}: "
                    f"{kind} = {_n(op.score_pairs)}")
         out.append(f"matrix FLOPs (QK^T and PV, 2 FLOP per multiply-add each) = 4 x batch x "
@@ -176,7 +179,7 @@ def tensor_bytes(op: Op) -> list[tuple[str, str, float]]:
                   + (" x stored fraction (pruned)" if op.sparsity else ""), op.weight_bytes()),
                  ("output (written)", f"n x k x P x Q x {e:g} B = {op.n} x {op.k} x {op.p} x "
                   f"{op.q} x {e:g}", op.bytes_written())]
-    elif isinstance(op, Attention):
+    elif isinstance(op, Attention) and op.seq_lens is None:
         kv = (op.kv_dtype or op.dtype).bytes
         rows += [("Q (read)", f"batch x seq x heads x head_dim x {e:g} B ({dn}) = {op.batch} x "
                   f"{op.seq} x {op.heads} x {op.head_dim} x {e:g}",
@@ -288,13 +291,33 @@ def roofline(op: Op, cost: OpCost, device: Device) -> Roofline:
 
 # -- one op ---------------------------------------------------------------------------------
 def timing_lines(op: Op, cost: OpCost, device: Device) -> list[str]:
-    """Which timing the predicted time is (a kernel's device time, an eager framework op with
-    its dispatch, or an op inside a captured graph).
+    """Which timing the predicted time is (:mod:`simulator.timing`: a kernel's device time, an
+    op inside a captured graph, an op issued into a stream, or an eager framework op with its
+    host dispatch), and the overheads it applies with their values and sources."""
+    from simulator.timing import MEANINGS, launch_part, timing_overheads
 
-    The place for that explanation in :func:`op_lines`, between the fixed costs and the sum;
-    empty until the timing modes are modelled separately.
-    """
-    return []
+    mode = str(cost.details.get("timing") or "stream")
+    out = [f"timing: {mode}: {MEANINGS[mode]}"]
+    for row in timing_overheads(device, mode):
+        v = row["value_s"]
+        out.append(f"  {row['name']} = {q(v, 's') if v is not None else 'none'}: "
+                   f"{row['applies']}; {row['source']}")
+    removed = float(cost.details.get("launch_removed_s", 0.0))
+    if mode in ("kernel", "graph") and removed:
+        gap = cost.details.get("launch_s", 0.0) if mode == "graph" else 0.0
+        out.append(f"  this op: launch share {q(removed, 's')} replaced by {q(float(gap), 's')}"
+                   " (included in the fixed costs above)")
+    elif mode in ("stream", "eager"):
+        out.append(f"  this op: launch share {q(launch_part(op, cost, device), 's')} "
+                   "(included in the fixed costs above)")
+    if mode == "eager" and "host_s" in cost.details:
+        host = float(cost.details["host_s"])
+        if host > 0:
+            side = ("host-bound: the device idles between ops" if host > cost.latency_s else
+                    "device-bound: the host keeps ahead")
+            out.append(f"  host dispatch {q(host, 's')} vs device {q(cost.latency_s, 's')}: in a "
+                       f"stream of such ops {side} (per op: max of the two)")
+    return out
 
 
 def _efficiencies(op: Op, cost: OpCost, device: Device) -> list[str]:
@@ -435,7 +458,8 @@ def _family_lines(op: Op, cost: OpCost, device: Device, rf: Roofline) -> list[st
         a, b = float(det.get("alpha_s", 0.0)), float(det.get("beta_s", 0.0))
         sent = float(det.get("bytes_sent", 0.0))
         algo = det.get("algorithm", "?")
-        model = (f"NCCL {algo}/{det['protocol']} (NCCL's own latency and bandwidth constants)"
+        model = (f"NCCL {algo}/{det['protocol']} (NCCL's algorithms, protocols and constants; "
+                 "simulator.network.nccl)"
                  if det.get("protocol") else f"alpha-beta, {algo} algorithm")
         lines.append(f"collective model: {model} on {det.get('link', '?')}"
                      + (f" ({q(link.bandwidth_Bps, 'B/s')} per direction, "
@@ -545,6 +569,9 @@ def _time_terms(cost: OpCost, device: Device | None = None) -> list[tuple[str, f
         word = "launch and inter-kernel gap" if device.family == "gpu" else "dispatch per op"
         out[0] = (f"{word} (launch_overhead; {src})",
                   out[0][1] if "launch_s" in det else float(v or 0.0))
+        if det.get("timing") in ("kernel", "graph"):  # simulator.timing replaced the launch
+            out[0] = ("graph node gap (graph_launch_gap, see 'Which time this is')",
+                      float(det.get("graph_gap_s", 0.0)))
         if "fill_s" not in det and device.family == "gpu":
             l2 = device.level(str(device.params.get("l2_level", "l2")))
             fill = device.params.get("pipeline_latency")
@@ -754,6 +781,21 @@ def result_lines(r: Result, system: System | None = None, top: int = 5,
             f"  work {_n(r.flops)} FLOP ({q(r.flops, 'FLOP')}) / {q(r.latency_s, 's')} = "
             f"{q(achieved, 'FLOP/s')} = {r.peak_fraction:.1%} of the system's peak "
             f"{q(r.peak_flops, 'FLOP/s')}"]
+    tm = r.meta.get("timing")
+    if isinstance(tm, Mapping):
+        out += ["", f"Timing: {tm['mode']}: {tm['meaning']}"]
+        for row in tm.get("overheads", ()):
+            v = row["value_s"]
+            out.append(f"  {row['name']} = {q(v, 's') if v is not None else 'none'}: "
+                       f"{row['applies']}; {row['source']}")
+        if "host_s" in tm:
+            out.append(f"  host of device {tm['device']}: {q(tm['host_s'], 's')} of dispatch vs "
+                       f"{q(tm['device_busy_s'], 's')} of device work; the device waited "
+                       f"{q(tm['host_wait_s'], 's')} for it ({tm['host_wait_fraction']:.1%} of "
+                       f"the latency); {tm['host_bound_ops']} op instances dispatch longer "
+                       f"than they run: "
+                       + ("HOST-BOUND, the host is the slower stage" if tm["host_bound"]
+                          else "device-bound, the host keeps ahead"))
     out += ["", "2. Where the time goes (share of summed op time, by what binds each op)"]
     shares = _bound_shares(r)
     words = {"compute": "compute-bound (matrix/vector units)",

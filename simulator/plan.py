@@ -26,6 +26,7 @@ from simulator.units import format_quantity
 from workloads.graph import WorkloadGraph
 from workloads.memory import Footprint, footprint_by_device
 from workloads.ops import Sparsity, parse_sparsity
+from workloads.seqlens import SeqLenDist, resolve_seq_lens
 
 __all__ = ["Layout", "Plan", "make_plan", "check_capacity", "auto_dtype", "with_repeats"]
 
@@ -94,6 +95,8 @@ class Plan:
     screen: bool = False
     # pruned weights (workloads/transforms/prune.py): N:M or unstructured; None = dense
     sparsity: Sparsity | None = None
+    # variable-length samples run packed (workloads/seqlens.py); None = every sample `seq`
+    seq_lens: SeqLenDist | None = None
 
     def replica_batches(self) -> tuple[int, ...]:
         """Samples per data-parallel replica: as even as possible, summing to ``batch``."""
@@ -116,7 +119,7 @@ def _model(plan: Plan, batch: int, tp: int = 1, ep: int = 1) -> WorkloadGraph:
     g = build_model(plan.workload, phase=plan.phase, batch=batch, seq=plan.seq,
                     context=plan.context, dtype=plan.dtype, weight_dtype=plan.weight_dtype,
                     kv_dtype=plan.kv_dtype, tp=tp, image_size=plan.image_size,
-                    fuse_projections=plan.fuse_projections)
+                    fuse_projections=plan.fuse_projections, seq_lens=plan.seq_lens)
     g = expert_parallel(tensor_parallel(g, tp, plan.sequence_parallel), ep)
     if plan.sparsity is not None:
         from workloads.transforms.prune import prune
@@ -258,7 +261,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
               sequence_parallel: bool = False, schedule: str = "1f1b",
               virtual_stages: int | None = None, bucket_bytes: float | None = 25e6,
               attention: str = "flash", sparsity: str | float | Sparsity | None = None,
-              fuse_projections: bool = True) -> Plan:
+              fuse_projections: bool = True, seq_lens: Any = None) -> Plan:
     """Validate the options and fill in the layout.
 
     With no ``tp`` the largest power-of-two share of one node's devices that the model splits
@@ -268,7 +271,9 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     micro-batch). CNNs and MLPs are not tensor-parallel: on a system they run one replica per
     device. ``sparsity`` (``"2:4"``, a fraction of weights pruned such as ``0.7``, or a
     :class:`~workloads.ops.Sparsity`) prunes the weights with
-    :func:`workloads.transforms.prune.prune` (inference phases only).
+    :func:`workloads.transforms.prune.prune` (inference phases only). ``seq_lens`` (a dataset
+    name, a file of lengths, a list, see :mod:`workloads.seqlens`) runs variable-length
+    samples packed instead of padding each to ``seq``.
 
     Raises
     ------
@@ -347,6 +352,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
     if sparsity is not None and phase == "train":
         raise HwsimError("--sparsity applies to inference (forward, prefill, decode): training "
                          "a pruned model (masked dense weights and gradients) is not modelled")
+    seq_lens = resolve_seq_lens(seq_lens)
     dtype = auto_dtype(system, dtype)
     try:
         from workloads.dtypes import get_dtype
@@ -406,7 +412,7 @@ def make_plan(workload: str, system: System, *, phase: str = "auto", batch: int 
                 dataflow=dataflow, micro_batch=micro_batch, zero=zero,
                 sequence_parallel=bool(sequence_parallel), schedule=schedule,
                 virtual_stages=v, bucket_bytes=bucket_bytes, attention=attention,
-                sparsity=sparsity, fuse_projections=bool(fuse_projections))
+                sparsity=sparsity, fuse_projections=bool(fuse_projections), seq_lens=seq_lens)
 
 
 @lru_cache(maxsize=256)

@@ -12,6 +12,11 @@ fans, from the system spec) scales between its idle and full-load figures with t
 mean power. Nothing is multiplied by a device count. Every op cost passes through the power
 cap step (:func:`simulator.power.apply_power_cap`): an op that would draw more than the power
 limit runs at a lower clock.
+
+The predictor predicts one timing (:mod:`simulator.timing`: ``kernel``, ``graph``, ``stream``
+(the default) or ``eager``): each op cost is counted that way before the power cap, and under
+``eager`` the engine runs a host pipeline that issues every op; ``Result.meta["timing"]`` says
+which timing applies, its overheads, and whether the host bound the run.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from simulator.mapping.residency import onchip_residency, op_homes
 from simulator.plan import Layout, Plan, check_capacity
 from simulator.power import apply_power_cap, power_model
 from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
+from simulator.timing import apply_timing, check_timing, host_pipeline, timing_meta
 from workloads.dtypes import get_dtype
 from workloads.graph import WorkloadGraph
 from workloads.memory import footprint_by_device
@@ -114,7 +120,8 @@ class Predictor:
 
     def __init__(self, system: System, calibration: CalibrationProfile | str | None = None, *,
                  force_calibration: bool = False, dataflow: str | None = None,
-                 schedule: str | None = None, power_limit_w: float | None = None):
+                 schedule: str | None = None, power_limit_w: float | None = None,
+                 timing: str | None = None):
         if power_limit_w is not None and not (math.isfinite(power_limit_w) and
                                               system.device.power.static_w < power_limit_w):
             raise SpecError(system.name, [f"--power-limit: expected a power above the idle "
@@ -125,6 +132,8 @@ class Predictor:
         if self.profile is not None:
             system = self.profile.apply(system, force=force_calibration)
         self.system = system
+        #: which time the predictions are (simulator.timing); checked against the family
+        self.timing = check_timing(timing, system.device)
         self.power = power_model(system.device, power_limit_w)
         self.options = MapOptions(dataflow=dataflow, schedule=schedule)
         self._mappers = {dataflow: Mapper(system.device, self.options)}
@@ -182,10 +191,12 @@ class Predictor:
         if c is not None:
             self._hits += 1
             return c
+        dev = self.system.device
         if isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
-            c = host_copy_cost(op, self.system)
+            c = apply_timing(op, host_copy_cost(op, self.system), dev, self.timing)
         else:
-            c = apply_power_cap(self._mapper(df, offchip).cost(op), self.power)
+            c = apply_power_cap(apply_timing(op, self._mapper(df, offchip).cost(op), dev,
+                                             self.timing), self.power)
         self._cache[key] = c
         return c
 
@@ -213,6 +224,7 @@ class Predictor:
                                                                route=route)
             c = replace(core, details=FrozenMap({**core.details,
                                                  "links": links_used(s, grp)}))
+        c = apply_timing(op, c, s.device, self.timing)
         self._cache[key] = c
         return c
 
@@ -274,11 +286,15 @@ class Predictor:
                 return self._block_cost(op, df)
             return self.cost(op, group, dataflow=df, offchip=homes(op))
 
-        # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py)
+        # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py); under
+        # a host pipeline each block runs with its own host, in step with its device at the
+        # block's start (its first op waits for one dispatch)
+        host_s = self._host_s()
         engine_graph = collapse_repeats(
             graph, None if graph.meta.get("collapse_all") else self._shared_ports(graph)) \
             if graph.meta.get("collapse") else graph
-        timeline = run_graph(engine_graph, cost_of, progress, links_of=self.links_of)
+        timeline = run_graph(engine_graph, cost_of, progress, links_of=self.links_of,
+                             host_s=host_s)
         if graph.meta.get("fold"):  # one device ran for each set of symmetric ones
             timeline.fold(graph.meta["fold_rep"], graph.meta["fold"])
         latency = timeline.makespan_s
@@ -319,10 +335,11 @@ class Predictor:
                 "unique_ops": len(graph.unique_ops()), "dtype": dtype,
                 "weight_dtype": plan.weight_dtype if plan else m.get("weight_dtype"),
                 "seq": m.get("seq"), "context": m.get("context"), "family": m.get("family"),
+                **({"seq_lens": m["seq_lens"]} if m.get("seq_lens") else {}),
                 "params": m.get("params"), "recompute": m.get("recompute"),
                 "devices_used": len(used), "op_cache": self.cache_info(),
                 **({"residency": residency.to_dict()} if residency is not None else {}),
-                "power": power_meta,
+                "power": power_meta, "timing": self._timing_meta(timeline),
                 **self.silicon()}
         return Result(
             workload=graph.name, arch=system.name, phase=graph.phase, batch=batch,
@@ -331,6 +348,43 @@ class Predictor:
             memory_capacity_bytes=system.device.dram.capacity_bytes,
             peak_flops=peak_per_device * system.count, records=RecordTable(timeline),
             warnings=tuple(warnings), meta=FrozenMap(meta), per_device=tuple(devices))
+
+    def _host_s(self) -> Callable[[Op, OpCost], float] | None:
+        """The engine's host time per op under a timing with a host pipeline, else None."""
+        if not host_pipeline(self.timing, self.system.device):
+            return None
+        return lambda op, c: float(c.details.get("host_s", 0.0))
+
+    def _timing_meta(self, tl: Timeline) -> dict[str, Any]:
+        """``meta["timing"]``: the mode, its overheads, and with a host pipeline the host's
+        figures on the device whose host is busiest: ``host_s`` (its dispatch time),
+        ``device_busy_s``, ``host_wait_s`` (device idle waiting for it),
+        ``host_wait_fraction`` (of the latency), ``host_bound_ops`` (op instances whose
+        dispatch outlasts their device time) and ``host_bound`` (the host is the slower stage
+        of the pipeline: its dispatch time is at least the device's busy time)."""
+        out = timing_meta(self.system.device, self.timing)
+        if tl.host_end is None:
+            out["host_bound"] = False
+            return out
+        host = np.array([float(c.details.get("host_s", 0.0))
+                         + float(c.details.get("block_host_s", 0.0)) for c in tl.costs])
+        lat = np.array([c.latency_s for c in tl.costs])
+        best: dict[str, Any] | None = None
+        for d in tl.devices():
+            rows = tl.device == d
+            h = float(host[tl.node[rows]].sum())
+            if best is None or h > best["host_s"]:
+                best = {"device": d, "host_s": h, "device_busy_s": tl.busy_s(d),
+                        "host_wait_s": tl.host_wait_s(d)}
+        if best is None:
+            out["host_bound"] = False
+            return out
+        span = tl.makespan_s
+        out.update(best)
+        out["host_wait_fraction"] = best["host_wait_s"] / span if span > 0 else 0.0
+        out["host_bound_ops"] = int(np.sum(host[tl.node] > lat[tl.node]))
+        out["host_bound"] = bool(best["host_s"] >= best["device_busy_s"])
+        return out
 
     def silicon(self) -> dict[str, Any]:
         """``{"silicon": report dict}`` for a part the ASIC area model covers (systolic
@@ -421,7 +475,8 @@ class Predictor:
             return self.cost(o, group, dataflow=dataflow)
 
         comp, comm = block_costs(op.block, op.times, op.group, op.span,
-                                 lambda g: run_graph(g, cost_of, links_of=self.links_of))
+                                 lambda g: run_graph(g, cost_of, links_of=self.links_of,
+                                                     host_s=self._host_s()))
         self._block_sigs[sig] = (comp, comm)
         self._cache[(replace(op, part="compute"), dataflow)] = comp
         self._cache[(replace(op, part="comm"), dataflow)] = comm

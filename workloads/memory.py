@@ -69,7 +69,7 @@ def live_bytes(op: Op) -> float:
     """Activation bytes live while ``op`` runs: its activation inputs and its output."""
     if isinstance(op, Attention):  # Q, the new K/V and O (the cache is counted separately)
         kv_dt = op.kv_dtype or op.dtype
-        new_kv = 2.0 * op.batch * op.seq * op.kv_heads * op.head_dim * kv_dt.bytes
+        new_kv = 2.0 * op.tokens * op.kv_heads * op.head_dim * kv_dt.bytes
         return 2.0 * op.output_bytes() + new_kv
     return op.min_bytes - op.weight_bytes()
 

@@ -437,6 +437,8 @@ class Op:
                 if v is not None:
                     d[f.name] = v.spec()
                 continue
+            if f.name == "seq_lens" and v is None:  # absent for equal-length samples
+                continue
             d[f.name] = v.name if isinstance(v, DType) else v
         return d
 
@@ -621,6 +623,11 @@ class Attention(Op):
     ``context``. ``kv_heads < heads`` is GQA (MQA when 1). Counts the two attention GEMMs as
     matrix FLOPs and the softmax as vector/special FLOPs; bytes are flash-attention minimal
     (Q, K, V read once, O written once, new K/V appended to the cache).
+
+    ``seq_lens`` (prefill only): the new tokens of each sample when they differ (packed,
+    variable-length attention as TensorRT's varlen BERT plugins and FlashAttention's
+    ``cu_seqlens`` API run it), ``batch`` of them, the longest equal to ``seq``. Each sample
+    attends over its own ``context + l_i`` keys; without it every sample has ``seq`` tokens.
     """
 
     kind: ClassVar[str] = "attention"
@@ -633,6 +640,7 @@ class Attention(Op):
     phase: str = "prefill"
     causal: bool = True
     kv_dtype: DType | None = None
+    seq_lens: tuple[int, ...] | None = None
 
     def validate(self) -> None:
         _sizes(self, "batch", "heads", "head_dim", "seq")
@@ -648,17 +656,62 @@ class Attention(Op):
             raise ValueError("attention: decode needs a KV cache, context must be > 0")
         if self.kv_dtype is not None and not isinstance(self.kv_dtype, DType):
             object.__setattr__(self, "kv_dtype", get_dtype(self.kv_dtype))
+        if self.seq_lens is not None:
+            self._check_seq_lens()
+
+    def _check_seq_lens(self) -> None:
+        v = self.seq_lens
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"attention: seq_lens must be a list of lengths, got {_show(v)}")
+        for i, n in enumerate(v):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= self.seq:
+                raise ValueError(f"attention: seq_lens[{i}] must be a whole number of tokens in "
+                                 f"[1, seq={self.seq}], got {_show(n)}")
+        if len(v) != self.batch:
+            raise ValueError(f"attention: seq_lens has {len(v)} lengths but batch is "
+                             f"{self.batch}")
+        if max(v) != self.seq:
+            raise ValueError(f"attention: the longest of seq_lens ({max(v)}) must equal seq "
+                             f"({self.seq})")
+        if self.phase != "prefill":
+            raise ValueError("attention: seq_lens (variable-length samples) applies to "
+                             "prefill, not decode")
+        if not isinstance(v, tuple) or any(type(n) is not int for n in v):
+            object.__setattr__(self, "seq_lens", tuple(int(n) for n in v))
 
     @property
     def kv_len(self) -> int:
+        """Keys of the longest sample: ``context + seq``."""
         return self.context + self.seq
 
     @property
-    def score_pairs(self) -> float:
-        """Query-key pairs per (batch, head); causal masks the upper triangle."""
+    def lengths(self) -> tuple[int, ...]:
+        """New tokens of each sample: ``seq_lens``, or ``seq`` for each of ``batch``."""
+        return self.seq_lens if self.seq_lens is not None else (self.seq,) * self.batch
+
+    @property
+    def tokens(self) -> int:
+        """New (query) tokens over the batch: ``sum(seq_lens)`` or ``batch * seq``."""
+        return sum(self.seq_lens) if self.seq_lens is not None else self.batch * self.seq
+
+    @property
+    def kv_tokens(self) -> int:
+        """Keys over the batch after this step: ``tokens + batch * context``."""
+        return self.tokens + self.batch * self.context
+
+    def pairs_of(self, n: int) -> float:
+        """Query-key pairs of one sample with ``n`` new tokens, per head."""
         if self.causal:
-            return self.seq * self.context + self.seq * (self.seq + 1) / 2.0
-        return float(self.seq * self.kv_len)
+            return n * self.context + n * (n + 1) / 2.0
+        return float(n * (self.context + n))
+
+    @property
+    def score_pairs(self) -> float:
+        """Query-key pairs per (batch, head), the mean over samples with ``seq_lens``;
+        causal masks the upper triangle."""
+        if self.seq_lens is not None:
+            return math.fsum(self.pairs_of(n) for n in self.seq_lens) / self.batch
+        return self.pairs_of(self.seq)
 
     def flops(self) -> Flops:
         pairs = self.batch * self.heads * self.score_pairs
@@ -670,31 +723,33 @@ class Attention(Op):
 
     def kv_cache_bytes(self) -> float:
         """Bytes of K and V held for this layer after the step (the cache footprint)."""
-        return 2.0 * self.batch * self.kv_len * self.kv_heads * self.head_dim * self._kvb
+        return 2.0 * self.kv_tokens * self.kv_heads * self.head_dim * self._kvb
 
     def bytes_read(self) -> float:
-        q = self.batch * self.seq * self.heads * self.head_dim * self.dtype.bytes
-        kv = 2.0 * self.batch * self.kv_len * self.kv_heads * self.head_dim * self._kvb
+        q = self.tokens * self.heads * self.head_dim * self.dtype.bytes
+        kv = 2.0 * self.kv_tokens * self.kv_heads * self.head_dim * self._kvb
         return q + kv
 
     def bytes_written(self) -> float:
-        o = self.batch * self.seq * self.heads * self.head_dim * self.dtype.bytes
-        new_kv = 2.0 * self.batch * self.seq * self.kv_heads * self.head_dim * self._kvb
+        o = self.tokens * self.heads * self.head_dim * self.dtype.bytes
+        new_kv = 2.0 * self.tokens * self.kv_heads * self.head_dim * self._kvb
         return o + new_kv
 
     def output_bytes(self) -> float:
-        return self.batch * self.seq * self.heads * self.head_dim * self.dtype.bytes
+        return self.tokens * self.heads * self.head_dim * self.dtype.bytes
 
     def as_gemms(self) -> list[MatMul]:
         """The two batched GEMMs (QK^T and PV) for mappers without a fused kernel.
 
         Causal masking is reflected by shrinking the key dimension to the average visible
-        length, so the GEMM FLOPs equal :meth:`flops` ``.matrix``.
+        length, so the GEMM FLOPs equal :meth:`flops` ``.matrix``. With ``seq_lens`` the rows
+        are the mean sample's (FLOPs equal up to rounding).
         """
         g = self.heads // self.kv_heads
         b = self.batch * self.kv_heads
-        m = self.seq * g
-        eff_kv = max(1, round(self.score_pairs / self.seq))
+        rows = self.seq if self.seq_lens is None else max(1, round(self.tokens / self.batch))
+        m = rows * g
+        eff_kv = max(1, round(self.score_pairs / rows))
         return [MatMul(m=m, n=eff_kv, k=self.head_dim, batch=b, dtype=self.dtype),
                 MatMul(m=m, n=self.head_dim, k=eff_kv, batch=b, dtype=self.dtype)]
 
@@ -721,12 +776,17 @@ class Elementwise(Op):
     fn: str
     numel: int
     state_dtype: DType | None = None  # optimizer state precision (adam), else dtype
+    # elements of one row where the library runs one thread block per row (vLLM's
+    # silu_and_mul: a token's d_ff; its rotary kernel: a token's q and k); None: a flat grid
+    row: int | None = None
 
     def validate(self) -> None:
         if not isinstance(self.fn, str) or self.fn not in ELEMENTWISE_FNS:
             raise ValueError(f"elementwise: unknown fn {_show(self.fn)}; known: "
                              f"{', '.join(ELEMENTWISE_FNS)}")
         _sizes(self, "numel")
+        if self.row is not None:
+            _sizes(self, "row")
         if self.state_dtype is not None and not isinstance(self.state_dtype, DType):
             object.__setattr__(self, "state_dtype", get_dtype(self.state_dtype))
 

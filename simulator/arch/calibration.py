@@ -28,14 +28,17 @@ __all__ = ["SCHEMA", "CALIBRATABLE", "BOUNDS", "CalibrationProfile", "apply_para
 SCHEMA = "hwsim.calibration/1"
 CALIBRATABLE = ("compute_efficiency", "bandwidth_efficiency", "vector_efficiency",
                 "launch_overhead", "attention_efficiency", "kind_efficiency", "kernel_startup",
-                "pipeline_latency", "nvlink_efficiency")
+                "pipeline_latency", "nvlink_efficiency", "graph_launch_gap", "eager_dispatch")
 #: Bounds in SI: fractions; a launch overhead up to 1 ms; a kernel's fixed device times
 #: (``kernel_startup``, ``pipeline_latency``: microseconds on real GPUs) up to 50 us.
 BOUNDS: dict[str, tuple[float, float]] = {"fraction": (0.01, 1.0), "launch_overhead": (0.0, 1e-3),
                                           "kernel_startup": (0.0, 5e-5),
                                           "pipeline_latency": (0.0, 5e-5),
+                                          "graph_launch_gap": (0.0, 5e-5),
+                                          "eager_dispatch": (0.0, 1e-3),
                                           "kind_efficiency": (0.01, KIND_EFFICIENCY_MAX)}
-_TIMES = ("launch_overhead", "kernel_startup", "pipeline_latency")
+_TIMES = ("launch_overhead", "kernel_startup", "pipeline_latency", "graph_launch_gap",
+          "eager_dispatch")
 _FIELDS = ("schema", "arch", "created", "params", "fitted", "band", "device", "software",
            "dataset", "kept", "stats", "holdout_shape_keys")
 _REQUIRED = ("schema", "arch", "created", "params", "fitted", "band")

@@ -136,6 +136,8 @@ def _item_path(prefix: str, item: Any, i: int) -> str:
 # allowed (the streaming estimate is not a hard bound, e.g. for a gather from cached rows).
 _COMMON_PARAMS = {
     "launch_overhead": "time",
+    "graph_launch_gap": "time",  # --timing graph (simulator.timing)
+    "eager_dispatch": "time",    # --timing eager: host time per op
     "bandwidth_efficiency": "fraction",
     "compute_efficiency": "dtypemap",
     "vector_efficiency": "fraction",
@@ -149,7 +151,7 @@ PARAM_SCHEMA: dict[str, dict[str, str]] = {
             "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction",
             "max_threads_per_sm": "int", "max_blocks_per_sm": "int", "kernel_startup": "time",
             "norm_vector": "int", "collectives": "str:alpha-beta|nccl",
-            "nvlink_efficiency": "fraction", "nvls": "bool"},
+            "nvlink_efficiency": "fraction", "nvls": "bool", "nccl_channels": "int"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from simulator.arch.spec import Device
 
-__all__ = ["ParamDefault", "FAMILY_DEFAULTS", "default", "param", "explain_defaults"]
+__all__ = ["ParamDefault", "FAMILY_DEFAULTS", "default", "param", "explain_defaults",
+           "param_source_text"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ _COMMON: dict[str, ParamDefault] = {
         "compiled graph)"),
     "kind_efficiency": ParamDefault(
         None, "per-kind factor, 1.0 for every kind unless a spec or calibration sets it"),
+    "graph_launch_gap": ParamDefault(
+        0.0, "--timing graph: a compiled program (XLA, the vendor's compiler, an HLS design) "
+             "is issued whole: no gap per op (simulator.timing)"),
+    "eager_dispatch": ParamDefault(
+        None, "--timing eager: none, the family runs compiled programs with no framework "
+              "dispatch per op (a spec may set the host time per op; simulator.timing)"),
     "compute_efficiency": ParamDefault(
         None, "per-dtype fraction of matrix peak; none (1.0) for cycle-level fold models"),
     "special_cost": ParamDefault(
@@ -55,10 +62,26 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
             0.8, "large cuBLAS GEMMs reach 75-85% of dense tensor peak on A100/H100 (vendor "
                  "GEMM benchmarks; Vidur A100 kernel profiles in shared/data)"),
         "attention_efficiency": ParamDefault(
-            0.55, "FlashAttention-2 reaches 50-73% of A100 peak in the forward pass (Dao 2023, "
-                  "fig. 4); the lower end for mixed shapes"),
+            0.55, "fraction of the matrix peak a flash-attention forward reaches on a long "
+                  "non-causal fp16 sequence at head_dim 128 (FlashAttention-2: up to 73% on the "
+                  "A100, Dao 2023 sec. 4; FlashAttention-3: 65% on the H100, Shah et al. 2024 "
+                  "fig. 5); the gpu mapper derives other shapes from it; 0.55 for an unknown "
+                  "part"),
         "launch_overhead": ParamDefault(
             4e-6, "CUDA kernel launch plus inter-kernel gap seen in Kineto traces, 3-5 us"),
+        "graph_launch_gap": ParamDefault(
+            1e-6, "--timing graph: gap between pre-built kernels replayed back to back. NVIDIA "
+                  "Technical Blog, A. Gray, 'Getting Started with CUDA Graphs' (2019), V100: a "
+                  "2.9 us kernel takes 3.8 us per kernel when launched back to back into one "
+                  "stream (0.9 us gap, the way a TensorRT engine enqueues its kernels) and "
+                  "3.4 us inside a CUDA graph (0.5 us gap); 1 us covers both"),
+        "eager_dispatch": ParamDefault(
+            10e-6, "--timing eager: host time of one PyTorch op called from Python on a "
+                   "server CPU: the Python binding and ATen dispatcher (~5 us, the cpu "
+                   "family's launch_overhead) plus the host side of cudaLaunchKernel "
+                   "(~3-5 us; the CUDA Graphs blog above: a 2.9 us kernel launched and "
+                   "synchronised one by one takes 9.6 us). Published per-op eager overheads are 5-20 us; "
+                   "estimate"),
         "l2_level": ParamDefault("l2", "name of the L2 level in the spec's memory list"),
         "max_threads_per_sm": ParamDefault(
             2048, "resident threads per SM: 2048 on compute capability 7.0, 8.0 and 9.0 "
@@ -94,6 +117,10 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
                  "25 GB/s line rate, Hopper 20.6 GB/s (SM90_NVLINK_BW); NCCL's maintainer: "
                  "'with the protocol overhead (~20%) NCCL can get an effective NVLink "
                  "bandwidth of 370GB/s' of the H100's 450 (nccl-tests issue #212)"),
+        "nccl_channels": ParamDefault(
+            0, "NCCL's ring channels (one thread block each) inside a node; 0: unknown, "
+               "NCCL's tuner estimate prices the ring, else its kernels' chunks, slices and "
+               "copy rounds do (simulator.network.nccl)"),
         "cluster_multicast": ParamDefault(1, "no thread-block-cluster multicast (pre-Hopper)"),
         "persistent_gemm": ParamDefault(
             None, "on where cluster_multicast > 1: Hopper's warp-specialised persistent cuBLAS "
@@ -118,6 +145,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
             0.7, "estimate: a dtype the SIMD units lack is converted while packing"),
         "launch_overhead": ParamDefault(
             5e-6, "PyTorch eager dispatch of one op on a CPU, 3-10 us (micro-probe)"),
+        "graph_launch_gap": ParamDefault(
+            None, "--timing graph: no published per-node cost of a compiled CPU graph runtime "
+                  "(TorchScript, ONNX Runtime): refused unless a spec sets it"),
         "write_allocate": ParamDefault(True, "x86 reads a line before writing it"),
         "page_fault_threshold": ParamDefault(
             32 * 2**20, "glibc DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: larger outputs are fresh "
@@ -199,3 +229,14 @@ def param(device: Device, name: str, fallback: Any = _MISSING) -> Any:
 def explain_defaults(family: str) -> list[tuple[str, Any, str]]:
     """``(name, value, source)`` rows of a family's defaults, for docs and ``--explain``."""
     return [(k, v.value, v.source) for k, v in sorted(FAMILY_DEFAULTS.get(family, _COMMON).items())]
+
+
+def param_source_text(device: Device, name: str) -> str:
+    """Where ``device``'s value of parameter ``name`` comes from, in words: its spec, or the
+    family default with that default's source."""
+    if name in device.params:
+        return f"the spec of {device.name} sets params.{name}"
+    d = FAMILY_DEFAULTS.get(device.family, _COMMON).get(name)
+    if d is None:
+        return f"no {device.family} default"
+    return f"the {device.family} family default (simulator/arch/params.py): {d.source}"

@@ -107,8 +107,8 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
         _, t2 = one(2)
         makespan, compute_busy, comm_busy = (a + (times - 1) * (b - a)
                                              for a, b in zip(t1, t2, strict=True))
-    sums = {"compute": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0],
-            "comm": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0]}
+    sums = {"compute": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0],
+            "comm": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0]}
     for i in range(len(tl)):
         if int(tl.device[i]) != d:
             continue
@@ -128,9 +128,12 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
         # power-capped ops (simulator.power): busy time at a lowered floor, clock deficit
         s[8] += (1.0 - float(c.details.get("floor_scale", 1.0))) * c.latency_s
         s[9] += (1.0 - float(c.details.get("clock_scale", 1.0))) * c.latency_s
+        # --timing eager: the host's dispatch of the block's ops (for the run's host figures;
+        # the block's own run already waited for it)
+        s[10] += float(c.details.get("host_s", 0.0)) if tl.host_end is not None else 0.0
 
     def make(part: str, latency: float) -> OpCost:
-        f, cs, ms, os_, by, ej, mj, n, slowed, deficit = sums[part]
+        f, cs, ms, os_, by, ej, mj, n, slowed, deficit, host = sums[part]
         k = float(times)  # the sums are of one iteration
         f, cs, ms, os_, ej, n = f.scaled(k), cs * k, ms * k, os_ * k, ej * k, n * times
         by = {key: v * k for key, v in by.items()}
@@ -144,7 +147,8 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
                                "compute_busy_s": compute_busy, "comm_busy_s": comm_busy,
                                **({"floor_slowed_s": slowed * k,
                                    "clock_deficit_s": deficit * k} if slowed or deficit
-                                  else {})}),
+                                  else {}),
+                               **({"block_host_s": host * k} if host else {})}),
             notes=(f"{times} x block {block.name!r} ({n} op instances on device {d}) run on "
                    f"its own: makespan {makespan * 1e3:.3f} ms, compute busy "
                    f"{compute_busy * 1e3:.3f} ms, communication busy {comm_busy * 1e3:.3f} ms; "

@@ -19,6 +19,13 @@ one micro-batch before it starts the next, even while the first waits on a colle
 communication port runs whichever ready transfer comes first in program order (NCCL keeps a
 stream per peer, so a pipeline hand-off never waits behind an unrelated one). Streams of one
 device still overlap. Deterministic: ties resolve in topological order, then by device.
+
+With ``host_s`` (``--timing eager``, :mod:`simulator.timing`) each device also has a host
+thread that issues its ops in program order, ``host_s(op, cost)`` each, never waiting for the
+device: an op can start only once its host has issued it (a collective once every host of its
+group has), so ``device start_i = max(host issue done_i, device end_{i-1}, dependencies)``.
+When the host is slower than the kernels the device idles between them (host-bound); the
+issue times are kept per row (``Timeline.host_end``).
 """
 
 from __future__ import annotations
@@ -54,8 +61,8 @@ def stream_of(op: Op) -> str:
 
 def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
               progress: Callable[[int], None] | None = None,
-              links_of: Callable[[tuple[int, ...], Op], tuple[Hashable, ...]] | None = None
-              ) -> Timeline:
+              links_of: Callable[[tuple[int, ...], Op], tuple[Hashable, ...]] | None = None,
+              host_s: Callable[[Op, OpCost], float] | None = None) -> Timeline:
     """Simulate ``graph`` on every device of its groups; ``cost_of(op)`` maps an op to its
     cost on one device (usually a memoised mapper), ``cost_of(op, group)`` a collective over
     that device group (which links it crosses depends on where the devices are).
@@ -65,6 +72,9 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     other hashable for a shared physical link (a NIC, a fabric port); collectives that need
     the same link then queue for it. Without it a collective holds the communication port of
     each device of its group.
+
+    ``host_s(op, cost)``: the host time to issue ``op`` (eager dispatch); None: the host keeps
+    ahead of every device (no host pipeline).
 
     Raises
     ------
@@ -89,6 +99,9 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     r_node, r_dev, r_stream = array("i"), array("i"), array("b")
     node_stream = array("b")
     n_rec = 0
+    host_clock: dict[int, float] = {}  # per device: when its host has issued everything so far
+    t_release = array("d")             # per task: when its op is issued (0 without a host)
+    r_host = array("d")                # per record row: its device's host issue time
 
     per_op: dict[int, tuple[OpCost, int, bool]] = {}  # by op object: shared by repeats
     for i, fn in enumerate(graph.flat()):
@@ -110,16 +123,23 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
         preds = [index[p] for p in fpreds]
         node_stream.append(stream)
         mine = []
+        hs = float(host_s(op, cost)) if host_s is not None else 0.0
         for d in ((-1,) if collective else grp):
             t = len(t_node)
             t_node.append(i)
             t_dev.append(d)
             t_rec.append(n_rec)
+            release = 0.0
             for dd in (grp if d == -1 else (d,)):
                 r_node.append(i)
                 r_dev.append(dd)
                 r_stream.append(stream)
+                if host_s is not None:
+                    h = host_clock[dd] = host_clock.get(dd, 0.0) + hs
+                    r_host.append(h)
+                    release = max(release, h)
                 n_rec += 1
+            t_release.append(release)
             deps: list[int] = []
             for p in preds:
                 pt = node_tasks[p]
@@ -178,6 +198,11 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
         return tuple(x * n_streams + stream for x in node_group[n])
 
     def ready(t: int) -> tuple[int, ...]:
+        wait = t_release[t] - env.now
+        if wait > 0.0:  # its host has not issued it yet: the device waits for the host
+            ev = env.timeout(wait)
+            ev.callbacks.append(lambda _e, t=t: (ports.ready(t), ports.dispatch(ports_of(t))))
+            return ()
         ports.ready(t)
         return ports_of(t)
 
@@ -216,4 +241,6 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
     if missing:  # a dependency never completed: a cycle or a bad name
         bad = sorted({names[int(rec_node[i])] for i in np.flatnonzero(np.isnan(rec_end))[:5]})
         raise RuntimeError(f"engine: {missing} op instances never ran, e.g. {bad}")
-    return Timeline(names, ops, costs, rec_node, rec_dev, rec_stream, rec_start, rec_end)
+    host = np.frombuffer(r_host, dtype=np.float64).copy() if host_s is not None else None
+    return Timeline(names, ops, costs, rec_node, rec_dev, rec_stream, rec_start, rec_end,
+                    host_end=host)

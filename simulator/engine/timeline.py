@@ -35,11 +35,13 @@ class Timeline(Sequence[TimelineEntry]):
     ``node`` indexes ``names``/``ops``/``costs`` (one entry per op instance of the graph);
     ``device``, ``stream`` (index into :data:`STREAMS`), ``start`` and ``end`` are numpy
     arrays of one row each. Indexing or iterating builds :class:`TimelineEntry` objects on the
-    fly.
+    fly. ``host_end`` (a run with a host pipeline, ``--timing eager``): when the row's host
+    finished issuing it; None otherwise.
     """
 
     def __init__(self, names: list[str], ops: list[Op], costs: list[OpCost], node: np.ndarray,
-                 device: np.ndarray, stream: np.ndarray, start: np.ndarray, end: np.ndarray):
+                 device: np.ndarray, stream: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 host_end: np.ndarray | None = None):
         order = np.lexsort((device, end, start))
         self.names, self.ops, self.costs = names, ops, costs
         self.node = node[order]
@@ -47,6 +49,7 @@ class Timeline(Sequence[TimelineEntry]):
         self.stream = stream[order]
         self.start = start[order]
         self.end = end[order]
+        self.host_end = host_end[order] if host_end is not None else None
         self.rep_of: dict[int, int] = {}   # folded runs: device -> the device that ran for it
         self.weight: dict[int, int] = {}   # folded runs: devices each representative stands for
 
@@ -138,7 +141,25 @@ class Timeline(Sequence[TimelineEntry]):
 
     def nbytes(self) -> int:
         """Bytes held by the numpy columns (the lists of shared names/ops/costs excluded)."""
-        return sum(a.nbytes for a in (self.node, self.device, self.stream, self.start, self.end))
+        cols = (self.node, self.device, self.stream, self.start, self.end, self.host_end)
+        return sum(a.nbytes for a in cols if a is not None)
+
+    def host_wait_s(self, device: int) -> float:
+        """Time ``device`` sat idle because its host had not yet issued the next op (0 without
+        a host pipeline): every gap before a row that started the moment its host issued it,
+        back to the end of the device's previous work."""
+        if self.host_end is None:
+            return 0.0
+        device = self.rep_of.get(device, device)
+        sel = np.flatnonzero(self.device == device)
+        if sel.size == 0:
+            return 0.0
+        st, en, he = self.start[sel], self.end[sel], self.host_end[sel]
+        reach = np.maximum.accumulate(en)  # rows are sorted by start
+        prev = np.concatenate([[0.0], reach[:-1]])
+        tol = 1e-12 + 1e-9 * np.abs(st)
+        waited = (np.abs(st - he) <= tol) & (st > prev + tol)
+        return float(np.sum((st - prev)[waited]))
 
 
 def _union_length(start: np.ndarray, end: np.ndarray) -> float:

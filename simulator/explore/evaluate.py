@@ -55,16 +55,17 @@ _PREDICTORS: OrderedDict[Any, Any] = OrderedDict()
 _KEEP = 8
 
 
-def _predictor(system: Any) -> Any:
+def _predictor(system: Any, timing: str | None = None) -> Any:
     from simulator.predict import Predictor
 
-    p = _PREDICTORS.get(system)
+    key = (system, timing)
+    p = _PREDICTORS.get(key)
     if p is None:
-        p = _PREDICTORS[system] = Predictor(system)
+        p = _PREDICTORS[key] = Predictor(system, timing=timing)
         while len(_PREDICTORS) > _KEEP:
             _PREDICTORS.popitem(last=False)
     else:
-        _PREDICTORS.move_to_end(system)
+        _PREDICTORS.move_to_end(key)
     return p
 
 
@@ -78,12 +79,13 @@ def evaluate_point(study: Study, point: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"status": "ok", "error": ""}
     try:
         system = load_arch(study.arch_of(point), study.spec_overrides(point))
-        predictor = _predictor(system)
         opts = study.run_options(point)
         total = sum(w.weight for w in study.workloads)
         acc: dict[str, float] = {}
         for w in study.workloads:
-            plan = make_plan(w.workload, predictor.system, **{**w.options, **opts})
+            kw = {**w.options, **opts}
+            predictor = _predictor(system, kw.pop("timing", None))  # which time (a predictor's)
+            plan = make_plan(w.workload, predictor.system, **kw)
             r = predictor.run(plan)
             m = _metrics(r, predictor.system)
             for k in METRICS:

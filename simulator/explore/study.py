@@ -70,6 +70,7 @@ RUN_OPTIONS: dict[str, type] = {
     "phase": str, "batch": int, "seq": int, "context": int, "dtype": str,
     "weight_dtype": str, "kv_dtype": str, "tp": int, "pp": int, "dp": int,
     "microbatches": int, "ep": int, "recompute": str, "image_size": int, "dataflow": str,
+    "timing": str,  # kernel | graph | stream | eager (simulator.timing); not a plan field
 }
 #: The axis over parts or systems (``arch: [a100-sxm-80gb, tpu-v5e, alveo-u280]``)
 ARCH = "arch"

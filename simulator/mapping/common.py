@@ -208,7 +208,8 @@ def nccl_model(device: Device) -> NcclModel | None:
     if param(device, "collectives", "alpha-beta") != "nccl":
         return None
     return NcclModel(float(param(device, "nvlink_efficiency", 0.8)),
-                     bool(param(device, "nvls", False)))
+                     bool(param(device, "nvls", False)),
+                     int(param(device, "nccl_channels", 0) or 0))
 
 
 def collective_time(op: Collective, link: Link, topology: str = "switch"

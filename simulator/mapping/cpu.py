@@ -546,13 +546,15 @@ def _q_block(seq: int) -> int:
     return 256 if seq >= 768 else 64 if seq >= 192 else 32
 
 
-def _keys_seen(op: Attention, qs: int) -> float:
+def _keys_seen(op: Attention, qs: int, seq: int | None = None) -> float:
     """Keys the query blocks of one (batch, KV head) multiply against, summed over blocks
-    (a causal block sees the context plus the rows up to its last one)."""
-    blocks = math.ceil(op.seq / qs)
+    (a causal block sees the context plus the rows up to its last one); ``seq``: a sample's
+    new tokens (default ``op.seq``)."""
+    seq = op.seq if seq is None else seq
+    blocks = math.ceil(seq / qs)
     if not op.causal:
-        return float(blocks * op.kv_len)
-    return float(sum(op.context + min((i + 1) * qs, op.seq) for i in range(blocks)))
+        return float(blocks * (op.context + seq))
+    return float(sum(op.context + min((i + 1) * qs, seq) for i in range(blocks)))
 
 
 @register_cost("attention", FAMILY)
@@ -577,17 +579,19 @@ def attention_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
         raise MappingError(f"{device.name}: no SIMD or matrix unit can run {op.dtype} attention")
     cores, threads = _cores(device), _threads(device)
     qs = min(op.seq, _q_block(op.seq))
-    tasks = op.batch * op.heads * math.ceil(op.seq / qs)
+    lens = {n: op.lengths.count(n) for n in set(op.lengths)}  # variable-length samples
+    tasks = op.heads * sum(c * math.ceil(n / qs) for n, c in lens.items())
     used = max(1, min(threads, tasks))
     eff = _efficiency(device, cls, op.dtype.compute_class)
     fl = op.flops()
     matrix_s = fl.matrix / (peak * used / cores * eff)
     softmax_s = vector_time(op, device)[0] * cores / used
     pack_bw = device.params.get("pack_bandwidth")
-    pack_bytes = op.batch * op.kv_heads * _keys_seen(op, qs) * op.head_dim * op.dtype.bytes
+    pack_bytes = (op.kv_heads * sum(c * _keys_seen(op, qs, n) for n, c in lens.items())
+                  * op.head_dim * op.dtype.bytes)
     pack_s = pack_bytes / float(pack_bw) if pack_bw else 0.0
     compute_s = matrix_s + softmax_s + pack_s
-    out_bytes = op.batch * op.seq * op.heads * op.head_dim * op.dtype.bytes  # O (K/V: in place)
+    out_bytes = op.tokens * op.heads * op.head_dim * op.dtype.bytes  # O (K/V: in place)
     tr = _traffic(device, op.bytes_read(), op.bytes_written(), options, threads=used,
                   fresh_bytes=out_bytes)
     launch = _launch(device)

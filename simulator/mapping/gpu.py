@@ -12,11 +12,15 @@ its L2 latency], ``kind_efficiency`` {kind: factor} [1.0] (streaming kinds and a
 :mod:`simulator.mapping.common`).
 
 GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
-    * C[M, N] of each batch is cut into thread-block tiles tm x tn. A tile side is clipped to
-      the problem rounded up to 16 (the MMA instruction's granularity), so an M=1 GEMV pays
-      for 16 rows, not 128; where a side needs several tiles, the balanced tile of the same
-      count is evaluated too (``round_up(ceil(m / tiles), 16)``: 258 rows in two 144-row
-      tiles, not two of 256), so twice the rows never cost more than twice.
+    * C[M, N] of each batch is cut into thread-block tiles tm x tn from the spec's
+      ``tile_shapes``. cuBLAS and CUTLASS build kernels from power-of-two tiles (kernel names
+      ``..._64x64_...``, ``..._256x128_...``; Hopper's ``nvjet_..._64x8_...`` for decode), so a
+      side longer than the problem is cut to the smallest power of two that covers it, at
+      least 16 (the MMA instruction's granularity): an M=1 GEMV pays for 16 rows, not 128,
+      and M=96 runs a 128-row tile, not a 96-row one. Ragged edge tiles are padded (paid
+      for) but load only the rows and columns inside the problem. Twice the rows never cost
+      more than twice: the larger problem has the same tiles, twice as many or, where a side
+      was cut, each twice as tall.
     * ``tiles = ceil(M/tm) * ceil(N/tn) * batch`` run one per SM per wave:
       ``waves = ceil(tiles / SMs)``, wave efficiency ``tiles / (waves * SMs)``.
     * An SM runs at ``matrix peak / SMs * compute_efficiency[class]`` (the peak of the class
@@ -52,13 +56,15 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       factors a problem with twice the tiles can halve and still fill its one wave (with
       ``s = 3`` on ``t`` tiles, ``2t`` tiles would have no split between 1 and 3 that fits,
       and a GEMM with twice the rows would run up to 1.5x slower than its two halves in
-      turn). The fp32 partials
-      (``s*M*N*4`` B per batch, in the L2 when they fit, else DRAM) are summed by the cheaper
-      of the two schemes cuBLASLt documents (``cublasLtReductionScheme_t``): in place, where
-      split i waits on a counter for split i-1, reads the partial tile and writes the sum
-      (``(s-1) * (2 L2 latencies + the tile's partial twice through the SM's port)``), or a
-      second, parallel reduction kernel (one more launch and fill, then the bytes at the
-      achievable bandwidth). This is what keeps split-K from being free on batch-1 convs.
+      turn). The fp32 partials (``s*M*N*4`` B per batch, in the L2 when they fit, else DRAM)
+      are summed as cuBLAS does, out of place, by a second kernel
+      (``cublasLt::splitKreduce_kernel`` in profiles, 2.6-3.8 us each in public Hopper and
+      Blackwell traces): its startup, one pipeline fill, then the partials at the achievable
+      bandwidth; launched right after the GEMM in the same library call, so its launch
+      share is only the back-to-back gap between two queued kernels (``graph_launch_gap``,
+      never more than ``launch_overhead``). ``details["kernels"]`` is 2 then, and
+      ``details["launch_s"]`` holds both launch shares. This is what keeps split-K from
+      being free on batch-1 convs and short-K GEMVs.
     * DRAM traffic: if A+B+C of one batch fit in the L2, each operand crosses DRAM once
       (compulsory bytes). Otherwise a wave covers a roughly square block of ``wm x wn`` tiles
       (``wm = wn = floor(sqrt(SMs))``, or all of a dimension narrower than that and as much of
@@ -80,20 +86,23 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
     * Per wave (one large CTA per SM at a time): the pipeline fill (``fill``, below) and the
       epilogue, the wave's output tiles written together at the achievable DRAM bandwidth
       (3 us of a 25 us wave for 128x256 fp16 tiles at K = 2304 on an H100: short-K GEMMs
-      run further from peak, as measured). A persistent kernel (``persistent_gemm``, default
-      on parts with thread-block clusters: Hopper's warp-specialised cuBLAS kernels overlap
-      a tile's epilogue with the next tile's main loop) pays one fill and one epilogue, and
-      so does a GEMM whose K loop is short enough that two CTAs' stages fit in an SM's
-      shared memory at once (one's prologue and epilogue run under the other's math).
+      run further from peak, as measured); the last, partial wave writes only its own
+      tiles, so the epilogues add up to every output tile once. A persistent kernel
+      (``persistent_gemm``, default on parts with thread-block clusters: Hopper's
+      warp-specialised cuBLAS kernels overlap a tile's epilogue with the next tile's main
+      loop) pays one fill and one epilogue, and so does a GEMM whose K loop is short enough
+      that two CTAs' stages fit in an SM's shared memory at once (one's prologue and
+      epilogue run under the other's math).
     * Math and data: a stage waits for the later of its math and its data; with the data
       time exponentially distributed (requests queue in the loaded memory system),
       ``busy = c + m exp(-c/m)`` for ``c`` = math + wave overheads and ``m`` = memory: the
       roofline's max far from the ridge, 1.37x it at the ridge (measured GEMMs at 64-512
       tokens show that rounded knee). ``latency = max(busy, feed) + split-K reduction +
-      kernel_startup + launch_overhead``. The reported ``memory_s`` is ``max(memory, feed)
-      + reduction``.
-    * Every tile shape (and split) is evaluated and the fastest wins; ties go to the tile that
-      pulls fewer bytes through the L2 (the larger tile), then to the smaller split.
+      kernel_startup + launch_overhead`` (+ the reduction kernel's gap with split-K). The
+      reported ``memory_s`` is ``max(memory, feed) + reduction``.
+    * Every tile shape (and split) is evaluated and the one that ends first wins, the
+      reduction kernel's gap counted; ties go to the tile that pulls fewer bytes through the
+      L2 (the larger tile), then to the smaller split.
 
 Fixed cost of every kernel (GEMM, attention, streaming, depthwise)
     * ``launch_overhead``: launch and the gap between dependent kernels.
@@ -215,6 +224,7 @@ class _Gpu:
     dram_lat: float = 0.0   # unloaded DRAM latency (s)
     smem_per_sm: float = 0.0  # shared memory one SM gives a GEMM's pipeline stages (B)
     persistent: bool = False  # GEMM kernels overlap a tile's epilogue with the next mainloop
+    gap_s: float = 0.0      # gap before a library's second kernel, launched back to back
 
     @property
     def rate_per_sm(self) -> float:
@@ -291,6 +301,17 @@ def _port(device: Device) -> float:
     return _SM_PORT_BYTES_PER_CYCLE * clock if clock > 0 else math.inf
 
 
+def _back_to_back_gap(device: Device) -> float:
+    """Launch share of a library's second kernel (split-K's reduction), issued right after
+    the first in the same call: the host launches it while the first runs, so the device
+    sees only the gap between two kernels queued back to back, ``graph_launch_gap`` (0.9 us
+    measured on a V100, NVIDIA's CUDA Graphs blog, see :mod:`simulator.arch.params`), never
+    more than ``launch_overhead``."""
+    launch = _launch(device)
+    gap = param(device, "graph_launch_gap", None)
+    return launch if gap is None else min(float(gap), launch)
+
+
 def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
     """Resolve the device's parameters for a kernel in ``dtype`` (``efficiency`` overrides
     the spec's compute_efficiency, e.g. with attention_efficiency)."""
@@ -312,7 +333,8 @@ def _gpu(device: Device, dtype: DType, efficiency: float | None = None) -> _Gpu:
                 smem_per_sm=_smem_per_sm(device),
                 persistent=bool(device.params.get("persistent_gemm",
                                                   int(device.params.get("cluster_multicast", 1))
-                                                  > 1)))
+                                                  > 1)),
+                gap_s=_back_to_back_gap(device))
 
 
 # -- GEMM planning ---------------------------------------------------------------------------
@@ -343,6 +365,7 @@ class GemmPlan:
     wave_overhead_s: float = 0.0  # every wave's prologue (first stage) and epilogue (C tiles)
     stream_bw: float = 0.0        # DRAM B/s the tiles' pipelines sustain (Little's law)
     stages: int = 0               # K-loop pipeline stages that fit in shared memory
+    kernels: int = 1              # 2 with split-K: the GEMM, then the reduction kernel
 
     @property
     def busy_s(self) -> float:
@@ -454,52 +477,34 @@ def _feed_per_k(g: GemmOperands, tm: int, tn: int, m_t: int, n_t: int, cluster: 
     return blk, full * g.batch
 
 
-def _reduce_time(s: int, red: float, red_l2: bool, part: float, hw: _Gpu) -> float:
-    """Seconds to reduce ``s`` split-K partial sums (``red`` bytes written and read back, one
-    tile's partial ``part`` bytes): the cheaper of cuBLASLt's two kinds of reduction scheme.
-    In place (``CUBLASLT_REDUCTION_SCHEME_INPLACE``: counters guarantee the order), split i
-    waits for split i-1, reads the partial tile and writes the sum: per step two L2 latencies
-    and the tile twice through the SM's L2 port. Out of place, a second kernel sums the
-    partials in parallel: one more launch and pipeline fill, then the bytes at the achievable
-    bandwidth of where the partials live."""
-    if s <= 1:
-        return 0.0
-    serial = (s - 1) * (2 * hw.l2_lat + 2 * part / hw.port_bw)
-    second = hw.launch_s + hw.startup_s + hw.fill_s + red / (hw.l2_bw if red_l2 else hw.dram_bw)
-    return min(serial, second)
+def _reduce_time(red: float, red_l2: bool, hw: _Gpu) -> float:
+    """Device seconds of the split-K reduction kernel that sums ``red`` bytes of fp32
+    partials (written by the GEMM and read back): cuBLAS's out-of-place scheme, a second
+    kernel (``cublasLt::splitKreduce_kernel`` in profiles) that starts up, waits one
+    pipeline fill for its first partials, then streams them at the achievable bandwidth of
+    where they live (the L2 when they fit). Its launch is counted with the op's launches."""
+    return hw.startup_s + hw.fill_s + red / (hw.l2_bw if red_l2 else hw.dram_bw)
 
 
-def _balanced(size: int, tile: int, count: int | None = None) -> int:
-    """The side of ``count`` (default ``ceil(size / tile)``) equal tiles covering ``size``, in
-    steps of the MMA granule: 258 rows in 256-row tiles -> 2 tiles of 144, not 2 of 256."""
-    count = count or math.ceil(size / tile)
-    return _round_up(math.ceil(size / count), _MMA_GRANULE)
-
-
-def _sides(size: int, tile: int) -> tuple[int, ...]:
-    """Tile sides to evaluate along one dimension for a base tile side: clipped to the
-    problem, balanced over the same count, and balanced over twice the count half the
-    problem needs when that is several (so a problem twice as large always has the tile its
-    half balanced to, and costs at most twice: the doubling law of
-    tests/property/test_larger_batch.py; a half that fits one tile is clipped to it, and
-    twice the rows in one tile cost twice the math in as many waves)."""
-    clipped = min(tile, _round_up(size, _MMA_GRANULE))
-    half = math.ceil(math.ceil(size / 2) / tile)  # tiles half the problem needs
-    return (clipped, _balanced(size, clipped),
-            _balanced(size, tile, 2 * half) if half > 1 else _balanced(size, clipped))
+def _side(size: int, tile: int) -> int:
+    """A tile side for a problem side: the library's tile, or, when the problem is
+    narrower, the smallest power of two (at least the MMA granule) that covers it. cuBLAS
+    and CUTLASS build their kernels from power-of-two tiles (``..._64x64_...``,
+    ``..._128x256_...``, Hopper's ``nvjet_..._64x8_...`` for decode), so an M=96 GEMM runs
+    a 128-row tile, not a 96-row one."""
+    return min(tile, max(_MMA_GRANULE, 1 << (size - 1).bit_length()))
 
 
 def _tile_candidates(m: int, n: int, tile_shapes: Sequence[tuple[int, int]]
                      ) -> list[tuple[int, int]]:
-    """Tiles to evaluate: each shape clipped to the problem (a side of one tile rounded up to
-    the MMA granule), the balanced tile of the same tile counts (same waves, no full padded
-    tile at the edge: issue 16), and the balanced tile of even counts (:func:`_sides`). In
-    order, without repeats."""
+    """Tiles to evaluate: each shape with its sides cut to the problem (:func:`_side`), in
+    order, without repeats. The edge tiles of a ragged problem are padded: a kernel's tile
+    is fixed (they load only rows and columns inside the problem). Twice the rows never
+    cost more than twice: the larger problem has the same tiles, twice as many of them or,
+    when the side was cut, each twice as tall."""
     out: dict[tuple[int, int], None] = {}
     for tm, tn in tile_shapes:
-        sm, sn = _sides(m, tm), _sides(n, tn)
-        for i, j in ((0, 0), (1, 1), (2, 1)):
-            out[(sm[i], sn[j])] = None
+        out[(_side(m, tm), _side(n, tn))] = None
     return list(out)
 
 
@@ -525,7 +530,6 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
         l2_main = max(tiles * g.k * (tm_e * g.a_elem + tn_e * g.b_elem) + g.c_bytes
                       + epilogue_bytes, dram_main)
         blk_row, all_row = _feed_per_k(g, tm_e, tn_e, m_t, n_t, hw.multicast)
-        blk_part = min(tm_e, g.m) * min(tn_e, g.n) * _PARTIAL_BYTES  # one tile's fp32 partial
         # K-loop pipeline: as many 64-deep stages as fit in shared memory (2.._MAX_STAGES);
         # all but the one being consumed are loads in flight (rows past the problem are not
         # loaded)
@@ -550,15 +554,20 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
             # kernel
             used = min(stages, math.ceil(kc / _K_BLOCK)) * stage
             overlapped = hw.persistent or (used > 0 and 2 * used <= hw.smem_per_sm)
-            wave_oh = (1 if overlapped else waves) * (hw.fill_s + active * c_tile / hw.dram_bw)
+            # each wave ends writing its own tiles (the last, partial wave fewer): every
+            # output tile once, plus one fill per wave; overlapped, only the last wave's
+            wave_oh = (hw.fill_s + active * c_tile / hw.dram_bw) if overlapped else \
+                (waves * hw.fill_s + tiles * s * c_tile / hw.dram_bw)
             feed_s = max(all_row * kc * s / hw.feed_bw, waves * blk_row * kc / hw.port_bw)
             red = 2.0 * s * g.m * g.n * _PARTIAL_BYTES * g.batch if s > 1 else 0.0
             red_l2 = s > 1 and l2 is not None and red / 2 <= l2.capacity_bytes
-            reduce_s = _reduce_time(s, red, red_l2, blk_part, hw)
+            reduce_s = _reduce_time(red / 2 + g.c_bytes, red_l2, hw) if s > 1 else 0.0
             busy = max(_overlap(compute_s + wave_oh, memory_s), feed_s) + reduce_s
             if s == 1:
                 unsplit = busy
-            key = (busy, l2_main + red, s)
+            # the plan that finishes first, its launches counted: a split's reduction kernel
+            # is one more launch
+            key = (busy + (hw.gap_s if s > 1 else 0.0), l2_main + red, s)
             if best_key is None or key < best_key:
                 best_key = key
                 best = dict(
@@ -568,7 +577,8 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
                     compute_s=compute_s, memory_s=memory_s, feed_s=feed_s, reduce_s=reduce_s,
                     reduce_bytes=red, reduce_in_l2=red_l2,
                     dram_bytes=dram_main + (0.0 if red_l2 else red), l2_bytes=l2_main + red,
-                    unsplit_s=unsplit, wave_overhead_s=wave_oh, stream_bw=bw, stages=stages)
+                    unsplit_s=unsplit, wave_overhead_s=wave_oh, stream_bw=bw, stages=stages,
+                    kernels=2 if s > 1 else 1)
     assert best
     return GemmPlan(**best)
 
@@ -609,8 +619,8 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
              f"arithmetic intensity {ai:.3g} FLOP/B vs ridge {ridge:.0f} -> {how}"]
     clip = ""
     if asked and asked != p.tile:
-        clip = (f" (from {asked[0]}x{asked[1]}, clipped to the problem or balanced over its "
-                f"tiles, in steps of {_MMA_GRANULE})")
+        clip = (f" (from {asked[0]}x{asked[1]}, cut to the power of two that covers the "
+                f"problem, at least {_MMA_GRANULE})")
     blocks = p.tiles * p.split_k
     batch = f" ({p.m_tiles} x {p.n_tiles} x {g.batch} batches)" if g.batch > 1 else ""
     notes.append(f"tiles {p.tile[0]}x{p.tile[1]}{clip}: {blocks} {'blocks' if p.split_k > 1 else 'tiles'}"
@@ -628,12 +638,13 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
         notes.append(f"split-K x{p.split_k}: only {p.tiles} output tiles for {hw.sms} SMs, so "
                      f"K={g.k} is cut into {p.split_k} chunks of {math.ceil(g.k / p.split_k)}; "
                      f"the {_b(p.reduce_bytes / 2)} of fp32 partials go through {where} and "
-                     f"are summed serially in the kernel or by a second kernel, whichever is "
-                     f"faster ({_t(p.reduce_s)}), {_t(p.unsplit_s)} -> {_t(p.busy_s)} "
-                     f"without launch and fill")
+                     f"are summed by a second kernel, as cuBLAS does (splitKreduce: "
+                     f"{_t(p.reduce_s)} with its startup and fill, after a "
+                     f"{_t(hw.gap_s)} back-to-back gap), {_t(p.unsplit_s)} -> "
+                     f"{_t(p.busy_s)} without launch and startup")
     elif len(_splits(p.tiles, g.k, hw.sms)) > 1:
         notes.append(f"split-K considered ({p.tiles} tiles < {hw.sms} SMs) but not faster: "
-                     f"{'the kernel is memory-bound' if p.memory_s >= p.compute_s else 'the partial-sum reduction costs more than it saves'}")
+                     f"{'the kernel is memory-bound' if p.memory_s >= p.compute_s else 'the reduction kernel costs more than it saves'}")
     l2 = hw.l2
     if l2 is None:
         notes.append(f"no {dev.params.get('l2_level', 'l2')!r} level in the spec: every tile "
@@ -673,13 +684,20 @@ def _fixed_note(launch: float, fill: float) -> str:
             f"(the first operand load's and the last store's memory latency)")
 
 
+def _launches(p: GemmPlan, hw: _Gpu) -> float:
+    """Launch share of a GEMM's latency: its launch, and the back-to-back gap before its
+    split-K reduction kernel."""
+    return hw.launch_s + (p.kernels - 1) * hw.gap_s
+
+
 def _gemm_details(p: GemmPlan, hw: _Gpu, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {
         "tile": [p.tile[0], p.tile[1]], "tiles": p.tiles, "waves": p.waves,
         "wave_efficiency": p.wave_efficiency, "split_k": p.split_k, "sms": hw.sms,
         "l2_hit": p.l2_hit, "dram_bytes": p.dram_bytes, "a_reads": p.a_reads,
         "b_reads": p.b_reads, "efficiency": hw.efficiency, "feed_s": p.feed_s,
-        "reduce_s": p.reduce_s, "fill_s": hw.fill_s, "launch_s": hw.launch_s,
+        "reduce_s": p.reduce_s, "fill_s": hw.fill_s, "launch_s": _launches(p, hw),
+        "kernels": p.kernels,
         "startup_s": hw.startup_s, "wave_overhead_s": p.wave_overhead_s,
         "stream_bw": p.stream_bw, "stages": p.stages,
     }
@@ -758,7 +776,7 @@ def _gemm_cost_as(op: Op, device: Device, g: GemmOperands, dtype: DType, label: 
     by_level = {device.dram.name: p.dram_bytes}
     if hw.l2:
         by_level[hw.l2.name] = p.l2_bytes
-    fixed = hw.launch_s + hw.startup_s  # the fill is paid per wave, inside busy_s
+    fixed = _launches(p, hw) + hw.startup_s  # the fill: per wave, inside busy_s
     more = dict(extra or {})
     if sparse_notes:
         sp = op.sparsity  # type: ignore[attr-defined]

@@ -1162,7 +1162,7 @@ def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) 
     qk, pv = op.as_gemms()
     e = op.dtype.bytes
     kvb = (op.kv_dtype or op.dtype).bytes
-    u_kv = op.kv_len / qk.n
+    u_kv = op.kv_tokens / op.batch / qk.n  # keys per sample (the mean with seq_lens)
     score_bytes = qk.m * qk.n * e
     # The scores must fit each array's share of the ofmap SRAM, so on fewer arrays they may
     # stay on chip where on all of them they do not: cost both and keep the faster (more
@@ -1180,7 +1180,7 @@ def attention_cost(op: Op, device: Device, options: MapOptions, setup: SetupFn) 
     r1, r2, fused = min(pairs, key=lambda x: (x[0].cycles + x[1].cycles,
                                               x[0].compute_cycles + x[1].compute_cycles))
     soft_s, _, _ = vector_time(op, device)
-    append = 2.0 * op.batch * op.seq * op.kv_heads * op.head_dim * kvb
+    append = 2.0 * op.tokens * op.kv_heads * op.head_dim * kvb
     append_cycles = append / s.dram_bytes_per_cycle
     cycles = r1.cycles + r2.cycles + append_cycles
     notes = [*run_notes(r1, s, "QK^T"), *run_notes(r2, s, "PV"),

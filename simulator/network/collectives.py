@@ -34,38 +34,11 @@ NCCL's tuner does, unless one is forced; :func:`candidates` returns them all.
 
 NCCL's model (``nccl=NcclModel(...)``, what the GPU mapper passes for parts whose spec sets
 ``params.collectives: nccl``): inside one node, all-reduce, all-gather and reduce-scatter are
-priced the way NCCL's own tuner prices them (``src/graph/tuning.cc``, NCCL 2.18-2.21, the
-versions behind PyTorch 2.1-2.5; described in Hu et al., "Demystifying NCCL", arXiv
-2507.04786, 2025), and the fastest (algorithm, protocol) pair is taken, as the tuner does:
-
-- time = latency + bytes / algorithm bandwidth, ``bytes`` NCCL's ``nBytes`` (the buffer for
-  all-reduce, the whole gathered / scattered buffer for all-gather / reduce-scatter);
-- latency = ``baseLat[algorithm][protocol] + steps x hwLat[link][algorithm][protocol]``, in
-  microseconds (tuning.cc):
-
-  ============  ================  ===========================  ===========================
-  algorithm     baseLat LL/LL128/  hwLat NVLink LL/LL128/Simple hwLat PCIe LL/LL128/Simple
-                Simple
-  ============  ================  ===========================  ===========================
-  ring          6.6 / 14 / 8.4    0.6 / 1.9 / 3.4              1.0 / 2.5 / 5.7
-  tree          6.8 / 14 / 0      0.6 / 1.25 / 28              1.0 / 1.9 / 28
-  NVLS          - / - / 0         - / - / 23                   -
-  ============  ================  ===========================  ===========================
-
-  with ``steps`` = 2(p-1) for a ring all-reduce, p-1 for a ring all-gather or
-  reduce-scatter, 2(p-1) for the tree (a chain inside one node), one for NVLS;
-- bus bandwidth = the GPU's NVLink bandwidth as NCCL counts it (line rate x
-  ``link_efficiency``: 20 of 25 GB/s per Ampere link, ``SM80_NVLINK_BW``), then per protocol:
-  Simple x1; LL128 x0.92 (120 of 128 bytes are data); LL x1/4 for all-reduce (x1/3 for the
-  others: 8-byte stores of 4 data bytes and a flag, polled), at most ``llMaxBw`` 87.7 GB/s
-  (Ampere/Hopper, one node); tree x0.92, LL x1/3.8, LL128 x7/9, and NCCL's static
-  ``treeCorrectionFactor`` by size;
-- algorithm bandwidth = bus bandwidth x p / steps for the ring (x p / 2(p-1) for all-reduce:
-  NCCL's ``busbw = algbw x 2(p-1)/p``), x 1/2 for the tree, x 5/6 for NVLS (NVLink SHARP:
-  the NVSwitch reduces, H100/H200 NVSwitch 3 only).
-
-Per-channel caps that need NCCL's channel count (LL128 20 GB/s per channel on Ampere) are
-left out; across nodes, send/recv and all-to-all keep the alpha-beta model.
+priced as NCCL runs them (:mod:`simulator.network.nccl`): every (algorithm, protocol) pair
+NCCL's tuner weighs, timed by the tuner's own estimate or, where the part's spec gives NCCL's
+channel count, as its ring kernels move the data (channels, chunks, slices, copy rounds, one
+link latency per handoff), and the fastest is taken. Across nodes, collectives keep the
+alpha-beta model.
 """
 
 from __future__ import annotations
@@ -290,86 +263,6 @@ def _multi(kind: str, n: float, route: Route) -> list[CollectiveTime]:
     return out
 
 
-# -- NCCL's tuning model (one node) ----------------------------------------------------------
-@dataclass(frozen=True)
-class NcclModel:
-    """What NCCL's tuner needs to know about the GPUs beyond the route: the fraction of the
-    NVLink line rate it moves as data (``link_efficiency``, NCCL's per-link bandwidth over the
-    line rate) and whether the NVSwitches reduce (NVLink SHARP, ``nvls``)."""
-
-    link_efficiency: float = 0.8
-    nvls: bool = False
-
-
-# NCCL src/graph/tuning.cc (2.18-2.21): latencies in us, [algorithm][protocol LL, LL128, Simple]
-_NCCL_BASE_LAT = {"ring": (6.6, 14.0, 8.4), "tree": (6.8, 14.0, 0.0), "nvls": (0.0, 0.0, 0.0)}
-_NCCL_HW_LAT = {
-    "nvlink": {"ring": (0.6, 1.9, 3.4), "tree": (0.6, 1.25, 28.0), "nvls": (0.0, 0.0, 23.0)},
-    "pci": {"ring": (1.0, 2.5, 5.7), "tree": (1.0, 1.9, 28.0), "nvls": (0.0, 0.0, 0.0)},
-}
-_NCCL_LL_MAX_BW = 87.7e9  # llMaxBws, Ampere/Hopper, one node (B/s)
-# treeCorrectionFactor[protocol][log2(bytes / 64)], powers of two from 64 B to 256 MiB
-_NCCL_TREE_CORRECTION = (
-    (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0,
-     1.0, 1.0),
-    (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9,
-     1.0, 1.0),
-    (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9,
-     .9),
-)
-
-
-def _nccl_hw(link: Link) -> str:
-    """NCCL's link class for the latency table: PCIe for a PCIe link, else NVLink."""
-    return "pci" if "pci" in link.name.lower() else "nvlink"
-
-
-def _nccl(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel
-          ) -> list[CollectiveTime]:
-    """Every (algorithm, protocol) NCCL's tuner weighs for ``kind`` over ``p`` ranks of one
-    node, each driving ``bw`` (line rate) on ``link``."""
-    hw = _nccl_hw(link)
-    bus = bw * model.link_efficiency
-    allreduce = kind == "allreduce"
-    algos = ["ring"] + (["tree"] if allreduce else []) + \
-        (["nvls"] if model.nvls and hw == "nvlink" and p > 2 else [])
-    log_size = int(math.log2(n / 64)) if n >= 128 else 0
-    out = []
-    for algo in algos:
-        steps = (2 * (p - 1) if allreduce else p - 1) if algo == "ring" else \
-            2 * (p - 1) if algo == "tree" else 1
-        for i, proto in enumerate(PROTOCOLS):
-            if algo == "nvls" and proto != "Simple":
-                continue
-            b = bus
-            if algo == "ring" and proto == "LL":
-                b = min(_NCCL_LL_MAX_BW, b / (4.0 if allreduce else 3.0))
-            elif algo == "ring" and proto == "LL128":
-                b *= 0.92
-            elif algo == "tree":
-                b *= 0.92
-                b = min(b / 3.8, _NCCL_LL_MAX_BW) if proto == "LL" else \
-                    b * 7.0 / 9.0 if proto == "LL128" else b
-            if algo == "ring":
-                alg_bw = b * p / steps
-            elif algo == "tree":
-                alg_bw = b * 0.5 * (_NCCL_TREE_CORRECTION[i][log_size] if log_size < 23 else 1.0)
-            else:
-                alg_bw = b * 5.0 / 6.0
-            lat = (_NCCL_BASE_LAT[algo][i] + (1 if algo == "nvls" else steps)
-                   * _NCCL_HW_LAT[hw][algo][i]) * 1e-6
-            sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) \
-                if algo != "nvls" else (n if allreduce else (p - 1) / p * n)
-            word = {"allreduce": "all-reduce", "allgather": "all-gather",
-                    "reducescatter": "reduce-scatter"}[kind]
-            ph = Phase(f"NCCL {algo} {word} over {p} ranks, {proto} protocol ({hw} latencies, "
-                       f"bus bandwidth {b / 1e9:.4g} GB/s)", link.name,
-                       1 if algo == "nvls" else steps, lat, n / alg_bw if n else 0.0, sent,
-                       sent * link.energy_per_byte_j)
-            out.append(CollectiveTime(kind, algo, ph.time_s, sent, (ph,), False, proto))
-    return out
-
-
 def _best(cands: list[CollectiveTime]) -> CollectiveTime:
     return min(cands, key=lambda c: (c.time_s, c.bytes_sent, c.algorithm))
 
@@ -428,7 +321,8 @@ def candidates(kind: str, nbytes: float, route: Route, nccl: NcclModel | None = 
         raise MappingError(f"a {kind} over {route.ranks} ranks needs a link; the spec has none")
     if nccl is not None and not route.torus and kind in ("allreduce", "allgather",
                                                           "reducescatter"):
-        return tuple(_nccl(kind, n, route.ranks, route.intra, route.intra_bandwidth, nccl))
+        return tuple(nccl_candidates(kind, n, route.ranks, route.intra, route.intra_bandwidth,
+                                     nccl))
     return tuple(_intra(kind, n, route.ranks, route))
 
 
@@ -461,3 +355,7 @@ def collective(kind: str, nbytes: float, route: Route, algorithm: str | None = N
         raise MappingError(f"algorithm {algorithm!r} does not apply to a {kind} over "
                            f"{route.describe()}; applicable: {names}")
     return _best(chosen)
+
+
+# NCCL's model lives in its own module, which builds on the classes above
+from simulator.network.nccl import NcclModel, nccl_candidates  # noqa: E402

@@ -4,11 +4,13 @@ the on-chip path of every DRAM byte), interconnect energy, and DVFS under a powe
 :func:`power_model` derives a device's coefficients (sources in
 :mod:`simulator.power.coefficients`); :func:`apply_power_cap` is the step the predictor applies
 to every op cost; :func:`simulator.engine.timeline.Timeline.power_series` turns a run into
-power over time.
+power over time; :func:`sustained_power` is the limiter on a long mix of kernels (a serving
+run), which regulates the average power rather than each op's.
 """
 
 from simulator.power.coefficients import FAMILY_POWER, PowerDefault
 from simulator.power.dvfs import NOC, ONCHIP, apply_power_cap, op_power_w
+from simulator.power.governor import NO_LIMIT_W, SustainedPower, sustained_power
 from simulator.power.model import (
                                    PowerModel,
                                    noc_j_per_byte,
@@ -19,4 +21,4 @@ from simulator.power.model import (
 
 __all__ = ["FAMILY_POWER", "PowerDefault", "PowerModel", "power_model", "power_family",
            "onchip_j_per_dram_byte", "noc_j_per_byte", "apply_power_cap", "op_power_w",
-           "ONCHIP", "NOC"]
+           "ONCHIP", "NOC", "NO_LIMIT_W", "SustainedPower", "sustained_power"]

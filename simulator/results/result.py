@@ -3,7 +3,9 @@
 SI units throughout (s, J, W, B, FLOP, $). ``to_dict()`` is the machine-readable contract
 printed by ``hwsim run --json``; ``to_dataframe()`` needs pandas (imported lazily);
 ``to_chrome_trace()`` returns the Trace Event Format dict that Perfetto and chrome://tracing
-open.
+open. ``meta["timing"]`` (and the ``timing`` key of ``to_dict()``) says which timing the
+latency is (:mod:`simulator.timing`); under ``eager`` the records carry their host issue times
+and the trace a host track per device.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class OpRecord:
     describe: str
     details: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     notes: tuple[str, ...] = ()
+    #: ``--timing eager``: when the device's host finished issuing this op (None otherwise)
+    host_end_s: float | None = None
+
+    @property
+    def host_s(self) -> float:
+        """Host time spent issuing this op (``--timing eager``; 0 otherwise)."""
+        return float(self.details.get("host_s", 0.0)) if self.host_end_s is not None else 0.0
 
     @property
     def clock_scale(self) -> float:
@@ -74,7 +83,8 @@ class RecordTable(Sequence[OpRecord]):
             end_s=float(tl.end[i]), latency_s=c.latency_s, energy_j=c.energy_j, bound=c.bound,
             flops=c.flops.total, dram_bytes=c.dram_bytes, compute_s=c.compute_s,
             memory_s=c.memory_s, utilization=c.utilization, compute_class=c.compute_class,
-            describe=op.describe(), details=c.details, notes=c.notes)
+            describe=op.describe(), details=c.details, notes=c.notes,
+            host_end_s=float(tl.host_end[i]) if tl.host_end is not None else None)
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -288,6 +298,19 @@ class Result:
     def usd_per_sample(self) -> float:
         return self.cost.usd / self.samples if self.samples else float("nan")
 
+    @property
+    def timing(self) -> str:
+        """Which timing the latency is: ``kernel``, ``graph``, ``stream`` or ``eager``
+        (:mod:`simulator.timing`; ``stream`` for a Result made without it)."""
+        t = self.meta.get("timing")
+        return str(t["mode"]) if isinstance(t, Mapping) and "mode" in t else "stream"
+
+    @property
+    def host_bound(self) -> bool:
+        """Whether the host's dispatch was the slower stage (``--timing eager`` only)."""
+        t = self.meta.get("timing")
+        return bool(t.get("host_bound")) if isinstance(t, Mapping) else False
+
     # -- summaries --------------------------------------------------------------------------
     def by_kind(self) -> list[dict[str, Any]]:
         """Per op kind: time, share of time, energy, and the bound that dominates its time."""
@@ -356,6 +379,7 @@ class Result:
             "device_power_w": self.device_power_w, "devices_energy_j": self.devices_energy_j,
             "system_power_w": self.avg_power_w, "energy_per_token_j": self.energy_per_token_j,
             "peak_power_w": self.peak_power_w, "energy_breakdown": self.energy.parts(),
+            "timing": self.timing,
         }
         pw = self.meta.get("power")
         if pw:
@@ -376,7 +400,9 @@ class Result:
                          "energy_j": r.energy_j, "bound": r.bound, "start_s": r.start_s,
                          "flops": r.flops, "bytes": r.dram_bytes, "device": r.device,
                          "stream": r.stream, "utilization": r.utilization,
-                         "clock_scale": r.clock_scale}
+                         "clock_scale": r.clock_scale,
+                         **({"host_s": r.host_s, "host_end_s": r.host_end_s}
+                            if r.host_end_s is not None else {})}
                         for r in self.records]
         return d
 
@@ -418,9 +444,14 @@ class Result:
             })
         events.extend(_link_tracks(self.records, max((d for d, _ in streams), default=0) + 1))
         events.extend(self._power_tracks(sorted({d for d, _ in streams})))
+        events.extend(_host_tracks(self.records, len(tid)))
+        tm = self.meta.get("timing")
         return {"traceEvents": events, "displayTimeUnit": "ns",
                 "otherData": {"workload": self.workload, "arch": self.arch,
-                              "phase": self.phase, "latency_s": self.latency_s}}
+                              "phase": self.phase, "latency_s": self.latency_s,
+                              "timing": self.timing,
+                              **({"host_bound": bool(tm.get("host_bound"))}
+                                 if isinstance(tm, Mapping) else {})}}
 
 
     def _power_tracks(self, devices: list[int]) -> list[dict[str, Any]]:
@@ -466,6 +497,27 @@ def _link_tracks(records: Sequence[OpRecord], pid: int) -> list[dict[str, Any]]:
     if tid:
         events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                        "args": {"name": "links"}})
+    return events
+
+
+def _host_tracks(records: Sequence[OpRecord], tid: int) -> list[dict[str, Any]]:
+    """``--timing eager``: one ``host`` thread per device, a slice per op its host issued
+    (``[host_end_s - host_s, host_end_s]``; a collective's slice on each device of its
+    group). The device's tracks then show the gaps where it waited for the host."""
+    events: list[dict[str, Any]] = []
+    named: set[int] = set()
+    for r in records:
+        if r.host_end_s is None:
+            continue
+        if r.device not in named:
+            named.add(r.device)
+            events.append({"name": "thread_name", "ph": "M", "pid": r.device, "tid": tid,
+                           "args": {"name": "host (eager dispatch)"}})
+        hs = r.host_s
+        events.append({"name": r.name, "cat": "host", "ph": "X", "pid": r.device, "tid": tid,
+                       "ts": (r.host_end_s - hs) * 1e6, "dur": max(hs * 1e6, 1e-3),
+                       "args": {"op": r.describe, "host_s": hs,
+                                "device_wait_s": max(0.0, r.start_s - r.host_end_s)}})
     return events
 
 

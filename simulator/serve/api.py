@@ -22,7 +22,7 @@ from simulator.arch.loader import load_arch
 from simulator.arch.spec import System
 from simulator.cost.dollars import system_hourly_rate
 from simulator.errors import HwsimError
-from simulator.power import power_model
+from simulator.power import NO_LIMIT_W, power_model, sustained_power
 from simulator.predict import Predictor
 from simulator.results.result import finite_json
 from simulator.serve.iteration import IterationModel
@@ -228,6 +228,8 @@ def serve(workload: str, arch: str | System, options: ServeOptions | None = None
                                 weight_dtype=o.weight_dtype, kv_dtype=o.kv_dtype,
                                 max_tokens=o.max_batched_tokens,
                                 fuse_projections=o.fuse_projections)
+    if m.energy_model is None:  # full-clock energies for the sustained-power limiter
+        m.energy_model = _full_clock(m)
     blocks = kv_blocks_for(m, system, o)
     if o.preemption == "swap" and (isinstance(o.swap_gib, bool) or
                                    not isinstance(o.swap_gib, (int, float)) or
@@ -246,6 +248,18 @@ def serve(workload: str, arch: str | System, options: ServeOptions | None = None
                        _metrics(out, m, system, o), out)
 
 
+def _full_clock(m: IterationModel) -> IterationModel:
+    """``m`` on a predictor whose power limit never binds: each op's full-clock energy, which
+    the sustained-power limiter (simulator.power.governor) averages over the run."""
+    p = m.predictor
+    twin = Predictor(p.spec_system, p.profile, force_calibration=p.profile is not None,
+                     dataflow=p.options.dataflow, schedule=p.options.schedule,
+                     power_limit_w=NO_LIMIT_W, timing=p.timing)
+    return IterationModel(twin, m.workload, tp=m.tp, dtype=m.dtype,
+                          weight_dtype=m.weight_dtype, kv_dtype=m.kv_dtype,
+                          max_tokens=m.max_tokens, fuse_projections=m.fuse_projections)
+
+
 def _metrics(out: SimOutput, m: IterationModel, system: System, o: ServeOptions
              ) -> dict[str, Any]:
     fin = out.finished
@@ -262,15 +276,19 @@ def _metrics(out: SimOutput, m: IterationModel, system: System, o: ServeOptions
                 (x - t) / (s.req.output_tokens - 1) <= o.slo_tpot_s))
     dev = system.device
     # the power model of simulator.power: idle power all the time, the busy floor while an
-    # iteration runs, the iterations' dynamic energy (per FLOP, per byte, on-chip path)
+    # iteration runs, the iterations' dynamic energy (per FLOP, per byte, on-chip path) at
+    # full clock; the limiter then holds the run's average at the power limit
+    # (simulator.power.governor: it regulates the average, not each kernel)
     pm = power_model(dev, o.power_limit_w)
     static_w = pm.idle_w
     devices = o.tp * o.replicas
     busy = sum(r.busy_s for r in out.replicas)
-    dyn = sum(r.dynamic_j for r in out.replicas)
-    idle_j = o.tp * static_w * span * o.replicas
-    floor_j = o.tp * pm.floor_above_idle_w * busy
-    device_j = dyn + idle_j + floor_j
+    sus = sustained_power(pm, idle_j=devices * static_w * span,
+                          floor_j=o.tp * pm.floor_above_idle_w * busy,
+                          dynamic_j=sum(r.dynamic_j for r in out.replicas), span_s=span,
+                          devices=devices)
+    idle_j, floor_j, dyn = sus.idle_j, sus.floor_j, sus.dynamic_j
+    device_j = sus.energy_j
     device_w = device_j / span
     share = devices / system.count if system.count > 1 else 1.0
     span_w = max(pm.tdp_w - static_w, 1e-9)
@@ -329,7 +347,7 @@ def _metrics(out: SimOutput, m: IterationModel, system: System, o: ServeOptions
         "device_energy_per_output_token_j": device_j / max(out_tokens, 1),
         "energy_breakdown": {"idle_j": idle_j, "active_floor_j": floor_j, "dynamic_j": dyn,
                              "system_j": over_w * span},
-        "power_limit_w": pm.limit_w,
+        "power_limit_w": pm.limit_w, "sustained_clock_scale": sus.clock_scale,
         "usd_per_hour": usd_per_hour, "cost_usd": usd,
         "usd_per_million_tokens": usd / out_tokens * 1e6 if usd and out_tokens else None,
         "dtype": m.dtype, "iteration_predictions": m.predictions,

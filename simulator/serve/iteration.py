@@ -115,6 +115,9 @@ class IterationModel:
         self._head_cache: dict[int, Cost] = {}
         self._batch_cache: dict[tuple, Cost] = {}
         self.predictions = 0
+        #: the same model at full clock (no per-op power cap): when set, iteration energies
+        #: come from it, for the sustained-power limiter of simulator.power.governor
+        self.energy_model: IterationModel | None = None
 
     # -- facts ------------------------------------------------------------------------------
     def _plan(self, tokens: int) -> Plan:
@@ -212,6 +215,8 @@ class IterationModel:
         if rows:
             parts.append(self._lm_head(rows))
         c = Cost(sum(p.latency_s for p in parts), sum(p.energy_j for p in parts))
+        if self.energy_model is not None:
+            c = Cost(c.latency_s, self.energy_model.cost(batch).energy_j)
         if len(self._batch_cache) < 200_000:
             self._batch_cache[key] = c
         return c

@@ -78,6 +78,7 @@ from simulator.mapping.base import MapOptions
 from simulator.mapping.gpu import kernel_time
 from simulator.mapping.registry import cost_op
 from simulator.predict import Predictor
+from simulator.timing import apply_timing
 from simulator.validate.compare import Comparison, Row, compare, record_op, record_sets
 from simulator.validate.dataset import Dataset, Measurement, load_dataset
 from workloads.ops import Collective, Op
@@ -95,7 +96,8 @@ _MIN_OVERHEAD_STEP = 5e-6
 _MIN_TIME_STEP = 5e-7  # ... for a kernel's fixed device times (kernel_startup, pipeline_latency)
 _US = 1e-6             # times are optimised in microseconds (well-scaled)
 #: Parameters in seconds (optimised in microseconds; perturbed by raising, not halving).
-TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency")
+TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency", "graph_launch_gap",
+               "eager_dispatch")
 
 
 def _family_default(device: Device, name: str, op_cls: str = "") -> float:
@@ -152,15 +154,20 @@ def _efficiency_key(device: Device, op: Op) -> str | None:
     return cls or op.dtype.compute_class
 
 
-def _candidates(device: Device, ops: Sequence[Op], kernel: bool = False) -> list[str]:
+def _candidates(device: Device, ops: Sequence[Op], kernel: bool | str = False) -> list[str]:
     """Parameters offered to the fit for ``ops`` on ``device`` (``kernel``: the times are
-    kernel (device) times from a profiler, which isolate a kernel's fixed device time)."""
+    kernel (device) times from a profiler, which isolate a kernel's fixed device time; or a
+    timing of :mod:`simulator.timing`: ``graph`` fits ``graph_launch_gap`` in place of
+    ``launch_overhead``, ``eager`` also ``eager_dispatch``)."""
     keys = sorted({k for op in ops if (k := _efficiency_key(device, op)) is not None})
     names = [f"compute_efficiency.{k}" for k in keys]
-    names += ["bandwidth_efficiency", "vector_efficiency", "launch_overhead"]
+    names += ["bandwidth_efficiency", "vector_efficiency",
+              "graph_launch_gap" if kernel == "graph" else "launch_overhead"]
+    if kernel == "eager" and device.family != "cpu":
+        names.append("eager_dispatch")
     if device.family == "gpu":
         names.append("attention_efficiency")
-        if kernel:  # in wall time it adds to launch_overhead and cannot be told apart from it
+        if kernel is True:  # in wall time it adds to launch_overhead: no telling them apart
             # (pipeline_latency, the other fixed device time, is not offered: it shifts the
             # same kernels by the same amount, so the two are degenerate; it stays derived
             # from the spec's memory latencies)
@@ -277,7 +284,12 @@ def _predict(system: System, jobs: Sequence[_Job]) -> np.ndarray:
             c = pred.cost(op)
         else:
             c = cost_op(op, system.device, opts)
-        out.append(kernel_time(c) if kernel else c.latency_s)
+        if isinstance(kernel, str):  # a timing of simulator.timing
+            c = apply_timing(op, c, system.device, kernel)
+            out.append(max(c.latency_s, float(c.details.get("host_s", 0.0)))
+                       if kernel == "eager" else c.latency_s)
+        else:
+            out.append(kernel_time(c) if kernel else c.latency_s)
     return np.array(out)
 
 
@@ -294,7 +306,8 @@ def _to_si(name: str, x: float) -> float:
 
 
 def _min_step(name: str) -> float:
-    return _MIN_OVERHEAD_STEP if name == "launch_overhead" else _MIN_TIME_STEP
+    return _MIN_OVERHEAD_STEP if name in ("launch_overhead", "eager_dispatch") else \
+        _MIN_TIME_STEP
 
 
 def _clip(name: str, v: float) -> float:
@@ -450,7 +463,8 @@ def _prior_residual(name: str, v: float, v0: float) -> float:
 
 
 def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
-        seed: int = 0, *, f_scale: float = 0.1, prior: float | None = None) -> CalibrationResult:
+        seed: int = 0, *, f_scale: float = 0.1, prior: float | None = None,
+        timing: str | None = None) -> CalibrationResult:
     """Fit the identifiable efficiency factors of ``arch``'s device to ``dataset``'s op records.
 
     ``holdout`` is the fraction of shapes per op class kept out of the fit; ``f_scale`` is the
@@ -459,6 +473,9 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     extra residual per parameter, its log distance from the spec value: parameters that
     trade off against each other (bandwidth efficiency against a streaming kind's factor) stay
     near the spec instead of drifting together, which over-fits a small training set.
+    ``timing`` (default: the dataset's ``meta["timing"]``): predict under a timing of
+    :mod:`simulator.timing` (``graph`` fits ``graph_launch_gap``, ``eager`` ``eager_dispatch``:
+    a loop of one eager op runs at the slower of its host and device).
 
     Raises
     ------
@@ -469,7 +486,8 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     system = arch if isinstance(arch, System) else load_arch(arch)
-    base = compare(_subset(ds, ds.ops()), system)
+    tm = timing or str(ds.meta.get("timing") or "wall")
+    base = compare(_subset(ds, ds.ops()), system, timing=tm)
     if not base.rows:
         raise HwsimError(f"{ds.path}: no op record the simulator can predict on "
                          f"{system.device.name} ({len(base.unsupported)} unsupported)")
@@ -478,7 +496,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     recs = [r for r in ds.ops() if r.id in supported]
     train = [r for r in recs if (supported[r.id].shape_key or r.id) in train_keys]
     held = [r for r in recs if (supported[r.id].shape_key or r.id) in hold_keys]
-    kernel = str(ds.meta.get("timing") or "wall") == "kernel"
+    kernel: bool | str = tm == "kernel" if tm in ("wall", "kernel") else tm
     ops = [(record_op(r), MapOptions(rotated_sets=record_sets(r)), kernel) for r in train]
     measured = np.array([r.time_s for r in train])
     dev = system.device
@@ -540,8 +558,8 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
     params = _nested({n: values[n] for n in fitted})
     calibrated = apply_params(system, params)
 
-    tr_b, tr_a = compare(_subset(ds, train), system), compare(_subset(ds, train), calibrated)
-    ho_b, ho_a = compare(_subset(ds, held), system), compare(_subset(ds, held), calibrated)
+    tr_b, tr_a = (compare(_subset(ds, train), s, timing=tm) for s in (system, calibrated))
+    ho_b, ho_a = (compare(_subset(ds, held), s, timing=tm) for s in (system, calibrated))
     cls_of = {r.id: r.op_class for r in base.rows}
     classes: dict[str, dict[str, Any]] = {}
     for c in sorted(set(cls_of.values())):
@@ -558,7 +576,7 @@ def fit(dataset: Dataset | str | Path, arch: str | System, holdout: float = 0.3,
                     "mape_after": _mape(ho_a.rows)},
         "classes": classes, "kinds": _split_stats("kind", (tr_b, ho_b, ho_a)),
         "groups": _split_stats("group", (tr_b, ho_b, ho_a)),
-        "timing": "kernel" if kernel else "wall",
+        "timing": tm,
         "stderr": stderr, "at_bound": at_bound,
         "split": {"holdout": holdout, "seed": seed, "train_shapes": len(train_keys),
                   "holdout_shapes": len(hold_keys)},

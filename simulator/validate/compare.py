@@ -54,7 +54,8 @@ __all__ = ["Row", "Summary", "Unsupported", "Comparison", "compare", "summarize"
            "result_device_energy",
            "GEMV_MAX"]
 
-_TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency")  # shown in seconds
+_TIME_PARAMS = ("launch_overhead", "kernel_startup", "pipeline_latency",  # shown in seconds
+                "graph_launch_gap", "eager_dispatch")
 GEMV_MAX = 16  # min(m, n) at or below this is a GEMV-like (skinny) matmul
 _RUN_FIELDS = ("phase", "batch", "seq", "context", "dtype", "weight_dtype", "kv_dtype", "tp",
                "image_size", "fuse")
@@ -298,10 +299,13 @@ def _predict_record_op(rec: Measurement, system: System, timing: str = "wall"
     except ValueError as e:
         return None, Unsupported(rec.id, kind, f"invalid op: {e}")
     try:
-        cost = predict_op(op, system, rotated_sets=record_sets(rec))
+        cost = predict_op(op, system, rotated_sets=record_sets(rec),
+                          timing=None if timing == "wall" else timing)
     except HwsimError as e:
         return None, Unsupported(rec.id, op.kind, str(e))
     t = kernel_time(cost) if timing == "kernel" else cost.latency_s
+    if timing == "eager":  # a loop of the same eager op: the slower of its host and device
+        t = max(t, float(cost.details.get("host_s", 0.0)))
     if not t > 0:
         return None, Unsupported(rec.id, op.kind, f"predicted time {t!r} s")
     power = op_power_w(system.device, cost) if (rec.energy_j or rec.avg_power_w) else None
@@ -323,7 +327,8 @@ def _predict_record_e2e(rec: Measurement, system: System, timing: str = "wall"
         return None, Unsupported(rec.id, "e2e", "workload: missing field 'name'")
     if "fused" in w and "fuse" not in w:  # measure.py records whether it fused epilogues
         w["fuse"] = w["fused"]
-    opts = RunOptions(**{k: w[k] for k in _RUN_FIELDS if w.get(k) is not None})
+    opts = RunOptions(**{k: w[k] for k in _RUN_FIELDS if w.get(k) is not None},
+                      timing=None if timing == "wall" else timing)
     try:
         res = simulate(str(name), system, opts)
     except (HwsimError, ValueError) as e:
@@ -354,7 +359,9 @@ def compare(dataset: Dataset | str | Path, arch: str | System,
     ``timing`` (default: the dataset's ``meta["timing"]``, else ``wall``) says what the
     measured times are: ``wall`` (a harness loop, launch included: the op's latency is
     compared) or ``kernel`` (device time from a profiler trace:
-    :func:`simulator.mapping.gpu.kernel_time`, the latency less the launch overhead).
+    :func:`simulator.mapping.gpu.kernel_time`, the latency less the launch overhead); or any
+    timing of :mod:`simulator.timing` to predict under (``wall`` is ``stream``; ``eager``
+    compares a loop of one op with the slower of its host dispatch and its device time).
 
     Raises
     ------
@@ -366,8 +373,9 @@ def compare(dataset: Dataset | str | Path, arch: str | System,
     if calibration is not None:
         system = calibration.apply(system)
     tm = timing or str(ds.meta.get("timing") or "wall")
-    if tm not in ("wall", "kernel"):
-        raise HwsimError(f"{ds.path}: timing: expected 'wall' or 'kernel', got {tm!r}")
+    if tm not in ("wall", "kernel", "graph", "stream", "eager"):
+        raise HwsimError(f"{ds.path}: timing: expected 'wall' or 'kernel' (or a --timing of "
+                         f"graph, stream, eager), got {tm!r}")
     rows: list[Row] = []
     unsupported: list[Unsupported] = []
     for rec in ds.records:

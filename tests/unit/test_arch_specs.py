@@ -144,8 +144,9 @@ def test_big_bf16_gemm_power_is_near_but_below_tdp(name):
     # at the default limit (the TDP) the measured rates stand: the cap step keeps the time
     assert predict_op(op, name).latency_s == pytest.approx(cost.latency_s, rel=1e-12)
     watts = op_power_w(cost, power_model(d))
-    # 1.2: the 72 W L4 is strongly power-limited on large GEMMs (the others within 1.1)
-    assert 0.75 * d.power.tdp_w < watts < 1.2 * d.power.tdp_w
+    # up to 1.4: GH100 parts hold 1,500-1,830 of 1,980 MHz on such GEMMs at 700 W (h100-sxm.yaml
+    # header: ~1.3 x TDP at full clock); the 72 W L4 is strongly power-limited too
+    assert 0.75 * d.power.tdp_w < watts < 1.4 * d.power.tdp_w
 
 
 def test_h100_per_unit_clocks_and_a100_fp8_fallback():

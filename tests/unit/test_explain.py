@@ -326,12 +326,14 @@ def test_systolic_attention_is_two_gemms_plus_the_softmax():
 
 
 def test_timing_section_has_its_place(monkeypatch):
-    """A later model of which timing applies (kernel, eager, graph) prints between the fixed
-    costs and the sum; empty today, so no heading."""
+    """Which timing applies (kernel, graph, stream, eager; simulator/timing.py) prints between
+    the fixed costs and the sum, with the default named."""
     import simulator.explain as ex
 
     _, cost, system, lines = explain(*CASES["gpu-gemm"])
-    assert "Which time this is" not in lines
+    i = lines.index("Which time this is")
+    assert lines.index("7. Fixed costs") < i < lines.index("8. Adding up")
+    assert lines[i + 1].startswith("  timing: stream")
     monkeypatch.setattr(ex, "timing_lines", lambda op, cost, device: ["kernel time"])
     op = op_from_dict(CASES["gpu-gemm"][1])
     lines = ex.op_lines(op, cost, system)

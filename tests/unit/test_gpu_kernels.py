@@ -8,6 +8,7 @@ never includes the launch).
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -74,21 +75,46 @@ def test_rows_beyond_one_wave_repeat_the_chain():
     assert fewer.details["waves"] == 3
 
 
-def test_large_rmsnorm_adds_its_chain_to_its_traffic():
-    """4096 x 4096 fp16, 67 MB (not resident): 19 waves x 4 x (0.6 + 0.2) us of chain plus
-    the bytes at the achievable DRAM bandwidth, less the last 20 MiB (half the L2) of its
-    input, which the LRU L2 still holds from the producer; far slower than the roofline."""
+def _loaded(dram_chain: float, l2_chain: float, dram_s: float) -> float:
+    """The larger root of (T - l2_chain)(T - dram_s) = dram_chain T: DRAM round trips
+    inflated by 1 / (1 - utilisation), an M/M/1 queue."""
+    tot = dram_chain + l2_chain + dram_s
+    return 0.5 * (tot + math.sqrt(tot * tot - 4 * l2_chain * dram_s))
+
+
+def test_large_rmsnorm_queues_its_chain_behind_its_traffic():
+    """4096 x 4096 fp16, 67 MB (not resident): 19 waves x 4 x (0.6 + 0.2) us of chain while
+    the bytes stream at the achievable DRAM bandwidth, less the last 20 MiB (half the L2) of
+    its input, which the LRU L2 still holds from the producer. Its DRAM round trips queue
+    behind that traffic (M/M/1: 1 / (1 - utilisation) their latency), its L2 round trips do
+    not; far slower than the roofline, a little faster than chain plus traffic."""
     op = Norm(norm="rmsnorm", rows=4096, cols=4096, dtype="fp16")
     c = _k(op)
-    chain = 19 * 4 * (DRAM_LAT + L2_LAT) - DRAM_LAT
+    dram_chain, l2_chain = 19 * 4 * DRAM_LAT - DRAM_LAT, 19 * 4 * L2_LAT
     assert c.details["waves"] == 19 and c.details["l2_hit"] is False
     hit = op.bytes_read() * 20 * 2**20 / op.min_bytes
-    assert kernel_time(c) == pytest.approx(
-        STARTUP + FILL + chain + (op.min_bytes - hit) / DRAM_BW, rel=1e-3)
-    assert kernel_time(c) > 2 * op.min_bytes / DRAM_BW
+    dram_s = (op.min_bytes - hit) / DRAM_BW
+    assert kernel_time(c) == pytest.approx(STARTUP + FILL + _loaded(dram_chain, l2_chain,
+                                                                     dram_s), rel=1e-3)
+    assert 2 * op.min_bytes / DRAM_BW < kernel_time(c) < STARTUP + FILL + dram_chain \
+        + l2_chain + dram_s
     vec = _k(op, A100, "params.norm_vector=8")  # a 128-bit vectorised kernel
     assert vec.details["threads"] == 512 and vec.details["iterations"] == 1
     assert kernel_time(vec) < 0.5 * kernel_time(c)
+
+
+def test_loaded_chain_is_the_chain_plus_traffic_without_l2_round_trips():
+    """With no L2 round trips the M/M/1 loaded chain is exactly chain + traffic (the DRAM
+    latency at utilisation rho is 1 / (1 - rho) of itself); with no traffic the chain; one
+    more second of traffic never costs more than one more second."""
+    from simulator.mapping.gpu_kernels import _loaded_chain_s
+    assert _loaded_chain_s(3.0, 0.0, 2.0) == pytest.approx(5.0)
+    assert _loaded_chain_s(3.0, 1.0, 0.0) == pytest.approx(4.0)
+    assert _loaded_chain_s(0.0, 1.0, 2.0) == pytest.approx(2.0)
+    for c, c2, d in itertools.product((0.0, 0.5, 3.0), (0.0, 0.7, 2.0), (0.0, 1.0, 4.0)):
+        t = _loaded_chain_s(c, c2, d)
+        assert max(c + c2, d) - 1e-12 <= t <= c + c2 + d + 1e-12
+        assert _loaded_chain_s(c, c2, d + 0.1) - t <= 0.1 + 1e-12
 
 
 def test_softmax_is_a_three_pass_row_kernel_with_16_byte_loads():
@@ -137,6 +163,68 @@ def test_embedding_gather_chains_two_dependent_loads_per_element():
     assert c.dram_bytes == op.min_bytes
 
 
+def test_silu_and_mul_runs_one_block_per_token():
+    """vLLM's act_and_mul_kernel on a 70B TP1 token (d_ff 28672): one block of 1024
+    threads, 28 iterations of one round trip (both inputs loaded together) at the DRAM
+    latency: kernel = startup + first load and last store + 27 x 0.6 us (+ 0.17 MB from the
+    L2); the same op without a row is PyTorch's flat grid, one round trip."""
+    op = Elementwise(fn="swiglu", numel=28672, row=28672, dtype="fp16")
+    c = _k(op)
+    d = c.details
+    assert (d["kernel"], d["threads"], d["iterations"], d["blocks"]) == ("row", 1024, 28, 1)
+    assert d["chain_s"] == pytest.approx(27 * DRAM_LAT)
+    assert kernel_time(c) == pytest.approx(STARTUP + FILL + 27 * DRAM_LAT, abs=0.05 * US)
+    flat = _k(Elementwise(fn="swiglu", numel=28672, dtype="fp16"))
+    assert flat.details["kernel"] == "grid" and kernel_time(flat) < 0.25 * kernel_time(c)
+
+
+def test_rotary_kernel_loads_the_position_then_loops_over_pairs():
+    """vLLM's rotary_embedding_kernel on a 7B TP1 token (q and k: 2 x 4096 = 8192
+    elements, 4096 (x, y) pairs): 512 threads (2048 q pairs at most 512), 8 iterations
+    (4 over q, 4 over k) after the position id: a chain of 9 round trips, the first in the
+    fill. TP8 (1024 elements): 256 threads, one iteration each over q and k."""
+    c = _k(Elementwise(fn="mul", numel=8192, row=8192, dtype="fp16"))
+    d = c.details
+    assert (d["threads"], d["iterations"], d["vector"]) == (512, 8, 2)
+    assert d["chain_s"] == pytest.approx(8 * DRAM_LAT)
+    tp8 = _k(Elementwise(fn="mul", numel=1024, row=1024, dtype="fp16"))
+    assert (tp8.details["threads"], tp8.details["iterations"]) == (256, 2)
+    # 4096 tokens: 512-thread blocks, 4 per SM, 432 tokens a wave: 10 waves of 9 round trips
+    big = _k(Elementwise(fn="mul", numel=4096 * 8192, row=8192, dtype="fp16"))
+    assert big.details["waves"] == 10
+    assert big.details["chain_s"] == pytest.approx(10 * 9 * DRAM_LAT - DRAM_LAT)
+
+
+def test_resident_row_kernel_l2_round_trips_do_not_queue():
+    """512 x 4096 fp16 RMSNorm (8 MiB, resident): 3 waves x 4 x (0.6 + 0.2) us of chain; its
+    only DRAM traffic is the 4 MiB the L2 writes back (2.3 us), which the DRAM round trips
+    queue behind and the L2 round trips (the second pass) do not."""
+    op = Norm(norm="rmsnorm", rows=512, cols=4096, dtype="fp16")
+    c = _k(op)
+    dram_chain, l2_chain = 3 * 4 * DRAM_LAT - DRAM_LAT, 3 * 4 * L2_LAT
+    dram_s = op.bytes_written() / DRAM_BW
+    assert c.details["l2_hit"] is True and c.dram_bytes == op.bytes_written()
+    assert kernel_time(c) == pytest.approx(
+        STARTUP + FILL + _loaded(dram_chain, l2_chain, dram_s), rel=1e-6)
+    assert kernel_time(c) < STARTUP + FILL + dram_chain + l2_chain + dram_s
+
+
+def test_builders_pass_the_row_and_tensor_parallelism_shards_it():
+    from workloads.transforms.tensor_parallel import tensor_parallel
+    from workloads.zoo import build_model
+    for tp, rope, act in ((1, (64 + 8) * 128, 28672), (8, (8 + 1) * 128, 28672 // 8)):
+        block = tensor_parallel(build_model("llama2-70b"), tp).item("layers").block
+        assert block.item("rope").row == rope and block.item("act").row == act
+        assert block.item("rope").numel % rope == 0 and block.item("act").numel % act == 0
+
+
+def test_elementwise_row_is_validated():
+    assert Elementwise(fn="add", numel=8, dtype="fp16").row is None
+    for bad in (0, -1, 1.5, "8", True):
+        with pytest.raises(ValueError, match="row"):
+            Elementwise(fn="add", numel=8, row=bad, dtype="fp16")
+
+
 def test_rotated_measurement_loop_keeps_everything_in_the_l2():
     op = Elementwise(fn="add", numel=1 << 20, dtype="fp16")   # 6 MiB
     warm = predict_op(op, A100, rotated_sets=2)
@@ -151,6 +239,8 @@ def test_rotated_measurement_loop_keeps_everything_in_the_l2():
     lambda r: Softmax(rows=r, cols=2048, dtype="fp16"),
     lambda r: Elementwise(fn="add", numel=r * 4096, dtype="fp16"),
     lambda r: Embedding(tokens=r, vocab=32000, dim=4096, dtype="fp16"),
+    lambda r: Elementwise(fn="swiglu", numel=r * 3584, row=3584, dtype="fp16"),
+    lambda r: Elementwise(fn="mul", numel=r * 1152, row=1152, dtype="fp16"),
 ])
 def test_more_rows_never_faster(make):
     rows = (1, 2, 7, 64, 215, 216, 217, 500, 1024, 3000, 4096, 10000)
@@ -159,9 +249,12 @@ def test_more_rows_never_faster(make):
 
 
 def test_a_longer_row_is_never_faster():
-    t = [kernel_time(_k(Norm(norm="rmsnorm", rows=64, cols=c, dtype="fp16")))
-         for c in (64, 512, 1024, 1025, 4096, 8192, 16384)]
-    assert all(a <= b for a, b in itertools.pairwise(t)), t
+    widths = (64, 512, 1024, 1025, 4096, 8192, 16384)
+    for make in (lambda c: Norm(norm="rmsnorm", rows=64, cols=c, dtype="fp16"),
+                 lambda c: Elementwise(fn="swiglu", numel=64 * c, row=c, dtype="fp16"),
+                 lambda c: Elementwise(fn="mul", numel=64 * c, row=c, dtype="fp16")):
+        t = [kernel_time(_k(make(c))) for c in widths]
+        assert all(a <= b for a, b in itertools.pairwise(t)), t
 
 
 def test_kernel_params_are_validated():
@@ -221,7 +314,10 @@ def test_a100_spec_uses_nccl_in_a_node_and_alpha_beta_across_nodes():
     op = Collective(collective="allreduce", bytes=64e6, devices=8, dtype="fp16")
     c = p.cost(op, tuple(range(8)))
     assert c.details["protocol"] == "Simple" and c.details["algorithm"] == "ring"
-    assert c.latency_s == pytest.approx(56 * US + 64e6 / (240e9 * 8 / 14), rel=1e-9)
+    # as NCCL's kernels run it (nccl_channels 24): 64e6 / (24 x 8) B per channel and rank in
+    # 2 slices of 3 64-KiB rounds, + 1 flag, per step: 8.4 us + 14 steps x 7 x 2 us
+    assert c.latency_s == pytest.approx((8.4 + 14 * 7 * 2) * US + 64e6 * 14 / 8 / 240e9,
+                                        rel=1e-9)
     across = p.cost(Collective(collective="allreduce", bytes=64e6, devices=16, dtype="fp16"))
     assert across.details["protocol"] == ""  # NCCL's multi-node refinements: not modelled
     ab = predict_op(op, A100, ["params.collectives=alpha-beta"])
@@ -234,3 +330,30 @@ def test_more_bytes_never_faster_under_nccl():
     for p in (2, 4, 8):
         t = [collective("allreduce", n, Route.in_node(p, NV), nccl=m).time_s for n in sizes]
         assert all(a <= b for a, b in itertools.pairwise(t)), p
+
+
+# -- flash-attention schedule -----------------------------------------------------------------
+def test_tile_waves_are_exact_for_equal_tiles_and_never_superadditive():
+    """Equal tiles run in ceil(n / SMs) waves; one wave takes its longest tile; unequal
+    tiles (a causal kernel's), longest first, take each wave's longest; twice the tiles
+    never take more than twice the time."""
+    from simulator.mapping.gpu_kernels import _makespan
+    assert _makespan([(2.0, 10)], 4) == 6.0
+    assert _makespan([(3.0, 2), (1.0, 1)], 4) == 3.0
+    assert _makespan([(3.0, 5), (2.0, 3), (1.0, 4)], 4) == 3.0 + 3.0 + 1.0
+    for groups in ([(5.0, 3), (4.0, 7), (1.0, 11)], [(9.0, 1), (8.0, 130), (2.0, 2)]):
+        for slots in (1, 4, 108, 132):
+            one = _makespan(groups, slots)
+            two = _makespan([(d, 2 * c) for d, c in groups], slots)
+            assert one <= two <= 2 * one
+
+
+def test_causal_prefill_computes_its_diagonal_blocks_in_full():
+    """512 causal tokens: 4 query blocks step over 1 + 2 + 3 + 4 = 10 key blocks of 128,
+    of whose scores 512 x 513 / 2 are unmasked (80%); at 16k tokens 99%."""
+    from workloads.ops import Attention
+    short = _k(Attention(batch=1, heads=1, head_dim=128, seq=512, dtype="fp16"))
+    assert short.details["kv_blocks"] == 10
+    assert short.details["useful"] == pytest.approx(512 * 513 / 2 / (10 * 128 * 128))
+    long = _k(Attention(batch=1, heads=1, head_dim=128, seq=16384, dtype="fp16"))
+    assert long.details["useful"] > 0.99

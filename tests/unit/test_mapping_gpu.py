@@ -18,6 +18,7 @@ import pytest
 
 from simulator import predict_op
 from simulator.arch.loader import load_arch
+from simulator.arch.params import param
 from simulator.errors import MappingError
 from simulator.mapping.base import MapOptions
 from simulator.mapping.registry import cost_op, registered
@@ -235,7 +236,10 @@ def test_attention_decode_is_memory_bound(gpu):
     c = cost_op(op, gpu)
     assert c.bound == "memory"
     assert c.memory_s == pytest.approx(op.min_bytes / ACHIEVABLE_BW, rel=1e-9)
-    assert c.latency_s == pytest.approx(op.min_bytes / ACHIEVABLE_BW + LAUNCH, rel=1e-9)
+    # the cache split 3 ways over the SMs: a second kernel combines the partial outputs
+    assert c.details["split_kv"] == 3 and c.details["combine_s"] > LAUNCH
+    assert c.latency_s == pytest.approx(op.min_bytes / ACHIEVABLE_BW + LAUNCH
+                                        + c.details["combine_s"], rel=1e-9)
 
 
 def test_attention_prefill_is_compute_bound_with_waves(gpu, spec_path):
@@ -244,9 +248,12 @@ def test_attention_prefill_is_compute_bound_with_waves(gpu, spec_path):
     assert c.bound == "compute"
     # 32 heads x 64 query blocks = 2048 tiles -> 16 waves over 132 SMs (97%)
     assert (c.details["tiles"], c.details["waves"]) == (2048, 16)
-    wave_eff = 2048 / (16 * 132)
-    assert c.compute_s == pytest.approx(op.flops().matrix / (PEAK_BF16 * 0.55) / wave_eff,
-                                        rel=1e-9)
+    # causal: query block i steps over i + 1 key blocks, longest first in waves
+    from simulator.mapping.gpu_kernels import prefill_plan
+    plan = prefill_plan(op, gpu)
+    assert c.compute_s == pytest.approx(plan.makespan_s, rel=1e-9)
+    assert plan.kv_blocks == 32 * 64 * 65 // 2
+    assert 0.4 < op.flops().matrix / c.compute_s / PEAK_BF16 < 0.55
     assert c.dram_bytes == op.min_bytes
     faster = cost_op(op, _dev(spec_path, params__attention_efficiency=0.7))
     assert faster.latency_s < c.latency_s
@@ -320,7 +327,8 @@ def test_kind_efficiency_scales_streaming_ops_and_fused_attention(gpu, spec_path
                 Attention(batch=8, heads=32, kv_heads=8, head_dim=128, seq=1, context=8192,
                           phase="decode")):                              # memory-bound
         base, slow = cost_op(att, gpu), cost_op(att, dev)
-        assert slow.latency_s == pytest.approx((base.latency_s - LAUNCH) / 0.25 + LAUNCH)
+        assert slow.latency_s == pytest.approx((base.latency_s - base.overhead_s) / 0.25
+                                               + base.overhead_s)
         assert slow.bound == base.bound and slow.details == base.details
     mm = MatMul(m=4096, n=4096, k=4096)
     assert cost_op(mm, dev) == cost_op(mm, gpu)
@@ -374,17 +382,24 @@ def test_cluster_multicast_halves_the_shared_operand_feed(gpu, spec_path):
 
 
 def test_split_k_reduction_is_not_free(gpu):
-    """Split-K partials are summed serially in the kernel (cuBLASLt's in-place scheme: split
-    i waits for split i-1, reads the partial tile, writes the sum) or by a second kernel:
-    either way it costs time, so a short-K GEMM on few tiles is not split as far as it
-    could be, and the reduction shows in the latency."""
+    """Split-K partials are summed out of place by a second kernel, as cuBLAS does
+    (``cublasLt::splitKreduce_kernel``): it reads the s fp32 partial tiles and writes C, so
+    a short-K GEMM on few tiles is not split as far as it could be, and the reduction and
+    its launch show in the latency."""
     c = cost_op(MatMul(m=64, n=64, k=8192), gpu)   # one 64x64 tile for 132 SMs
-    s = c.details["split_k"]
+    d = c.details
+    s = d["split_k"]
     assert 1 < s < 128                              # 128 = K / 64, the most it could split
-    # serial: (s-1) x the 16 KiB fp32 partial read and written through a 117 GB/s port
-    # (this spec has no latencies), unless a second kernel (4 us launch) is cheaper
-    serial = (s - 1) * 2 * 64 * 64 * 4 / (64 * 1.83e9)
-    assert c.details["reduce_s"] == pytest.approx(min(serial, LAUNCH + 1e-9), rel=0.05)
+    assert d["kernels"] == 2
+    # this spec gives no latencies (no startup, no fill): the partials and C through the
+    # 12 TB/s L2 at 85%
+    nbytes = s * 64 * 64 * 4 + 64 * 64 * 2
+    assert d["reduce_s"] == pytest.approx(nbytes / L2_ACHIEVABLE_BW, rel=1e-9)
+    # the reduction kernel is queued right behind the GEMM: a back-to-back gap, not a
+    # second full launch
+    gap = min(float(param(gpu, "graph_launch_gap", LAUNCH)), LAUNCH)
+    assert d["launch_s"] == pytest.approx(LAUNCH + gap)
+    assert c.overhead_s == pytest.approx(LAUNCH + gap)
 
 
 # -- the shipped H100 / A100 specs: what issue 3 part 5 asks of them -------------------------
@@ -420,21 +435,22 @@ def test_batch1_conv_pays_pipeline_fill_and_split_k_reduction():
     """ResNet-50's layer-3 3x3 conv at batch 1, int8 on the A100: 196 x 256 x 2304 as an
     implicit GEMM, 16 tiles of 64x64 for 108 SMs. The zero-gap estimate (busy time at the
     int8 rate on all SMs, plus the launch) is 4.5 us; the kernel also pays (a) its startup
-    (1.2 us) and each wave's pipeline fill, one DRAM plus one L2 latency of the spec
-    (0.6 + 0.2 us), and (b) the summing of its split-K partials, so it runs well above that
-    estimate."""
+    (1.2 us) and its wave's pipeline fill, one DRAM plus one L2 latency of the spec
+    (0.6 + 0.2 us), and (b) with split-K, a reduction kernel with its own startup and fill:
+    so it runs well above that estimate, and with the fill the reduction kernel costs more
+    than the split saves (16 CTAs, unsplit), while without it K is split 4 ways."""
     conv = Conv2d(n=1, c=256, h=14, w=14, k=256, r=3, s=3, pad=1, dtype="int8")
     c = predict_op(conv, "a100-sxm-80gb")
     nofill = predict_op(conv, "a100-sxm-80gb", ["params.pipeline_latency=0 s"])
     assert c.details["fill_s"] == pytest.approx(0.8e-6)
-    # one wave: its fill is on the critical path (less what the overlap with the weight
-    # stream hides)
-    assert 0.7e-6 <= c.latency_s - nofill.latency_s <= 0.8e-6 * (1 + 1e-6)
+    # the fill is on the critical path (less what the overlap with the weight stream
+    # hides), at most twice (the GEMM's wave and a reduction kernel)
+    assert 0.7e-6 <= c.latency_s - nofill.latency_s <= 2 * 0.8e-6 * (1 + 1e-6)
+    assert (c.details["split_k"], c.details["kernels"]) == (1, 1)
     assert c.overhead_s == pytest.approx(4e-6 + 1.2e-6)
+    assert nofill.details["split_k"] > 1 and nofill.details["reduce_s"] > 0
     zero_gap = conv.flops().total / (0.75 * 624e12) + 4e-6
     assert c.latency_s > 1.5 * zero_gap
-    if c.details["split_k"] > 1:
-        assert c.details["reduce_s"] > 0
 
 
 def test_every_kernel_pays_the_fill_of_where_its_inputs_live():
@@ -467,16 +483,17 @@ def test_skinny_gemms_stay_weight_bound_then_rise_without_steps_back():
     activations add at most 2 MiB), so the time stays within 8% of M=1 (the Vidur A100
     Kineto profiles rise 4-8% from M = 1 to 64 at N, K = 4096-8192: taller A tiles leave
     fewer pipeline stages of the weight in flight). Past the ridge
-    (M ~ 256) it rises: never falling with M, and never more than 1.5x the roofline at
-    compute_efficiency and achievable bandwidth (the worst step is wave quantisation at
-    M=288, where 128x128 tiles need a second wave)."""
+    (M ~ 256) it rises: never falling with M, and never more than 1.8x the roofline at
+    compute_efficiency and achievable bandwidth. The worst step is M=288: the library's
+    power-of-two tiles pad it to 320 rows (320 tiles of 64x128) in three waves of 132 SMs
+    (81% of the slots), 1.78x; every other M stays within 1.45x."""
     t = {}
     for m in GEMV_MS:
         op = MatMul(m=m, n=8192, k=8192, dtype="bf16", weight=True)
         c = predict_op(op, "h100-sxm")
         t[m] = c.latency_s
         roof = max(op.flops().total / (0.8 * 989.4e12), op.min_bytes / (3.35e12 * 0.87))
-        assert c.latency_s <= 1.5 * roof + c.overhead_s, m
+        assert c.latency_s <= (1.8 if m == 288 else 1.45) * roof + c.overhead_s, m
     for m in GEMV_MS:
         if m <= 64:
             assert t[m] == pytest.approx(t[1], rel=0.08), m

@@ -175,9 +175,10 @@ def test_fit_recovers_true_params(which, true, kept, request):
     assert set(p.kept) == kept
     for name, v in flat_params(true).items():
         assert p.value(name) == pytest.approx(v, rel=0.10), name
-    for info in p.kept.values():
-        assert info["reason"].startswith("not identifiable: fitting it from ")
-        assert "lowers the training loss by only" in info["reason"]
+    for info in p.kept.values():  # (a flash-attention prefill's softmax runs at peak rates)
+        assert info["reason"].startswith("not identifiable: ")
+        assert ("lowers the training loss by only" in info["reason"]
+                or "moves 0 train ops" in info["reason"])
     assert set(p.stats["stderr"]) == set(p.fitted)
 
 

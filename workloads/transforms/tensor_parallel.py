@@ -133,7 +133,8 @@ def _kv(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:
 
 def _rope(op: Elementwise, sh: TPShard, d: dict[str, int]) -> Op:
     tokens = op.numel // ((d["heads"] + d["kv_heads"]) * d["head_dim"])
-    return replace(op, numel=tokens * (sh.heads + sh.kv_heads) * d["head_dim"])
+    row = (sh.heads + sh.kv_heads) * d["head_dim"]
+    return replace(op, numel=tokens * row, row=None if op.row is None else row)
 
 
 def _attention(op: Attention, sh: TPShard, d: dict[str, int]) -> Op:
@@ -154,7 +155,8 @@ def _gate_up(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:
 
 
 def _act_ff(op: Elementwise, sh: TPShard, d: dict[str, int]) -> Op:
-    return replace(op, numel=op.numel // d["d_ff"] * sh.d_ff)
+    return replace(op, numel=op.numel // d["d_ff"] * sh.d_ff,
+                   row=None if op.row is None else sh.d_ff)
 
 
 def _row_ff(op: MatMul, sh: TPShard, d: dict[str, int]) -> Op:

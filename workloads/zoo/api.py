@@ -27,6 +27,7 @@ from workloads.importers.hf_config import (
     read_config_file,
 )
 from workloads.memory import footprint_by_device
+from workloads.seqlens import SeqLenDist, check_max, resolve_seq_lens
 from workloads.transforms.tensor_parallel import tensor_parallel
 from workloads.transforms.training import training_step
 from workloads.zoo.cnn import (
@@ -54,6 +55,9 @@ PHASES: dict[str, tuple[str, ...]] = {
 }
 _DEFAULT_SEQ = {"decoder": 512, "encoder": 128}
 _DEFAULT_CONTEXT = 2048
+#: Most samples one packed batch takes from a seq_lens distribution (each is one length in the
+#: graph's attention op; MLPerf Offline batches are hundreds to a few thousand).
+MAX_PACKED_SAMPLES = 2**20
 _DEFAULT_IMAGE = 224
 
 _BUILDERS: dict[type, tuple[Callable[[Any, BuildOptions], WorkloadGraph], Callable[[Any], float]]]
@@ -187,7 +191,8 @@ def _dtype(model: str, name: str, v: str | DType | None) -> DType | None:
 
 def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None,
              context: int | None, dtype: str, weight_dtype: str | None, kv_dtype: str | None,
-             tp: int, image_size: int | None, fuse_projections: bool = True) -> BuildOptions:
+             tp: int, image_size: int | None, fuse_projections: bool = True,
+             seq_lens: SeqLenDist | None = None) -> BuildOptions:
     family = spec.family
     if phase == "auto":
         phase = PHASES[family][0]
@@ -211,19 +216,47 @@ def _options(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None
         new, ctx = 1, context if context is not None else (seq or _DEFAULT_CONTEXT)
     else:
         new, ctx = seq or _DEFAULT_SEQ[family], context or 0
+    lens = _seq_lens(name, spec, phase, batch, seq, seq_lens)
+    if lens is not None:
+        new = max(lens)
+        if min(lens) == new:  # all samples equally long: the padded graph, exactly
+            lens = None
     return BuildOptions(
         model=name, phase="forward" if phase == "train" else phase, batch=batch, seq=new,
         context=ctx, dtype=_dtype(name, "dtype", dtype) or get_dtype("bf16"),
         weight_dtype=_dtype(name, "weight_dtype", weight_dtype),
         kv_dtype=_dtype(name, "kv_dtype", kv_dtype),
         image_size=image_size or getattr(spec, "image_size", None) or _DEFAULT_IMAGE,
-        fuse_projections=fuse_projections)
+        fuse_projections=fuse_projections, seq_lens=lens)
+
+
+def _seq_lens(name: str, spec: ModelSpec, phase: str, batch: int, seq: int | None,
+              dist: SeqLenDist | None) -> tuple[int, ...] | None:
+    """The ``batch`` per-sample lengths drawn from ``dist`` (see :mod:`workloads.seqlens`),
+    checked against the model; ``None`` without a distribution."""
+    if dist is None:
+        return None
+    if not isinstance(spec, TransformerSpec):
+        raise WorkloadError(f"{name}: seq_lens (variable-length samples) applies to "
+                            f"transformer models, not {spec.family} models")
+    if phase == "decode":
+        raise WorkloadError(f"{name}: seq_lens applies to forward, prefill and train, not "
+                            f"decode (one new token per sequence; set the cache with context)")
+    if seq is not None:
+        raise WorkloadError(f"{name}: give seq (every sample {seq} tokens) or seq_lens "
+                            f"(a length per sample), not both")
+    check_max(dist, spec.max_positions, name)
+    if batch > MAX_PACKED_SAMPLES:
+        raise WorkloadError(f"{name}: seq_lens: a batch of {batch:,} samples is more than the "
+                            f"{MAX_PACKED_SAMPLES:,} lengths one packed batch holds")
+    return dist.sample(batch)
 
 
 def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | None = None,
           context: int | None = None, dtype: str = "bf16", weight_dtype: str | None = None,
           kv_dtype: str | None = None, tp: int = 1, image_size: int | None = None,
-          recompute: str = "none", fuse_projections: bool = True) -> WorkloadGraph:
+          recompute: str = "none", fuse_projections: bool = True,
+          seq_lens: str | SeqLenDist | list[int] | None = None) -> WorkloadGraph:
     """Build the workload graph of a shipped model or a config file.
 
     The builder makes the unsharded model; ``tp`` and ``phase="train"`` are applied as the
@@ -255,6 +288,13 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
     fuse_projections:
         Transformers: Q/K/V as one GEMM and gate/up as one GEMM (default, as vLLM and
         Megatron-LM run them); ``False``: one GEMM per projection.
+    seq_lens:
+        Transformers, forward/prefill/train: variable-length samples instead of ``seq``
+        (a dataset name such as ``squad-v1.1``, a file of lengths, ``"128,256"``, a list or a
+        :class:`~workloads.seqlens.SeqLenDist`). The batch takes ``batch`` lengths at evenly
+        spaced quantiles and runs packed: token-wise layers on their sum, attention per
+        sample (no padding), as TensorRT's variable-length BERT and FlashAttention's varlen
+        kernels do.
 
     Raises
     ------
@@ -275,7 +315,8 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
                             f"{phase!r}")
     forward = build_model(name_or_path, phase=phase, batch=batch, seq=seq, context=context,
                           dtype=dtype, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                          image_size=image_size, fuse_projections=fuse_projections)
+                          image_size=image_size, fuse_projections=fuse_projections,
+                          seq_lens=seq_lens)
     try:
         graph = tensor_parallel(forward, tp)
         if phase == "train":
@@ -295,7 +336,8 @@ def build(name_or_path: str, *, phase: str = "auto", batch: int = 1, seq: int | 
 def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
                 seq: int | None = None, context: int | None = None, dtype: str = "bf16",
                 weight_dtype: str | None = None, kv_dtype: str | None = None, tp: int = 1,
-                image_size: int | None = None, fuse_projections: bool = True) -> WorkloadGraph:
+                image_size: int | None = None, fuse_projections: bool = True,
+                seq_lens: str | SeqLenDist | list[int] | None = None) -> WorkloadGraph:
     """The unsharded model graph the zoo builds (``phase="train"``: the forward pass of a
     training step), with the model's facts in ``meta``. Transforms do the rest.
 
@@ -304,8 +346,9 @@ def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
     """
     cfg, source, name = _resolve(name_or_path)
     spec = parse_config(cfg, source)
+    dist = resolve_seq_lens(seq_lens)
     o = _options(name, spec, phase, batch, seq, context, dtype, weight_dtype, kv_dtype, tp,
-                 image_size, fuse_projections)
+                 image_size, fuse_projections, dist)
     builder, params_fn = _BUILDERS[type(spec)]
     try:
         graph = builder(spec, o)
@@ -321,6 +364,8 @@ def build_model(name_or_path: str, *, phase: str = "auto", batch: int = 1,
     })
     if isinstance(spec, (ResNetSpec, LeNetSpec, MBConvSpec, YoloSpec)):
         graph.meta["image_size"] = o.image_size
+    if o.seq_lens is not None:  # packed variable-length samples: where they came from
+        graph.meta["seq_lens"] = dist.name  # type: ignore[union-attr]
     if isinstance(spec, TransformerSpec) and spec.is_moe:
         graph.meta["active_params"] = transformer_params(spec, experts=spec.top_k)
     for key in _META_FIELDS:

@@ -20,6 +20,8 @@ class BuildOptions:
     up projections as one GEMM, as serving and training frameworks do (vLLM's
     ``QKVParallelLinear`` and ``MergedColumnParallelLinear``, Megatron-LM's fused
     ``linear_qkv`` and ``linear_fc1``); ``False`` builds one GEMM per projection.
+    ``seq_lens`` (transformers, not decode): per-sample lengths run packed (token-wise layers
+    on ``sum(seq_lens)`` tokens, attention per sample), see :mod:`workloads.seqlens`.
     """
 
     model: str
@@ -32,8 +34,12 @@ class BuildOptions:
     kv_dtype: DType | None
     image_size: int
     fuse_projections: bool = True   # one QKV GEMM and one gate/up GEMM (vLLM, Megatron-LM)
+    # variable-length samples (packed, no padding): the new tokens of each of the ``batch``
+    # samples, the longest equal to ``seq``; None: every sample has ``seq`` tokens
+    seq_lens: tuple[int, ...] | None = None
 
     @property
     def tokens(self) -> int:
-        """Tokens (or samples) that flow through the linear layers: ``batch * seq``."""
-        return self.batch * self.seq
+        """Tokens (or samples) that flow through the linear layers: ``batch * seq``, or
+        ``sum(seq_lens)`` for packed variable-length samples."""
+        return sum(self.seq_lens) if self.seq_lens is not None else self.batch * self.seq

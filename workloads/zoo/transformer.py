@@ -2,7 +2,9 @@
 
 One layer is built once as a block graph and added with ``add_repeat``, so an 80-layer model
 stores one block. Tokens are folded into the M dimension of linear layers
-(``m = batch * seq``); attention is the fused :class:`~workloads.ops.Attention` op. The graph
+(``m = batch * seq``, or ``sum(seq_lens)`` for packed variable-length samples: no padding
+token is computed); attention is the fused :class:`~workloads.ops.Attention` op, per sample on
+its own length when ``seq_lens`` is given. The graph
 is the unsharded model; each op is tagged with its tensor-parallel role (``tp:qkv``,
 ``tp:row_attn``, ...) and ``meta["tp_dims"]`` records the sizes a split divides, so
 :func:`workloads.transforms.tensor_parallel.tensor_parallel` can shard it.
@@ -102,8 +104,8 @@ def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]
                for x, n, role in (("q", q, "tp:q"), ("k", kv, "tp:kv"), ("v", kv, "tp:kv"))]
     if not spec.learned_positions:
         # RoPE on q and k: x*cos + rotate(x)*sin, one pointwise pass (cos/sin as 2nd operand).
-        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), dtype=o.dtype), qkv[:2],
-              ("tp:rope",))
+        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), row=q + kv, dtype=o.dtype),
+              qkv[:2], ("tp:rope",))
         qkv = [b.last[0], *qkv[2:]]
     context = o.context
     if o.phase == "decode" and spec.sliding_window:
@@ -113,7 +115,8 @@ def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]
     b.add("attention", Attention(
         batch=o.batch, heads=spec.heads, kv_heads=spec.kv_heads, head_dim=hd, seq=o.seq,
         context=context, phase="decode" if o.phase == "decode" else "prefill",
-        causal=spec.family == "decoder", dtype=o.dtype, kv_dtype=o.kv_dtype), qkv,
+        causal=spec.family == "decoder", dtype=o.dtype, kv_dtype=o.kv_dtype,
+        seq_lens=o.seq_lens), qkv,
         ("tp:attention",))
     b.add("o_proj", _linear(o, T, d, q, spec.out_bias), None,
           ("tp:row_attn", allreduce_tag("attn_allreduce", T * d)))
@@ -136,7 +139,7 @@ def _mlp(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> N
         else:
             gate_up = [b.add(f"experts.{x}_proj", _linear(o, m, f, d, spec.mlp_bias, active),
                              [topk], ("tp:col_ff", ex)) for x in ("gate", "up")]
-        b.add("experts.act", Elementwise(fn="swiglu", numel=active * m * f, dtype=o.dtype),
+        b.add("experts.act", Elementwise(fn="swiglu", numel=active * m * f, row=f, dtype=o.dtype),
               gate_up, ("tp:act_ff", ex))
         b.add("experts.down_proj", _linear(o, m, d, f, spec.mlp_bias, active), None,
               ("tp:row_ff", ex))
@@ -150,7 +153,7 @@ def _mlp(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]) -> N
         else:
             gate_up = [b.add(f"{x}_proj", _linear(o, T, f, d, spec.mlp_bias), inp,
                              ("tp:col_ff",)) for x in ("gate", "up")]
-        b.add("act", Elementwise(fn="swiglu", numel=T * f, dtype=o.dtype), gate_up,
+        b.add("act", Elementwise(fn="swiglu", numel=T * f, row=f, dtype=o.dtype), gate_up,
               ("tp:act_ff",))
         b.add("down_proj", _linear(o, T, d, f, spec.mlp_bias), None, ("tp:row_ff", reduce))
     else:

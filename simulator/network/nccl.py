@@ -1,0 +1,211 @@
+"""NCCL's collectives inside one node: the (algorithm, protocol) NCCL's tuner picks, and the
+time its kernels take to run it.
+
+Two models, both from NCCL's published source (NCCL 2.18-2.21, the versions behind PyTorch
+2.1-2.5; walk-through in Hu et al., "Demystifying NCCL", arXiv 2507.04786, 2025):
+
+**The tuner** (``src/graph/tuning.cc``) ranks every (algorithm, protocol) pair by
+``latency + bytes / algorithm bandwidth`` and NCCL runs the fastest by that estimate:
+
+- latency = ``baseLat[algorithm][protocol] + steps x hwLat[link][algorithm][protocol]`` in
+  microseconds (ring: baseLat LL/LL128/Simple 6.6/14/8.4, hwLat NVLink 0.6/1.9/3.4, PCIe
+  1.0/2.5/5.7; tree: 6.8/14/0 and 0.6/1.25/28 (PCIe 1.0/1.9/28); NVLS: Simple only, 0 + 23),
+  ``steps`` 2(p-1) for a ring all-reduce, p-1 for a ring all-gather or reduce-scatter,
+  2(p-1) for the tree (a chain inside one node), one for NVLS;
+- bus bandwidth = the GPU's NVLink bandwidth as NCCL counts it (line rate x
+  ``link_efficiency``: 20 of 25 GB/s per Ampere link, ``SM80_NVLINK_BW``), then per protocol:
+  Simple x1; LL128 x0.92 (120 of 128 bytes are data); LL x1/4 for all-reduce (x1/3 for the
+  others: 8-byte stores of 4 data bytes and a flag), at most ``llMaxBw`` 87.7 GB/s; tree
+  x0.92, LL x1/3.8, LL128 x7/9, and the static ``treeCorrectionFactor`` by size;
+- algorithm bandwidth = bus bandwidth x p / steps for the ring (NCCL's ``busbw = algbw x
+  2(p-1)/p`` for all-reduce), x 1/2 for the tree, x 5/6 for NVLS (NVLink SHARP: the NVSwitch
+  reduces, H100/H200 NVSwitch 3 only).
+
+**The kernels** (``src/device/all_reduce.h``, ``all_gather.h``, ``reduce_scatter.h``,
+``prims_simple.h``, ``prims_ll128.h``; ``src/enqueue.cc``): where the part's spec gives NCCL's
+channel count (``params.nccl_channels``), a ring's Simple and LL128 runs are priced as the
+kernels move the data, not by the tuner's fixed ``hwLat`` per step. The bytes still cross at
+the bus bandwidth above; what changes is the latency, which grows with the data per channel:
+
+- the buffer is cut over ``C`` channels (one thread block each) and ``p`` chunks per channel
+  and loop; a loop moves at most ``C x p x chunk`` bytes, ``chunk`` = NCCL_BUFFSIZE 4 MiB /
+  NCCL_STEPS 8 x ALLREDUCE_CHUNKSTEPS 4 = 2 MiB for Simple (the same for all-gather and
+  reduce-scatter), one 4,915,200 / 8 B LL128 step of which 120/128 is data (576,000 B);
+  below ``C x threads x threshold`` bytes NCCL uses fewer channels (``getAlgoInfo``:
+  NCCL_SIMPLE_THREAD_THRESHOLD 64 B x 512 threads, LL128 8 B x 640);
+- Simple: each ring step of a loop moves one chunk in two slices (SLICESTEPS 2 of
+  CHUNKSTEPS 4; at least ``sliceSize / 32`` = 32 KiB each), and a thread block moves a slice
+  in rounds of 512 threads x 16 B x an unroll of 8 (``ncclCollUnroll`` on sm80+: 4 before)
+  = 64 KiB: each round waits for its loads across the link, and each step waits for the
+  previous rank's flag, one link latency each;
+- LL128: data and flags travel together in 128-byte lines; a chunk is rounded up to whole
+  grains of 640 threads x 60 B / 2 = 19,200 B (``minChunkSize`` in ``runRing``), and each
+  grain of each step waits for its lines to land, one link latency;
+- time = baseLat[protocol] + steps x handoffs x link latency + bus bytes / bus bandwidth,
+  ``handoffs`` summed over the loops (full chunks, then the rest in one shorter loop, as
+  ``runRing``'s ``realChunkSize``): slices x rounds + 1 per chunk (Simple) or grains
+  (LL128); ``bus bytes`` = 2(p-1)/p n for all-reduce, (p-1)/p n for all-gather and
+  reduce-scatter.
+
+LL (small sizes, latency-bound), the tree and NVLS keep the tuner's estimate as their time.
+The fastest pair by these times is taken. Where NCCL's static estimate misjudges, NCCL itself
+can run the slower one: on 8 A100s its tuner keeps LL128 up to ~23 MiB (the public Vidur
+profiles show the drop at the switch to Simple there), where the kernels' Simple is faster;
+picking by the kernels' times keeps "more bandwidth is never slower" true, at the cost of
+predicting those sizes ~20% fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.arch.spec import Link
+from simulator.network.collectives import PROTOCOLS, CollectiveTime, Phase
+
+__all__ = ["NcclModel", "nccl_candidates", "ring_time"]
+
+
+@dataclass(frozen=True)
+class NcclModel:
+    """What NCCL needs to know about the GPUs beyond the route: the fraction of the NVLink
+    line rate it moves as data (``link_efficiency``, NCCL's per-link bandwidth over the line
+    rate), whether the NVSwitches reduce (NVLink SHARP, ``nvls``), NCCL's ring channel count
+    (``channels``; 0: unknown, the tuner's estimate prices the ring) and the copy loop's
+    unroll (``unroll``: 8 on sm80 and later, 4 before)."""
+
+    link_efficiency: float = 0.8
+    nvls: bool = False
+    channels: int = 0
+    unroll: int = 8
+
+
+# NCCL src/graph/tuning.cc (2.18-2.21): latencies in us, [algorithm][protocol LL, LL128, Simple]
+_BASE_LAT = {"ring": (6.6, 14.0, 8.4), "tree": (6.8, 14.0, 0.0), "nvls": (0.0, 0.0, 0.0)}
+_HW_LAT = {
+    "nvlink": {"ring": (0.6, 1.9, 3.4), "tree": (0.6, 1.25, 28.0), "nvls": (0.0, 0.0, 23.0)},
+    "pci": {"ring": (1.0, 2.5, 5.7), "tree": (1.0, 1.9, 28.0), "nvls": (0.0, 0.0, 0.0)},
+}
+_LL_MAX_BW = 87.7e9  # llMaxBws, Ampere/Hopper, one node (B/s)
+# treeCorrectionFactor[protocol][log2(bytes / 64)], powers of two from 64 B to 256 MiB
+_TREE_CORRECTION = (
+    (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0,
+     1.0, 1.0),
+    (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9,
+     1.0, 1.0),
+    (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9,
+     .9),
+)
+
+# NCCL's kernels (src/include/collectives.h, device/common.h, device/all_reduce.h, enqueue.cc)
+_STEPS = 8                                  # NCCL_STEPS: buffer slots per connection
+_SIMPLE_CHUNK = (1 << 22) // _STEPS * 4     # NCCL_BUFFSIZE 4 MiB / 8 x CHUNKSTEPS 4 = 2 MiB
+_SIMPLE_MIN_SLICE = (1 << 22) // _STEPS * 2 // 32  # sliceSize / 32 (primitives): 32 KiB
+_SIMPLE_THREADS = 512                       # NCCL_SIMPLE_MAX_NTHREADS (the copy warps)
+_SIMPLE_THREAD_THRESHOLD = 64               # NCCL_SIMPLE_THREAD_THRESHOLD, bytes per thread
+_LL128_THREADS = 640                        # NCCL_LL128_MAX_NTHREADS
+_LL128_THREAD_THRESHOLD = 8                 # NCCL_LL128_THREAD_THRESHOLD
+_LL128_CHUNK = 120 * _LL128_THREADS * 8 * 120 // 128  # one LL128 step of data: 576,000 B
+_LL128_GRAIN = _LL128_THREADS * 60 // 2     # minChunkSize: 640 x 60 B per grain / 2 = 19,200 B
+_WORDS = {"allreduce": "all-reduce", "allgather": "all-gather",
+          "reducescatter": "reduce-scatter"}
+
+
+def _hw(link: Link) -> str:
+    """NCCL's link class for the latency table: PCIe for a PCIe link, else NVLink."""
+    return "pci" if "pci" in link.name.lower() else "nvlink"
+
+
+def _channels(n: float, channels: int, threads: int, threshold: int) -> int:
+    """NCCL's channel count for ``n`` bytes: fewer than ``channels`` while each thread would
+    move fewer than ``threshold`` bytes (``getAlgoInfo``)."""
+    return max(1, min(channels, int(n // (threads * threshold))))
+
+
+def ring_time(kind: str, n: float, p: int, protocol: str, model: NcclModel, latency_s: float,
+              bus_Bps: float) -> tuple[float, float, str]:
+    """The time of NCCL's ring ``kind`` of ``n`` bytes over ``p`` ranks with ``protocol``
+    (Simple or LL128) as its kernels run it (module docstring): returns (latency part,
+    bandwidth part, how) in seconds, the bandwidth part ``bus bytes / bus_Bps``."""
+    if protocol not in ("Simple", "LL128"):
+        raise ValueError(f"no kernel model for NCCL protocol {protocol!r}")
+    steps = 2 * (p - 1) if kind == "allreduce" else p - 1
+    base = _BASE_LAT["ring"][PROTOCOLS.index(protocol)] * 1e-6
+    beta = steps / p * n / bus_Bps
+    if protocol == "Simple":
+        c = _channels(n, model.channels, _SIMPLE_THREADS, _SIMPLE_THREAD_THRESHOLD)
+        round_bytes = _SIMPLE_THREADS * 16 * model.unroll
+
+        def handoffs_of(chunk: float) -> int:
+            slice_ = max(chunk / 2, min(chunk, _SIMPLE_MIN_SLICE))
+            slices = max(1, math.ceil(chunk / slice_))
+            return slices * max(1, math.ceil(slice_ / round_bytes)) + 1
+
+        chunk_max, unit = _SIMPLE_CHUNK, f"copy rounds of {round_bytes // 1024} KiB"
+    else:  # LL128
+        c = _channels(n, model.channels, _LL128_THREADS, _LL128_THREAD_THRESHOLD)
+
+        def handoffs_of(chunk: float) -> int:
+            return max(1, math.ceil(chunk / _LL128_GRAIN))
+
+        chunk_max, unit = _LL128_CHUNK, f"grains of {_LL128_GRAIN} B"
+    # full loops of chunk_max per channel and rank, then the rest in one shorter loop
+    # (runRing's realChunkSize)
+    loops, rest = divmod(n, c * p * chunk_max)
+    handoffs = int(loops) * handoffs_of(chunk_max) + (handoffs_of(rest / (c * p)) if rest else 0)
+    how = (f"{c} channels, {int(loops) + (1 if rest else 0)} loop(s), {handoffs} "
+           f"handoff(s) per ring step ({unit})")
+    alpha = base + steps * handoffs * latency_s
+    return alpha, beta, how + f", {latency_s * 1e6:.3g} us per handoff"
+
+
+def nccl_candidates(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel
+                    ) -> list[CollectiveTime]:
+    """Every (algorithm, protocol) NCCL's tuner weighs for ``kind`` over ``p`` ranks of one
+    node, each driving ``bw`` (line rate) on ``link``, timed as the kernels run them where the
+    model knows NCCL's channels, else by the tuner's estimate."""
+    hw = _hw(link)
+    bus = bw * model.link_efficiency
+    allreduce = kind == "allreduce"
+    algos = ["ring"] + (["tree"] if allreduce else []) + \
+        (["nvls"] if model.nvls and hw == "nvlink" and p > 2 else [])
+    log_size = int(math.log2(n / 64)) if n >= 128 else 0
+    word = _WORDS[kind]
+    out = []
+    for algo in algos:
+        steps = (2 * (p - 1) if allreduce else p - 1) if algo == "ring" else \
+            2 * (p - 1) if algo == "tree" else 1
+        for i, proto in enumerate(PROTOCOLS):
+            if algo == "nvls" and proto != "Simple":
+                continue
+            b = bus
+            if algo == "ring" and proto == "LL":
+                b = min(_LL_MAX_BW, b / (4.0 if allreduce else 3.0))
+            elif algo == "ring" and proto == "LL128":
+                b *= 0.92
+            elif algo == "tree":
+                b *= 0.92
+                b = min(b / 3.8, _LL_MAX_BW) if proto == "LL" else \
+                    b * 7.0 / 9.0 if proto == "LL128" else b
+            if algo == "ring":
+                alg_bw = b * p / steps
+            elif algo == "tree":
+                alg_bw = b * 0.5 * (_TREE_CORRECTION[i][log_size] if log_size < 23 else 1.0)
+            else:
+                alg_bw = b * 5.0 / 6.0
+            lat = (_BASE_LAT[algo][i] + (1 if algo == "nvls" else steps)
+                   * _HW_LAT[hw][algo][i]) * 1e-6
+            tuner = lat + (n / alg_bw if n else 0.0)
+            sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) \
+                if algo != "nvls" else (n if allreduce else (p - 1) / p * n)
+            alpha, beta = lat, (n / alg_bw if n else 0.0)
+            how = f"{hw} latencies, tuner estimate"
+            if algo == "ring" and proto != "LL" and model.channels > 0 and n > 0:
+                alpha, beta, how = ring_time(kind, n, p, proto, model, link.latency_s, b)
+                how += f"; tuner estimate {tuner * 1e6:.4g} us"
+            ph = Phase(f"NCCL {algo} {word} over {p} ranks, {proto} protocol (bus bandwidth "
+                       f"{b / 1e9:.4g} GB/s; {how})", link.name,
+                       1 if algo == "nvls" else steps, alpha, beta, sent,
+                       sent * link.energy_per_byte_j)
+            out.append(CollectiveTime(kind, algo, ph.time_s, sent, (ph,), False, proto))
+    return out

@@ -1,0 +1,200 @@
+"""Replay of public NCCL timings on DGX A100 nodes (the Vidur profiles) against hwsim's NCCL
+model (:mod:`simulator.network.nccl`): cases, MAPE and bias, uncalibrated.
+
+The data (``experiments/data/vidur-a100`` or ``$HWSIM_VIDUR_A100``; source, MIT license and
+columns in its README) are Kineto kernel times, medians in milliseconds, of
+``torch.distributed.all_reduce`` and ``send``/``recv`` on fp16 buffers, 11 back-to-back calls
+after a barrier (vidur/profiling/collectives). ``size`` is bytes (Vidur's collectives_wrapper
+records ``self._size * 2``). ``num_workers`` GPUs with ``devices_per_node`` of them per node:
+all-reduce inside one node (2/4/8 GPUs) and across 2 nodes (2 x 1, 2 x 2, 2 x 4, 2 x 8);
+send/recv inside a node and between two nodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from collections import defaultdict
+from functools import cache
+from pathlib import Path
+
+from simulator.arch.loader import load_arch
+from simulator.mapping.gpu import kernel_time
+from simulator.predict import Predictor
+from workloads.ops import Collective
+
+DATA = Path(os.environ.get("HWSIM_VIDUR_A100", Path(__file__).resolve().parents[2]
+                           / "experiments/data/vidur-a100"))
+MIB = 2**20
+Case = tuple[int, float, float]  # (bytes, measured s, predicted s)
+
+
+@cache
+def _profile(name: str, col: str) -> dict[tuple[int, int], dict[int, float]]:
+    """{(GPUs, GPUs per node): {bytes: median measured s}} of one network profile."""
+    out: dict[tuple[int, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with open(DATA / name, newline="") as f:
+        for r in csv.DictReader(f):
+            key = (int(r["num_workers"]), int(r["devices_per_node"]))
+            out[key][int(r["size"])].append(float(r[col]) * 1e-3)  # ms -> s
+    return {k: {n: statistics.median(ts) for n, ts in v.items()} for k, v in out.items()}
+
+
+@cache
+def _predictor(count: int) -> Predictor:
+    return Predictor(load_arch("dgx-a100", [f"count={count}"] if count > 8 else []))
+
+
+def _predict(kind: str, nbytes: float, workers: int, per_node: int) -> float:
+    """hwsim's kernel time of ``kind`` over ``workers`` GPUs, ``per_node`` per node."""
+    nodes = workers // per_node
+    devices = tuple(node * 8 + i for node in range(nodes) for i in range(per_node))
+    op = Collective(collective=kind, bytes=float(nbytes), devices=workers, dtype="fp16")
+    return kernel_time(_predictor(8 * nodes).cost(op, devices))
+
+
+@cache
+def _allreduce(workers: int, per_node: int, lo: float = 0.0, hi: float = math.inf
+               ) -> tuple[Case, ...]:
+    prof = _profile("dgx_all_reduce.csv", "time_stats.all_reduce.median")[(workers, per_node)]
+    return tuple((n, m, _predict("allreduce", n, workers, per_node))
+                 for n, m in sorted(prof.items()) if lo <= n < hi)
+
+
+def _stats(cases: tuple[Case, ...] | list[Case]) -> tuple[int, float, float]:
+    """(cases, MAPE %, bias %) with bias the mean signed relative error (+ = too slow)."""
+    errs = [(p - m) / m for _, m, p in cases]
+    return len(errs), 100 * sum(map(abs, errs)) / len(errs), 100 * sum(errs) / len(errs)
+
+
+def _table() -> str:
+    lines = ["GPUs | size | cases | MAPE | bias"]
+    for p in (2, 4, 8):
+        for lo, hi in ((4, 16), (16, 32), (32, 65), (4, 65)):
+            n, mape, bias = _stats(_allreduce(p, p, lo * MIB, hi * MIB))
+            lines.append(f"{p} | {lo}-{min(hi, 64)} MiB | {n} | {mape:.1f}% | {bias:+.1f}%")
+    return "\n".join(lines)
+
+
+def test_nccl_allreduce_in_one_node():
+    """All-reduce inside one DGX A100, 2/4/8 GPUs, 4-64 MiB, as NCCL's kernels run it: 24
+    ring channels, 2 MiB chunks, two slices per step moved in 64 KiB copy rounds, one NVLink
+    latency (the spec's 2 us) per round and per step's flag, the bytes at NCCL's 240 GB/s bus
+    bandwidth. From 33.5% / -33.5% (NCCL's tuner estimate) to 15.5% / -15.3%; by size over
+    the three GPU counts 4-16 MiB 37.8/-37.8 -> 21.3/-21.3, 16-32 MiB 33.1/-33.1 ->
+    14.9/-14.9, 32-64 MiB 27.4/-27.4 -> 7.1/-6.7:
+
+    ====  ==========  =====  ================  ================
+    GPUs  size        cases  tuner (before)    kernels (now)
+    ====  ==========  =====  ================  ================
+    2     4-16 MiB    384    44.9% / -44.9%    31.7% / -31.7%
+    2     16-32 MiB   128    37.7% / -37.7%    20.6% / -20.6%
+    2     32-64 MiB   257    33.8% / -33.8%    14.7% / -14.7%
+    4     4-16 MiB    384    37.6% / -37.6%    22.4% / -22.4%
+    4     16-32 MiB   128    29.0% / -29.0%     9.5% / -9.5%
+    4     32-64 MiB   257    26.1% / -26.1%     4.8% / -4.8%
+    8     4-16 MiB    384    30.7% / -30.7%     9.8% / -9.7%
+    8     16-32 MiB   128    32.6% / -32.6%    14.5% / -14.5%
+    8     32-64 MiB   257    22.4% / -22.4%     1.9% / -0.5%
+    ====  ==========  =====  ================  ================
+
+    Per GPU count (769 cases each) 2: 40.0/-40.0 -> 24.2/-24.2, 4: 32.3/-32.3 -> 14.4/-14.4,
+    8: 28.3/-28.3 -> 7.9/-7.4. Short of 10% / 5% at 2 and 4 GPUs. Left: (a) 2 and 4 GPUs
+    run 20-50 us longer than their rounds and flags (a line through each period of the
+    staircase below has the model's ~240 GB/s slope but a 50 us intercept at 6-12 MiB on 2
+    GPUs against the model's 28 us); the same harness's send/recv shows no such fixed time
+    (8 us at 2 KiB), and NCCL's published internals (kernel start, work fetch, baseLat) give
+    ~10 us, not 40, so it is left unmodelled rather than fitted; (b) 8 GPUs at 16-23 MiB:
+    NCCL's tuner keeps LL128 (the profile drops by ~47 us at its switch to Simple, 23 MiB),
+    while the model takes the kernels' faster Simple (picking by the tuner, as NCCL does,
+    gives 8 GPUs 4.8% / +2.3% and all 14.1% / -11.7%, but breaks "more link bandwidth is
+    never slower": a faster link moves the tuner's LL128/Simple switch up in size)."""
+    cases = {p: _allreduce(p, p, 4 * MIB) for p in (2, 4, 8)}
+    n, mape, bias = _stats([c for cs in cases.values() for c in cs])
+    assert n == 2307
+    assert mape <= 16.5 and -17.0 <= bias <= -14.0, f"MAPE {mape:.1f}%, bias {bias:+.1f}%\n" \
+        + _table()
+    levels = {2: (25.5, -26.0, -22.0), 4: (15.5, -16.0, -12.5), 8: (9.0, -9.0, -5.5)}
+    for p, (top, lo, hi) in levels.items():
+        _, m, b = _stats(cases[p])
+        assert m <= top and lo <= b <= hi, (p, m, b, _table())
+
+
+def test_the_profiles_step_where_the_kernels_add_a_copy_round():
+    """NCCL's Simple kernels move each slice in rounds of 512 threads x 16 B x 8 = 64 KiB, two
+    slices per chunk of the 24 channels x p ranks: one more round per slice every p x 3 MiB
+    (24 x p x 128 KiB). The profiles step there: 2 GPUs every 6 MiB, 4 GPUs every 12 MiB
+    (median jump across +-0.5 MiB 10.5-12 us at 2 GPUs, 12-17.5 us at 4), and barely
+    half-way between (1-5.5 us): the evidence for the channel count and the round size."""
+    for p, period in ((2, 6 * MIB), (4, 12 * MIB)):
+        prof = _profile("dgx_all_reduce.csv", "time_stats.all_reduce.median")[(p, p)]
+        at = [k * period for k in range(2, 64 * MIB // period) if k * period < 63 * MIB]
+        mid = [x + period // 2 for x in at if x + period // 2 < 63 * MIB]
+        assert statistics.median(_jump(prof, x) for x in at) > 2.5 * statistics.median(
+            _jump(prof, x) for x in mid), p
+        # the model steps by one 2 us round per slice and step there, by bytes only between
+        assert all(_model_jump(x, p) >= 2 * (p - 1) * 2 * 2e-6 for x in at), p
+        assert all(_model_jump(x, p) < 2e-6 for x in mid), p
+
+
+def _jump(prof: dict[int, float], x: int) -> float:
+    """Median measured time of the 4 sizes just above ``x`` less that of the 4 just below."""
+    sizes = sorted(prof)
+    below = [prof[n] for n in sizes if x - 4 * 131072 <= n < x][-4:]
+    above = [prof[n] for n in sizes if x < n <= x + 4 * 131072][:4]
+    return statistics.median(above) - statistics.median(below)
+
+
+def _model_jump(x: int, p: int) -> float:
+    """The model's step from ``x`` to ``x`` + 128 KiB bytes over ``p`` GPUs of a node."""
+    return _predict("allreduce", x + 131072, p, p) - _predict("allreduce", x, p, p)
+
+
+def test_small_allreduces_carry_the_host():
+    """Below 1 MiB the profiled NCCL kernel times jump between ~10 and ~60 us from one size
+    to the next (2 GPUs: 10 us at 4 KiB, 46 us at 20 KiB, 32 us at 496 KiB): each rank's
+    eager ``torch.distributed.all_reduce`` launches its kernel from Python, and a kernel
+    waits for the last rank's launch. That is eager timing (part 1 of issue 12), not the
+    device time predicted here: the model stays below most of them (all at 2 GPUs, 78% at
+    4, 85% at 8; medians 55/42/40 us measured against 17/23/30 us)."""
+    for p in (2, 4, 8):
+        cs = _allreduce(p, p, 0.0, 1 * MIB)
+        below = sum(pred < meas for _, meas, pred in cs) / len(cs)
+        assert below >= 0.75, (p, below)
+        assert statistics.median(m for _, m, _ in cs) > 1.3 * statistics.median(
+            q for _, _, q in cs)
+
+
+def test_two_node_runs_replayed():
+    """Across two DGX A100 nodes (alpha-beta model over the spec's 25 GB/s HDR NIC per GPU,
+    5 us per step), >= 4 MiB. The profiles run far below the NICs: 2 x 1 GPUs move 5.8 GB/s
+    of bus bandwidth at 64 MiB (HDR's 25 GB/s would give ~23), 2 x 4 22 GB/s, 2 x 8 17.5
+    GB/s with a bimodal switch at 24 MiB (7.5 -> 17 GB/s); send/recv between the nodes 7.9
+    GB/s. That is one ~6 GB/s path per node pair as the profiled cluster ran (no GPUDirect
+    RDMA over the HDR rails, or a slower fabric than DGX's), not the DGX A100 reference
+    design the spec describes; the model predicts the reference design, 4-6x faster:
+
+    ============  =====  ================
+    GPUs          cases  MAPE / bias
+    ============  =====  ================
+    2 x 1         769    76.5% / -76.5%
+    2 x 2         769    87.9% / -87.9%
+    2 x 4         769    82.6% / -82.6%
+    2 x 8         769    91.9% / -91.9%
+    send/recv     769    69.1% / -69.1%
+    ============  =====  ================
+
+    The in-node send/recv (2 GPUs, alpha-beta at 300 GB/s and 2 us) is 20.6% / -20.6%: NCCL's
+    p2p reaches 221 GB/s from 8 MiB up."""
+    levels = {(2, 1): 76.5, (4, 2): 87.9, (8, 4): 82.6, (16, 8): 91.9}
+    for (w, per), level in levels.items():
+        n, mape, bias = _stats(_allreduce(w, per, 4 * MIB))
+        assert n == 769 and abs(mape - level) < 3 and bias < -60, (w, per, mape, bias)
+    sr = _profile("dgx_send_recv.csv", "time_stats.send_recv.median")
+    for (w, per), level in (((2, 1), 69.1), ((2, 2), 20.6)):
+        cs = [(n, m, _predict("sendrecv", n, w, per)) for n, m in sorted(sr[(w, per)].items())
+              if n >= 4 * MIB]
+        n, mape, bias = _stats(cs)
+        assert n == 769 and abs(mape - level) < 3, (w, per, mape, bias)
