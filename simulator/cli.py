@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from simulator.cli_format import add_timing  # noqa: F401  (used below)
 from simulator.cli_format import dumps as _dumps
 from simulator.cli_format import table as _table
 from simulator.errors import HwsimError, WorkloadError
@@ -750,17 +751,6 @@ def _add_measured_timing(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"{what} (default: the dataset's own: kernel for profiler traces and "
                         "CSV profiles, stream for harness loops); eager: a loop of one op runs "
                         "at the slower of its host dispatch and its device time")
-
-
-def add_timing(p: argparse.ArgumentParser) -> None:
-    """``--timing``: which time to predict (simulator.timing); shared by every command that
-    prints a latency from the Predictor."""
-    p.add_argument("--timing", choices=("kernel", "graph", "stream", "eager"), default=None,
-                   help="which time to predict: kernel (device time only, as a profiler's "
-                        "kernel trace), graph (CUDA graph / TensorRT / XLA replay: kernels back "
-                        "to back), stream (default: each op pays the part's launch_overhead, "
-                        "the host keeps ahead), eager (PyTorch eager: host dispatch per op "
-                        "pipelined ahead of the device, host-bound when kernels are short)")
 
 
 def _add_workload(p: argparse.ArgumentParser, default_workload: str | None = None) -> None:

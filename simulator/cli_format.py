@@ -10,6 +10,7 @@ a     1
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Mapping
@@ -42,3 +43,14 @@ def json_safe(o: Any) -> Any:
 def dumps(obj: Any) -> str:
     """One JSON document that never holds the invalid tokens NaN or Infinity."""
     return json.dumps(json_safe(obj), allow_nan=False)
+
+
+def add_timing(p: argparse.ArgumentParser) -> None:
+    """``--timing``: which time to predict (simulator.timing); shared by every command that
+    prints a latency from the Predictor."""
+    p.add_argument("--timing", choices=("kernel", "graph", "stream", "eager"), default=None,
+                   help="which time to predict: kernel (device time only, as a profiler's "
+                        "kernel trace), graph (CUDA graph / TensorRT / XLA replay: kernels back "
+                        "to back), stream (default: each op pays the part's launch_overhead, "
+                        "the host keeps ahead), eager (PyTorch eager: host dispatch per op "
+                        "pipelined ahead of the device, host-bound when kernels are short)")

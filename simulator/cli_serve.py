@@ -71,7 +71,7 @@ def add_serve_parser(sub: Any, pos_int, nonneg_int, number, check_out) -> None:
                    help="time-per-output-token SLO, s (for goodput)")
     from simulator.power.cli_args import add_power_limit
     add_power_limit(p)
-    from simulator.cli import add_timing
+    from simulator.cli_format import add_timing
     add_timing(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--trace-out", dest="trace_out", metavar="FILE",

@@ -67,7 +67,7 @@ def add_train_parser(sub: Any, pos_int, nonneg_int, check_out) -> None:
                         "devices, collapse repeated layers (simulator/engine/blocks.py) and "
                         "run a long pipeline as three short ones, extrapolating the steady "
                         "state they show; --trace keeps every micro-batch)")
-    from simulator.cli import add_timing
+    from simulator.cli_format import add_timing
     add_timing(p)
     p.set_defaults(fn=lambda a: cmd_train(a, check_out))
 

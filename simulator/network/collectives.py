@@ -44,82 +44,18 @@ alpha-beta model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from simulator.arch.spec import Link
 from simulator.errors import MappingError
+from simulator.network.nccl import NcclModel, nccl_candidates
+from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 from simulator.network.topology import Route, TorusDim
 
 __all__ = ["Phase", "CollectiveTime", "collective", "candidates", "ALGORITHMS", "NcclModel",
            "PROTOCOLS"]
 
 ALGORITHMS = ("ring", "tree", "hierarchical", "torus", "pairwise", "p2p", "nvls")
-PROTOCOLS = ("LL", "LL128", "Simple")
 _KINDS = ("allreduce", "allgather", "reducescatter", "alltoall", "sendrecv")
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One term of an algorithm: ``steps`` latencies and ``bytes_sent`` per rank over
-    ``link`` at ``bandwidth_Bps`` per rank."""
-
-    name: str
-    link: str
-    steps: int
-    alpha_s: float
-    beta_s: float
-    bytes_sent: float
-    energy_j: float
-
-    @property
-    def time_s(self) -> float:
-        return self.alpha_s + self.beta_s
-
-
-@dataclass(frozen=True)
-class CollectiveTime:
-    """A collective's time, bytes sent per rank, algorithm and breakdown into phases."""
-
-    collective: str
-    algorithm: str
-    time_s: float
-    bytes_sent: float
-    phases: tuple[Phase, ...] = ()
-    pipelined: bool = False
-    protocol: str = ""  # NCCL's protocol (LL, LL128, Simple) under the NCCL model, else ""
-
-    @property
-    def alpha_s(self) -> float:
-        """The latency (alpha) part of the time."""
-        return sum(ph.alpha_s for ph in self.phases)
-
-    @property
-    def beta_s(self) -> float:
-        """The bandwidth (beta) part of the time."""
-        return self.time_s - self.alpha_s
-
-    @property
-    def energy_j(self) -> float:
-        return sum(ph.energy_j for ph in self.phases)
-
-    def bytes_by_link(self) -> dict[str, float]:
-        """Bytes each rank sends on each link (by link name), first the busiest."""
-        out: dict[str, float] = {}
-        for ph in self.phases:
-            out[ph.link] = out.get(ph.link, 0.0) + ph.bytes_sent
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def energy_by_link(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for ph in self.phases:
-            out[ph.link] = out.get(ph.link, 0.0) + ph.energy_j
-        return out
-
-    def describe(self) -> tuple[str, ...]:
-        """One line per phase, for OpCost notes and details."""
-        return tuple(f"{ph.name} on {ph.link}: {ph.steps} steps, alpha {ph.alpha_s * 1e6:.3g} us, "
-                     f"beta {ph.beta_s * 1e6:.4g} us, {ph.bytes_sent:.4g} B sent per rank"
-                     for ph in self.phases)
 
 
 def _make(kind: str, algorithm: str, phases: list[Phase], pipelined: bool = False
@@ -356,6 +292,3 @@ def collective(kind: str, nbytes: float, route: Route, algorithm: str | None = N
                            f"{route.describe()}; applicable: {names}")
     return _best(chosen)
 
-
-# NCCL's model lives in its own module, which builds on the classes above
-from simulator.network.nccl import NcclModel, nccl_candidates  # noqa: E402

@@ -61,7 +61,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.arch.spec import Link
-from simulator.network.collectives import PROTOCOLS, CollectiveTime, Phase
+from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 
 __all__ = ["NcclModel", "nccl_candidates", "ring_time"]
 
