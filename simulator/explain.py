@@ -310,6 +310,8 @@ def timing_lines(op: Op, cost: OpCost, device: Device) -> list[str]:
     elif mode in ("stream", "eager"):
         out.append(f"  this op: launch share {q(launch_part(op, cost, device), 's')} "
                    "(included in the fixed costs above)")
+    if mode == "eager" and "eager_class" in cost.details:
+        out += _eager_lines(op, cost, device)
     if mode == "eager" and "host_s" in cost.details:
         host = float(cost.details["host_s"])
         if host > 0:
@@ -317,6 +319,34 @@ def timing_lines(op: Op, cost: OpCost, device: Device) -> list[str]:
                     "device-bound: the host keeps ahead")
             out.append(f"  host dispatch {q(host, 's')} vs device {q(cost.latency_s, 's')}: in a "
                        f"stream of such ops {side} (per op: max of the two)")
+    return out
+
+
+def _eager_lines(op: Op, cost: OpCost, device: Device) -> list[str]:
+    """How ``eager`` costs ``op`` (:mod:`simulator.timing`): the ATen calls eager PyTorch makes
+    for it with their source, the host time they add up to, and on the device the unfused
+    kernels where the recipe's kernels are not the op's fused one."""
+    from simulator.timing import EAGER_HOST_PARAMS, eager_recipe
+
+    det = cost.details
+    name, calls, source = eager_recipe(op, cost)
+    out = [f"  eager recipe {name}: {len(calls)} ATen call{'s' if len(calls) > 1 else ''} "
+           f"({', '.join(c.name for c in calls)}); {source}"]
+    counts = (sum(c.python for c in calls), sum(c.outputs for c in calls),
+              sum(c.kernels for c in calls))
+    terms = []
+    for (pname, _), n in zip(EAGER_HOST_PARAMS, counts):
+        v = float(param_source(device, pname)[0] or 0.0)
+        terms.append(f"{n} x {pname} {q(v, 's')}")
+    out.append(f"  host per op: {' + '.join(terms)} = {q(float(det.get('host_s', 0.0)), 's')}")
+    if "eager_unfused_s" in det:
+        out.append(f"  device: the {sum(1 for c in calls if c.kernels)} kernels run unfused, "
+                   f"each reading and writing its own tensor with its own launch: "
+                   f"{q(float(det['eager_unfused_s']), 's')} of kernels, a "
+                   f"{q(float(det['eager_span_s']), 's')} span as the host issues them (vs "
+                   f"{q(float(det['eager_fused_s']), 's')} for the fused kernel under stream); "
+                   f"the first may start {q(float(det.get('host_lead_s', 0.0)), 's')} before "
+                   f"the host has issued the last")
     return out
 
 
@@ -788,6 +818,12 @@ def result_lines(r: Result, system: System | None = None, top: int = 5,
             v = row["value_s"]
             out.append(f"  {row['name']} = {q(v, 's') if v is not None else 'none'}: "
                        f"{row['applies']}; {row['source']}")
+        used = {str(c) for rec in r.records if (c := rec.details.get("eager_class"))}
+        for row in tm.get("recipes", ()):
+            if row["class"] in used:
+                out.append(f"  eager recipe {row['class']}: {row['python_calls']} Python "
+                           f"call(s), {row['kernels']} kernel(s), {row['outputs']} output(s) "
+                           f"per op; {row['source']}")
         if "host_s" in tm:
             out.append(f"  host of device {tm['device']}: {q(tm['host_s'], 's')} of dispatch vs "
                        f"{q(tm['device_busy_s'], 's')} of device work; the device waited "

@@ -9,9 +9,14 @@ the dynamic energy of the ops it ran (per FLOP, per byte at every level, the on-
 its DRAM bytes, its links), its idle power over the whole run, and its busy floor (clocks up,
 pipelines issuing) while it has work; the system's own overhead (host CPUs, NICs, switches,
 fans, from the system spec) scales between its idle and full-load figures with the devices'
-mean power. Nothing is multiplied by a device count. Every op cost passes through the power
-cap step (:func:`simulator.power.apply_power_cap`): an op that would draw more than the power
-limit runs at a lower clock.
+mean power. Nothing is multiplied by a device count. Power limit: a run stands for one
+iteration of a long loop, and the GPU's limiter regulates the power averaged over a window far
+longer than a kernel, so a run holds ONE clock (:mod:`simulator.power.run_clock`): the engine
+runs the ops at the mappers' times with their full-clock energies, the clock at which every
+device's average fits under the limit is solved, and the energies (under a limit other than the
+TDP, where the mappers' rates apply, also the compute times: the engine runs again) follow it.
+One op on its own (:meth:`Predictor.cost`, ``hwsim op``: a benchmark loop of one kernel) keeps
+the per-op cap of :func:`simulator.power.apply_power_cap`.
 
 The predictor predicts one timing (:mod:`simulator.timing`: ``kernel``, ``graph``, ``stream``
 (the default) or ``eager``): each op cost is counted that way before the power cap, and under
@@ -41,6 +46,13 @@ from simulator.mapping.registry import Mapper
 from simulator.mapping.residency import onchip_residency, op_homes
 from simulator.plan import Layout, Plan, check_capacity
 from simulator.power import apply_power_cap, power_model
+from simulator.power.run_clock import (
+    RunClock,
+    at_clock,
+    device_parts,
+    solve_run_clock,
+    stretchable,
+)
 from simulator.results.result import DeviceEnergy, EnergyBreakdown, RecordTable, Result
 from simulator.timing import apply_timing, check_timing, host_pipeline, timing_meta
 from workloads.dtypes import get_dtype
@@ -138,6 +150,7 @@ class Predictor:
         self.options = MapOptions(dataflow=dataflow, schedule=schedule)
         self._mappers = {dataflow: Mapper(system.device, self.options)}
         self._cache: dict[Op | tuple[Op, str], OpCost] = {}
+        self._full: dict[tuple, OpCost] = {}  # full_cost: before the per-op power cap
         self._block_sigs: dict[tuple, tuple[OpCost, OpCost]] = {}
         self._hits = 0
         self._runs: dict[tuple[Plan, CostOptions], Result] = {}
@@ -175,7 +188,8 @@ class Predictor:
     def cost(self, op: Op, group: tuple[int, ...] | None = None, *,
              dataflow: str | None = None,
              offchip: tuple[float, float, float] | None = None) -> OpCost:
-        """The cost of one op on one device of the system (memoised); for a collective,
+        """The cost of one op run on its own on one device of the system (memoised), under the
+        per-op power cap (:func:`simulator.power.apply_power_cap`); for a collective,
         over the devices of ``group`` (default: the first ``op.devices`` devices), priced by
         where they sit (:func:`simulator.network.route_for`: in one node, one per node on
         their rails, or several per node over several nodes) with the physical links it
@@ -191,13 +205,33 @@ class Predictor:
         if c is not None:
             self._hits += 1
             return c
+        full = self.full_cost(op, dataflow=df, offchip=offchip)
+        c = full if full.bound == "communication" else apply_power_cap(full, self.power)
+        self._cache[key] = c
+        return c
+
+    def full_cost(self, op: Op, group: tuple[int, ...] | None = None, *,
+                  dataflow: str | None = None,
+                  offchip: tuple[float, float, float] | None = None) -> OpCost:
+        """:meth:`cost` before the per-op power cap (memoised): the mapper's time (the time at
+        the TDP, where its measured rates apply) and the energy at the full clock. A run
+        (:meth:`predict`) starts from these and applies the limit to the run's average
+        (:mod:`simulator.power.run_clock`); :meth:`cost` caps the op on its own."""
+        df = dataflow if dataflow is not None else self.options.dataflow
+        if isinstance(op, Collective):
+            return self._collective_cost(op, group)
+        key = ("full", op, df, offchip)
+        c = self._full.get(key)
+        if c is not None:
+            self._hits += 1
+            return c
         dev = self.system.device
         if isinstance(op, Memcpy) and "host" in (op.src, op.dst) and op.src != op.dst:
             c = apply_timing(op, host_copy_cost(op, self.system), dev, self.timing)
         else:
-            c = apply_power_cap(apply_timing(op, self._mapper(df, offchip).cost(op), dev,
-                                             self.timing), self.power)
-        self._cache[key] = c
+            m = self._mapper(df, offchip)
+            c = apply_timing(op, m.cost(op), dev, self.timing, cost_of=m.cost)
+        self._full[key] = c
         return c
 
     def _collective_cost(self, op: Collective, group: tuple[int, ...] | None) -> OpCost:
@@ -230,7 +264,8 @@ class Predictor:
 
     def cache_info(self) -> dict[str, int]:
         """Op-cost cache entries and hits, and whole-plan results reused by :meth:`run`."""
-        return {"entries": len(self._cache), "hits": self._hits, "runs": len(self._runs),
+        return {"entries": len(self._cache) + len(self._full), "hits": self._hits,
+                "runs": len(self._runs),
                 "run_hits": self._run_hits}
 
     def run(self, plan: Plan, *, cost: CostOptions | None = None,
@@ -284,7 +319,7 @@ class Predictor:
         def cost_of(op: Op, group: tuple[int, ...] | None = None) -> OpCost:
             if isinstance(op, BlockOp):
                 return self._block_cost(op, df)
-            return self.cost(op, group, dataflow=df, offchip=homes(op))
+            return self.full_cost(op, group, dataflow=df, offchip=homes(op))
 
         # the fast path: macro ops for self-contained repeated blocks (engine/blocks.py); under
         # a host pipeline each block runs with its own host, in step with its device at the
@@ -297,21 +332,26 @@ class Predictor:
                              host_s=host_s)
         if graph.meta.get("fold"):  # one device ran for each set of symmetric ones
             timeline.fold(graph.meta["fold_rep"], graph.meta["fold"])
+        timeline, clock = self._run_clock(engine_graph, timeline, cost_of, host_s)
         latency = timeline.makespan_s
         devices, energy = self._energy(timeline, latency)
         warnings = list(self._warnings(graph, plan))
         pm = self.power
-        capped = sum(1 for c in {id(c): c for c in timeline.costs}.values()
-                     if "clock_scale" in c.details or "clock_deficit_s" in c.details)
-        if capped:
-            warnings.append(f"{capped} distinct op(s) would exceed the {pm.limit_w:.0f} W power "
-                            f"limit at full clock: their clock drops (DVFS) and their "
-                            "compute time stretches (see effective_clock_hz)")
+        if clock.capped:
+            warnings.append(
+                f"the run would average {clock.full_clock_power_w:.0f} W at full clock, above "
+                f"the {pm.limit_w:.0f} W power limit: the limiter holds the clock at "
+                f"x{clock.clock_scale:.3f} ({clock.clock_scale * pm.clock_hz / 1e9:.3g} GHz) for "
+                f"the whole run, compute time x{clock.sigma:.3f} of the mappers' (their rates "
+                f"hold at the TDP, clock x{clock.reference_scale:.3f})"
+                + (" and the lowest clock still leaves it above the limit" if clock.stalled
+                   else ""))
         busy_tot = sum(d.busy_s for d in devices)
         eff = sum(d.clock_scale * d.busy_s for d in devices) / busy_tot if busy_tot else 1.0
         power_meta = {**pm.to_dict(), "effective_clock_scale": eff,
                       "effective_clock_hz": eff * pm.clock_hz,
-                      "peak_power_w": max((d.peak_power_w for d in devices), default=0.0)}
+                      "peak_power_w": max((d.peak_power_w for d in devices), default=0.0),
+                      "run_clock": clock.to_dict()}
         money = run_cost(system, latency, energy.total_j, cost or CostOptions())
         if money.mode == "unpriced":
             warnings.append(f"{system.name} has no price in its spec (cost.price or "
@@ -472,7 +512,7 @@ class Predictor:
             return both[0] if op.part == "compute" else both[1]
 
         def cost_of(o: Op, group: tuple[int, ...] | None = None) -> OpCost:
-            return self.cost(o, group, dataflow=dataflow)
+            return self.full_cost(o, group, dataflow=dataflow)
 
         comp, comm = block_costs(op.block, op.times, op.group, op.span,
                                  lambda g: run_graph(g, cost_of, links_of=self.links_of,
@@ -482,10 +522,66 @@ class Predictor:
         self._cache[(replace(op, part="comm"), dataflow)] = comm
         return comp if op.part == "compute" else comm
 
+    def _run_clock(self, graph: WorkloadGraph, tl: Timeline,
+                   cost_of: Callable[..., OpCost],
+                   host_s: Callable[[Op, OpCost], float] | None) -> tuple[Timeline, RunClock]:
+        """The run at the clock the power limiter holds it at (:mod:`simulator.power.run_clock`):
+        ``tl`` ran the ops at the mappers' times with full-clock energies; the clock is solved
+        per working device from its rows, and the ops' energies (and, under a limit other than
+        the TDP, their compute times: the engine runs again) follow it."""
+        pm = self.power
+        devs = [int(d) for d in np.unique(tl.device)]
+        if not devs:
+            return tl, solve_run_clock(pm, 0.0, np.zeros(0), np.zeros(0), np.zeros(0), [])
+        uniq: dict[int, int] = {}  # per op instance, by way of the distinct cost objects
+        distinct: list[OpCost] = []
+        which = np.empty(len(tl.costs), dtype=np.int64)
+        for i, c in enumerate(tl.costs):
+            j = uniq.get(id(c))
+            if j is None:
+                j = uniq[id(c)] = len(distinct)
+                distinct.append(c)
+            which[i] = j
+        scaled, fixed = device_parts(distinct)
+        # the kernels' compute/DRAM times matter only where the times may change
+        cm_of = [stretchable(c) for c in distinct] if pm.limit_w != pm.tdp_w else None
+        busy, sj, fj, cms = [], [], [], []
+        for d in devs:
+            rows = tl.device == d
+            sel = which[tl.node[rows]]
+            busy.append(tl.busy_s(d))
+            sj.append(float(scaled[sel].sum()))
+            fj.append(float(fixed[sel].sum()))
+            comp = sel[tl.stream[rows] == 0]
+            cms.append(np.concatenate([cm_of[j] for j in comp])
+                       if cm_of is not None and comp.size else np.zeros((0, 2)))
+        clock = solve_run_clock(pm, tl.makespan_s, np.array(busy), np.array(sj), np.array(fj),
+                                cms)
+        if clock.clock_scale >= 1.0 and clock.sigma == 1.0:
+            return tl, clock
+        s, sigma = clock.clock_scale, clock.sigma
+        memo: dict[int, OpCost] = {}
+
+        def clocked(c: OpCost) -> OpCost:
+            got = memo.get(id(c))
+            if got is None:
+                got = memo[id(c)] = at_clock(c, pm, s, sigma)
+            return got
+
+        if sigma == 1.0:  # the times hold: the same run, its energies at the lower clock
+            tl.costs[:] = [clocked(c) for c in tl.costs]
+            return tl, clock
+        again = run_graph(graph, lambda op, group=None: clocked(
+            cost_of(op, group) if group is not None else cost_of(op)),
+            links_of=self.links_of, host_s=host_s)
+        if tl.rep_of:
+            again.fold(tl.rep_of, tl.weight)
+        return again, clock
+
     def _energy(self, tl: Timeline, latency: float) -> tuple[list[DeviceEnergy], EnergyBreakdown]:
         """Per device from its own rows: dynamic energy of its ops, idle power over the run,
-        the busy floor over its busy time (lowered while a capped op runs), its peak power and
-        time-weighted clock; then the system overhead."""
+        the busy floor over its busy time (lowered at the run's clock, :meth:`_run_clock`), its
+        peak power and time-weighted clock; then the system overhead."""
         system, pm = self.system, self.power
         # per op instance, by way of the distinct cost objects (shared by identical ops)
         uniq: dict[int, int] = {}

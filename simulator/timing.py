@@ -22,15 +22,32 @@ the ``timing`` key of ``--json``, ``--explain``):
     on the thread that runs it, 5 us; systolic and FPGA parts: their runtime's per-op cost,
     0 unless the spec sets one). The device never waits for the host.
 ``eager``
-    A framework op called from Python (PyTorch eager): the host spends ``eager_dispatch`` per
-    op (Python, the dispatcher, the launch call) and runs ahead of the device in a two-stage
-    pipeline, ``device start_i = max(host issue done_i, device end_{i-1}, dependencies)``,
-    each op lasting what it lasts under ``stream``. When the host's time per op exceeds the
-    op's device time the stream is host-bound: the device idles between kernels, the result
-    says so (``meta["timing"]["host_bound"]``, per-op host times) and the trace shows a host
-    track above the device's gaps. On a CPU the host thread dispatches and runs each op
-    itself, so eager is ``stream`` (dispatch serial with the op). Refused on systolic and
-    FPGA parts (they run compiled programs) unless the spec sets ``params.eager_dispatch``.
+    A framework op called from Python (PyTorch eager), as it really runs: the op's class
+    (:func:`eager_class`) names a recipe of :data:`EAGER_RECIPES`, the ATen calls eager
+    PyTorch makes for it, each with its source (HF ``LlamaRMSNorm`` is eight calls and
+    eight kernels, ``F.layer_norm`` one fused kernel, a Linear one cuBLAS call). The host
+    pays, per op, ``eager_dispatch`` per call from Python (Python binding, argument
+    parsing, dispatcher), ``eager_alloc`` per output tensor (the caching allocator) and
+    ``eager_launch`` per kernel (the host side of ``cudaLaunchKernel``; the mapper's extra
+    kernels, split-K's reduction or flash-decoding's combine, count too): ``host_s``. The
+    host runs ahead of the device in a two-stage pipeline, ``device start_i = max(host
+    issue done_i, device end_{i-1}, dependencies)``. On a GPU a recipe whose kernels are
+    not the op's fused kernel (RMSNorm, SwiGLU, a matmul's epilogue) also costs its
+    unfused kernels on the device, each reading and writing its own tensor and paying its
+    own launch share (costed by the part's mapper), issued one by one as the host reaches
+    them: the op's device time is that sub-pipeline's span (never less than the fused
+    kernel's stream time), and it may start once the first kernel is issued
+    (``details["host_lead_s"]`` before its last). When the host's time per op exceeds the
+    op's device time the stream is host-bound: the device idles between kernels, the
+    result says so (``meta["timing"]["host_bound"]``, per-op host times) and the trace
+    shows a host track above the device's gaps. On a CPU the host thread dispatches and
+    runs each op itself, so eager is ``stream`` (dispatch serial with the op; the CPU
+    mapper's ``eager_composites`` covers the unfused passes). Refused on systolic and FPGA
+    parts (they run compiled programs) unless the spec sets ``params.eager_dispatch``.
+
+Every launch share and graph gap is per kernel: an op whose mapper runs ``k`` kernels
+(``details["kernels"]``, or ``details["launches"]``; default 1) pays ``k`` graph gaps under
+``graph`` and ``k`` launches on the host under ``eager``.
 
 Every overhead is a spec parameter with a family default and its source
 (:mod:`simulator.arch.params`); ``hwsim calibrate`` can fit them.
@@ -44,10 +61,11 @@ Every overhead is a spec parameter with a family default and its source
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from simulator.arch.params import param, param_source_text
+from simulator.arch.params import FAMILY_DEFAULTS, param, param_source_text
 from simulator.errors import HwsimError
 from simulator.frozen import FrozenMap
 
@@ -58,7 +76,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TIMINGS", "DEFAULT_TIMING", "MEANINGS", "check_timing", "launch_part",
            "apply_timing", "host_dispatch_s", "timing_overheads", "timing_meta",
-           "host_pipeline"]
+           "host_pipeline", "kernels_of", "AtenCall", "EagerRecipe", "EAGER_RECIPES",
+           "eager_class", "eager_recipe", "eager_host_s", "EAGER_HOST_PARAMS",
+           "eager_recipe_rows"]
 
 #: the timing modes, fastest first for one op (kernel <= graph <= stream <= eager)
 TIMINGS = ("kernel", "graph", "stream", "eager")
@@ -68,12 +88,367 @@ MEANINGS = {
     "kernel": "kernel device time only, as a profiler's kernel trace reports it (no launch, "
               "no gaps)",
     "graph": "a captured graph replayed (CUDA graph, TensorRT engine, XLA program): kernels "
-             "back to back with a graph node's gap",
-    "stream": "ops issued one by one by a host that keeps ahead: each pays the part's "
+             "back to back with a graph node's gap per kernel",
+    "stream": "ops issued one by one by a host that keeps ahead: each kernel pays the part's "
               "launch_overhead (hwsim's default)",
-    "eager": "framework ops called from Python: host dispatch per op runs ahead of the device "
-             "in a pipeline; host-bound when kernels are short",
+    "eager": "framework ops called from Python: per op the host pays each ATen call's "
+             "dispatch, output allocation and kernel launches, pipelined ahead of the device; "
+             "host-bound when kernels are short",
 }
+
+#: the host cost parameters of ``eager``: (name, what one unit of it is)
+EAGER_HOST_PARAMS = (
+    ("eager_dispatch", "per ATen call from Python (binding, argument parsing, dispatcher)"),
+    ("eager_alloc", "per output tensor (caching allocator)"),
+    ("eager_launch", "per kernel launched (host side of the launch call)"),
+)
+
+
+# -- eager recipes: the ATen calls eager PyTorch makes for an op ------------------------------
+@dataclass(frozen=True)
+class AtenCall:
+    """One ATen op eager PyTorch runs for an hwsim op.
+
+    ``python``: called from Python (pays ``eager_dispatch``); False for an op the previous
+    call runs inside its own C++ (only the dispatcher, counted in the caller's figure).
+    ``kernels``: kernels it launches (0 for a no-op such as ``.to`` of a tensor already in
+    that dtype); ``outputs``: tensors it allocates.
+    """
+
+    name: str
+    python: bool = True
+    kernels: int = 1
+    outputs: int = 1
+
+
+@dataclass(frozen=True)
+class EagerRecipe:
+    """How eager PyTorch runs one class of op: its ATen calls and where that is written.
+
+    ``unfused``: the calls' kernels are not the op's fused kernel (the graph holds a fused op
+    that eager runs as several kernels), so under ``eager`` a GPU op also costs them on the
+    device (:func:`apply_timing`).
+    """
+
+    calls: tuple[AtenCall, ...]
+    source: str
+    unfused: bool = False
+
+    @property
+    def python_calls(self) -> int:
+        return sum(1 for c in self.calls if c.python)
+
+    @property
+    def kernels(self) -> int:
+        return sum(c.kernels for c in self.calls)
+
+    @property
+    def outputs(self) -> int:
+        return sum(c.outputs for c in self.calls)
+
+
+EAGER_RECIPES: dict[str, EagerRecipe] = {}
+
+
+def _register(name: str, recipe: EagerRecipe) -> None:
+    """Add a recipe; registering a class twice is an error (one source per class)."""
+    if name in EAGER_RECIPES:
+        raise ValueError(f"eager recipe {name!r} registered twice")
+    EAGER_RECIPES[name] = recipe
+
+
+_HF_RMS = ("HF transformers models/llama/modeling_llama.py LlamaRMSNorm.forward: "
+           "hidden_states.to(torch.float32); variance = hidden_states.pow(2).mean(-1, "
+           "keepdim=True); hidden_states * torch.rsqrt(variance + eps); self.weight * "
+           "hidden_states.to(input_dtype)")
+_register("norm.rmsnorm", EagerRecipe((
+    AtenCall("aten::_to_copy (to float32)"), AtenCall("aten::pow"), AtenCall("aten::mean"),
+    AtenCall("aten::add (eps)"), AtenCall("aten::rsqrt"), AtenCall("aten::mul"),
+    AtenCall("aten::_to_copy (to the input dtype)"), AtenCall("aten::mul (weight)")),
+    _HF_RMS + ": 8 calls, 8 kernels", unfused=True))
+_register("norm.rmsnorm.fp32", EagerRecipe((
+    AtenCall("aten::to (already float32: no kernel)", kernels=0, outputs=0),
+    AtenCall("aten::pow"), AtenCall("aten::mean"), AtenCall("aten::add (eps)"),
+    AtenCall("aten::rsqrt"), AtenCall("aten::mul"),
+    AtenCall("aten::to (already the input dtype: no kernel)", kernels=0, outputs=0),
+    AtenCall("aten::mul (weight)")),
+    _HF_RMS + ": in float32 the two .to calls return their input (8 calls, 6 kernels)",
+    unfused=True))
+_register("norm.layernorm", EagerRecipe(
+    (AtenCall("aten::native_layer_norm", outputs=3),),
+    "F.layer_norm -> aten::native_layer_norm, one fused CUDA kernel "
+    "(aten/src/ATen/native/cuda/layer_norm_kernel.cu vectorized_layer_norm_kernel) writing "
+    "the output and the per-row mean and rstd (3 outputs)"))
+_register("norm.batchnorm", EagerRecipe(
+    (AtenCall("aten::cudnn_batch_norm"),),
+    "F.batch_norm in inference -> aten::_batch_norm_impl_index -> cudnn_batch_norm, one "
+    "cuDNN kernel (aten/src/ATen/native/Normalization.cpp)"))
+_register("softmax", EagerRecipe(
+    (AtenCall("aten::_softmax"),),
+    "F.softmax -> aten::_softmax, one kernel (aten/src/ATen/native/cuda/SoftMax.cu "
+    "cunn_SoftMaxForward)"))
+_register("embedding", EagerRecipe(
+    (AtenCall("aten::embedding"),),
+    "F.embedding -> aten::embedding -> index_select, one gather kernel "
+    "(aten/src/ATen/native/Embedding.cpp)"))
+_register("attention", EagerRecipe(
+    (AtenCall("aten::_scaled_dot_product_flash_attention", outputs=2),),
+    "F.scaled_dot_product_attention -> the flash backend, one kernel writing the output and "
+    "its log-sum-exp (aten/src/ATen/native/transformers/cuda/attention.cu); a split-KV "
+    "decode's combine kernel comes from the mapper (details['launches'])"))
+_register("linear", EagerRecipe(
+    (AtenCall("aten::addmm / aten::mm (cuBLAS)"),),
+    "F.linear -> aten::addmm (bias) or aten::mm: one cuBLAS call; the bias rides cuBLASLt's "
+    "epilogue (aten/src/ATen/native/cuda/Blas.cpp addmm_out_cuda_impl, gemm_and_bias); "
+    "split-K's reduction kernel comes from the mapper (details['kernels'])"))
+_register("matmul", EagerRecipe(
+    (AtenCall("aten::bmm / aten::mm (cuBLAS)"),),
+    "torch.matmul -> aten::bmm or aten::mm, one cuBLAS call (aten/src/ATen/native/cuda/"
+    "Blas.cpp)"))
+_register("conv2d", EagerRecipe(
+    (AtenCall("aten::cudnn_convolution"),),
+    "F.conv2d -> aten::convolution -> cudnn_convolution, one cuDNN call "
+    "(aten/src/ATen/native/Convolution.cpp)"))
+_register("conv2d.bias", EagerRecipe(
+    (AtenCall("aten::cudnn_convolution"),
+     AtenCall("aten::add_ (bias)", python=False, outputs=0)),
+    "F.conv2d with a bias: cudnn_convolution, then output.add_(bias) in C++, a second "
+    "kernel (aten/src/ATen/native/Convolution.cpp _convolution, Cudnn backend)"))
+_register("elementwise.swiglu", EagerRecipe(
+    (AtenCall("aten::silu"), AtenCall("aten::mul")),
+    "HF transformers models/llama/modeling_llama.py LlamaMLP.forward: "
+    "self.act_fn(self.gate_proj(x)) * self.up_proj(x): silu, then mul (2 kernels)",
+    unfused=True))
+_register("elementwise.dropout", EagerRecipe(
+    (AtenCall("aten::native_dropout", outputs=2),),
+    "F.dropout in training -> aten::native_dropout, one kernel writing the output and its "
+    "mask (aten/src/ATen/native/cuda/Dropout.cu fused_dropout_kernel)"))
+_register("elementwise.adam", EagerRecipe(
+    (AtenCall("aten::_fused_adam_", outputs=0),),
+    "torch.optim.Adam(fused=True) -> aten::_fused_adam_, one multi-tensor kernel updating "
+    "param, exp_avg and exp_avg_sq in place (torch/optim/adam.py _fused_adam); the foreach "
+    "default runs 7 _foreach_ kernels per list of up to hundreds of tensors, less per tensor"))
+for _fn, _aten in (("add", "add"), ("mul", "mul"), ("relu", "relu"), ("gelu", "gelu"),
+                   ("silu", "silu"), ("scale", "mul (scalar)")):
+    _register(f"elementwise.{_fn}", EagerRecipe(
+        (AtenCall(f"aten::{_aten}"),),
+        f"torch.{_aten.split()[0]} / F.{_fn}: one TensorIterator kernel "
+        "(aten/src/ATen/native/cuda/*.cu vectorized_elementwise_kernel)"
+        + ("; gelu is F.gelu(approximate='tanh'), HF's 'gelu_pytorch_tanh' (HF GPT-2's "
+           "'gelu_new', NewGELUActivation, writes the same formula as 8 ops)"
+           if _fn == "gelu" else "")))
+_register("pool.max", EagerRecipe(
+    (AtenCall("aten::max_pool2d_with_indices", outputs=2),),
+    "F.max_pool2d -> aten::max_pool2d_with_indices on CUDA: one kernel writing the output "
+    "and the argmax indices (aten/src/ATen/native/cuda/DilatedMaxPool2d.cu)"))
+_register("pool", EagerRecipe(
+    (AtenCall("aten::avg_pool2d"),),
+    "F.avg_pool2d / adaptive_avg_pool2d: one kernel (aten/src/ATen/native/cuda/"
+    "AveragePool2d.cu)"))
+_register("memcpy", EagerRecipe(
+    (AtenCall("aten::copy_ (cudaMemcpyAsync)"),),
+    "tensor.copy_ / .to(device): one copy (aten/src/ATen/native/cuda/Copy.cu, "
+    "cudaMemcpyAsync or a copy kernel)"))
+_register("collective", EagerRecipe(
+    (AtenCall("c10d all_reduce / all_gather / ... (NCCL)", outputs=0),),
+    "torch.distributed collectives on ProcessGroupNCCL: one NCCL kernel per call, in place "
+    "or into a caller's tensor (torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp)"))
+_register("op", EagerRecipe(
+    (AtenCall("one ATen op"),),
+    "an op class with no recipe of its own: one call, one kernel, one output"))
+
+#: an epilogue function a compiler fuses into a GEMM, as eager runs it after the GEMM
+_EPILOGUE_ATEN = {"relu": "aten::relu", "gelu": "aten::gelu", "silu": "aten::silu",
+                  "scale": "aten::mul (scalar)", "dropout": "aten::native_dropout",
+                  "add": "aten::add (residual)", "mul": "aten::mul",
+                  "batchnorm": "aten::cudnn_batch_norm"}
+
+
+def eager_class(op: Op) -> str:
+    """The :data:`EAGER_RECIPES` key of ``op``: ``norm.rmsnorm``, ``elementwise.add``,
+    ``linear``, ... (``op`` for a kind without a recipe).
+
+    >>> from workloads.ops import Norm
+    >>> eager_class(Norm(norm="rmsnorm", rows=1, cols=4096, dtype="bf16"))
+    'norm.rmsnorm'
+    >>> EAGER_RECIPES["norm.rmsnorm"].kernels, EAGER_RECIPES["norm.layernorm"].kernels
+    (8, 1)
+    """
+    from workloads.ops import Conv2d, Elementwise, MatMul, Norm, Pool
+
+    if isinstance(op, Norm):
+        key = f"norm.{op.norm}"
+        return f"{key}.fp32" if op.norm == "rmsnorm" and op.dtype.bytes >= 4 else key
+    if isinstance(op, Elementwise):
+        key = f"elementwise.{op.fn}"
+    elif isinstance(op, MatMul):
+        key = "linear" if op.weight else "matmul"
+    elif isinstance(op, Conv2d):
+        key = "conv2d.bias" if op.bias else "conv2d"
+    elif isinstance(op, Pool):
+        key = "pool.max" if op.mode == "max" else "pool"
+    else:
+        key = op.kind
+    return key if key in EAGER_RECIPES else "op"
+
+
+def kernels_of(cost: OpCost) -> int:
+    """Kernels the mapper's cost of one op launches: ``details["kernels"]`` (split-K: the GEMM
+    and its reduction) or ``details["launches"]`` (flash-decoding and its combine), else 1."""
+    det = cost.details
+    k = det.get("kernels", det.get("launches", 1))
+    try:
+        n = int(k)
+    except (TypeError, ValueError):
+        return 1
+    return max(1, n)
+
+
+def eager_recipe(op: Op, cost: OpCost | None = None) -> tuple[str, tuple[AtenCall, ...], str]:
+    """``(class, ATen calls, source)`` of ``op`` under ``eager``: its recipe, with the first
+    kernel-launching call carrying at least the mapper's kernels (``cost``), and one more
+    call per epilogue function of a matmul or conv (eager runs it after the GEMM)."""
+    name = eager_class(op)
+    rec = EAGER_RECIPES[name]
+    calls = list(rec.calls)
+    if cost is not None:
+        k = kernels_of(cost)
+        i = next((j for j, c in enumerate(calls) if c.kernels > 0), None)
+        if i is not None and k > calls[i].kernels:
+            calls[i] = replace(calls[i], kernels=k)
+    source = rec.source
+    epi = tuple(getattr(op, "epilogue", ()) or ())
+    if epi:
+        calls += [AtenCall(_EPILOGUE_ATEN.get(f, f"aten::{f}")) for f in epi]
+        source += ("; each fused epilogue function runs as its own op after the GEMM in eager "
+                   "PyTorch (" + ", ".join(epi) + ")")
+    return name, tuple(calls), source
+
+
+def _host_costs(device: Device) -> tuple[float, float, float]:
+    """``(eager_dispatch, eager_alloc, eager_launch)`` of ``device`` (0 where unset)."""
+    return tuple(float(_time_param(device, n) or 0.0)  # type: ignore[return-value]
+                 for n, _ in EAGER_HOST_PARAMS)
+
+
+def _call_host_s(call: AtenCall, costs: tuple[float, float, float]) -> float:
+    dispatch, alloc, launch = costs
+    return (dispatch if call.python else 0.0) + alloc * call.outputs + launch * call.kernels
+
+
+def eager_host_s(op: Op, cost: OpCost | None, device: Device) -> float:
+    """Host time of ``op`` under ``eager`` on ``device``: per ATen call of its recipe
+    ``eager_dispatch`` (from Python), ``eager_alloc`` per output, ``eager_launch`` per
+    kernel; 0 on a CPU (its dispatch is inside the op's time)."""
+    if device.family == "cpu":
+        return 0.0
+    costs = _host_costs(device)
+    return sum(_call_host_s(c, costs) for c in eager_recipe(op, cost)[1])
+
+
+def _pointwise(nbytes: float, op: Op) -> Op:
+    """A one-input pointwise kernel in ``op``'s dtype that reads and writes ``nbytes`` in all:
+    how an unfused ATen kernel (a cast, ``pow``, a broadcast ``mul``, a last-dim ``mean``:
+    TensorIterator grid kernels, bandwidth- or latency-bound alike) is costed on the part."""
+    from workloads.ops import Elementwise
+
+    b = op.dtype.bytes
+    return Elementwise(fn="scale", numel=max(1, math.ceil(nbytes / (2.0 * b))), dtype=op.dtype)
+
+
+def _unfused_ops(op: Op, calls: tuple[AtenCall, ...]) -> list[Op | None]:
+    """Per call of an unfused recipe, the op its kernel is costed as (None: no kernel, or the
+    op itself without its epilogue, marked by ``op`` in that slot)."""
+    from workloads.ops import EPILOGUE_FNS, Elementwise, MatMul, Norm
+
+    out: list[Op | None] = []
+    if isinstance(op, Norm) and op.norm == "rmsnorm":
+        n, r, b = float(op.rows * op.cols), float(op.rows), float(op.dtype.bytes)
+        f = 4.0  # float32
+        moved = (n * b + n * f, 2 * n * f, n * f + r * f, 2 * r * f, 2 * r * f,
+                 2 * n * f + r * f, n * f + n * b, 2 * n * b + op.cols * b)
+        for c, nb in zip(calls, moved):
+            out.append(_pointwise(nb, op) if c.kernels else None)
+        return out
+    if isinstance(op, Elementwise) and op.fn == "swiglu":
+        return [Elementwise(fn="silu", numel=op.numel, dtype=op.dtype),
+                Elementwise(fn="mul", numel=op.numel, dtype=op.dtype)]
+    epi = tuple(getattr(op, "epilogue", ()) or ())
+    base = replace(op, epilogue=())
+    out_elems = (op.batch * op.m * op.n if isinstance(op, MatMul)
+                 else op.bytes_written() / op.dtype.bytes)
+    out = [base] + [None] * (len(calls) - 1 - len(epi))
+    for fn in epi:
+        # batchnorm folded to scale + shift (EPILOGUE_FNS): a one-input pointwise pass
+        name = fn if fn in EPILOGUE_FNS and fn != "batchnorm" else "scale"
+        out.append(Elementwise(fn=name, numel=max(1, int(out_elems)), dtype=op.dtype))
+    return out
+
+
+def _merge(parts: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in parts:
+        for k, v in p.items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def _eager_cost(op: Op, cost: OpCost, device: Device,
+                cost_of: Callable[[Op], OpCost] | None) -> OpCost:
+    """``cost`` under ``eager`` (see the module docstring)."""
+    from simulator.mapping.base import EnergyParts, MapOptions
+    from simulator.mapping.registry import cost_op
+
+    name, calls, _ = eager_recipe(op, cost)
+    costs = _host_costs(device)
+    hs = [_call_host_s(c, costs) for c in calls]
+    det: dict[str, Any] = {**cost.details, "timing": "eager", "host_s": sum(hs),
+                           "eager_class": name, "eager_calls": sum(c.python for c in calls),
+                           "eager_kernels": sum(c.kernels for c in calls),
+                           "eager_outputs": sum(c.outputs for c in calls)}
+    epi = bool(getattr(op, "epilogue", ()))
+    if device.family != "gpu" or not (EAGER_RECIPES[name].unfused or epi):
+        return replace(cost, details=FrozenMap(det))
+    run = cost_of or (lambda o: cost_op(o, device, MapOptions()))
+    subs = [run(o) if o is not None else None for o in _unfused_ops(op, calls)]
+    # the calls' kernels in a sub-pipeline: kernel j starts once its call is issued and the
+    # previous kernel is done
+    t_host, end, first = 0.0, 0.0, None
+    for h, c in zip(hs, subs):
+        t_host += h
+        if c is not None:
+            start = max(t_host, end)
+            first = start if first is None else first
+            end = start + c.latency_s
+    done = [c for c in subs if c is not None]
+    if first is None or not done:
+        return replace(cost, details=FrozenMap(det))
+    busy = sum(c.latency_s for c in done)
+    span = end - first
+    lat = max(cost.latency_s, span)
+    energy = EnergyParts(sum(c.energy.compute_j for c in done),
+                         FrozenMap(_merge([dict(c.energy.memory_j) for c in done])))
+    overhead = sum(c.overhead_s for c in done) + (lat - busy)
+    compute = sum(c.compute_s for c in done)
+    memory = sum(c.memory_s for c in done)
+    det.update({"host_lead_s": t_host - first, "eager_unfused_s": busy,
+                "eager_span_s": span, "eager_fused_s": cost.latency_s,
+                "launch_s": sum(float(c.details.get("launch_s", 0.0)) for c in done)})
+    for key in ("startup_s", "fill_s", "wave_overhead_s", "reduce_s"):  # the kernels' own terms
+        if any(key in c.details for c in done):
+            det[key] = sum(float(c.details.get(key, 0.0)) for c in done)
+    util = cost.utilization * cost.latency_s / lat if lat > 0 else cost.utilization
+    bound = "latency" if overhead > max(compute, memory) else \
+        ("compute" if compute >= memory else "memory")
+    note = (f"eager: {len(done)} unfused kernel{'s' if len(done) > 1 else ''} "
+            f"({EAGER_RECIPES[name].source if not epi else 'the GEMM, then its epilogue'}), "
+            f"each reading and writing its own tensor with its own launch: "
+            f"{busy * 1e6:.2f} us of kernels, a {span * 1e6:.2f} us span as the host issues "
+            f"them, vs {cost.latency_s * 1e6:.2f} us for the fused kernel")
+    return replace(cost, latency_s=lat, compute_s=compute, memory_s=memory,
+                   overhead_s=overhead, bound=bound, utilization=min(1.0, util),
+                   bytes_by_level=FrozenMap(_merge([dict(c.bytes_by_level) for c in done])),
+                   energy=energy, details=FrozenMap(det), notes=(*cost.notes, note))
 
 
 def _time_param(device: Device, name: str) -> float | None:
@@ -94,7 +469,8 @@ def check_timing(timing: str | None, device: Device) -> str:
     Raises
     ------
     HwsimError
-        For an unknown mode, or one the part's family does not model (naming both).
+        For an unknown mode, or one the part's family does not model (naming both), or a
+        bad overhead parameter of the mode.
     """
     t = DEFAULT_TIMING if timing is None else timing
     if not isinstance(t, str) or t not in TIMINGS:
@@ -108,16 +484,20 @@ def check_timing(timing: str | None, device: Device) -> str:
     if t == "eager" and fam != "cpu" and _time_param(device, "eager_dispatch") is None:
         raise HwsimError(f"{device.name} ({fam} family): --timing eager is not modelled: the "
                          "part runs a compiled program, with no framework dispatch per op; set "
-                         "params.eager_dispatch (host time per op) or use kernel, graph or "
+                         "params.eager_dispatch (host time per call) or use kernel, graph or "
                          "stream")
+    if t == "eager":
+        _host_costs(device)  # each a time >= 0, or a one-line error
     _time_param(device, "launch_overhead")
     return t
 
 
 def launch_part(op: Op, cost: OpCost, device: Device) -> float:
     """The share of ``cost.latency_s`` that is launch or dispatch (``launch_overhead``), not
-    device time: a GPU mapper records it in ``details["launch_s"]``; the other families add
-    ``launch_overhead`` to every op's fixed cost except collectives and host copies."""
+    device time, for all of the op's kernels: a GPU mapper records it in
+    ``details["launch_s"]`` (split-K: the GEMM's launch and the reduction's back-to-back
+    gap; flash-decoding: two launches); the other families add ``launch_overhead`` to every
+    op's fixed cost except collectives and host copies."""
     from workloads.ops import Collective, Memcpy
 
     det = cost.details
@@ -128,22 +508,28 @@ def launch_part(op: Op, cost: OpCost, device: Device) -> float:
     return min(float(_time_param(device, "launch_overhead") or 0.0), max(cost.overhead_s, 0.0))
 
 
-def apply_timing(op: Op, cost: OpCost, device: Device, timing: str) -> OpCost:
+def apply_timing(op: Op, cost: OpCost, device: Device, timing: str, *,
+                 cost_of: Callable[[Op], OpCost] | None = None) -> OpCost:
     """``cost`` as ``timing`` counts it (``timing`` already checked by :func:`check_timing`).
 
     ``stream`` returns ``cost`` itself. ``kernel`` drops the launch share, ``graph`` replaces
-    it by the graph gap (never more than it), ``eager`` keeps the device time and records the
-    host's dispatch time in ``details["host_s"]`` (for the engine's host pipeline).
+    it by one graph gap per kernel (:func:`kernels_of`; never more than the launch share),
+    ``eager`` records the host's time in ``details["host_s"]`` (:func:`eager_host_s`, for
+    the engine's host pipeline) and on a GPU costs an unfused recipe's kernels on the device
+    (``cost_of``: the stream cost of an op on ``device``, default the part's mapper with
+    default options).
     """
     if timing == "stream":
         return cost
-    launch = launch_part(op, cost, device)
     if timing == "eager":
-        host = host_dispatch_s(device, "eager")
-        return replace(cost, details=FrozenMap({**cost.details, "timing": "eager",
-                                                "host_s": host}))
+        if device.family == "cpu":
+            return replace(cost, details=FrozenMap({**cost.details, "timing": "eager",
+                                                    "host_s": 0.0}))
+        return _eager_cost(op, cost, device, cost_of)
+    launch = launch_part(op, cost, device)
+    k = kernels_of(cost)
     gap = 0.0 if timing == "kernel" else \
-        min(float(_time_param(device, "graph_launch_gap") or 0.0), launch)
+        min(k * float(_time_param(device, "graph_launch_gap") or 0.0), launch)
     lat = cost.latency_s - launch + gap
     if lat <= 0.0:  # a cost made only of its launch (never in practice): keep a tick
         lat = max(cost.latency_s - launch, 0.0) + gap
@@ -156,9 +542,9 @@ def apply_timing(op: Op, cost: OpCost, device: Device, timing: str) -> OpCost:
 
 
 def host_dispatch_s(device: Device, timing: str) -> float:
-    """Host time per op that the engine's host pipeline charges: ``eager_dispatch`` under
-    ``eager`` on a part driven from a separate host (not a CPU, whose dispatch is inside each
-    op's time already); 0 otherwise."""
+    """Host time of one ATen call from Python under ``eager`` (``eager_dispatch``) on a part
+    driven from a separate host (not a CPU, whose dispatch is inside each op's time
+    already); 0 otherwise. An op's whole host time is :func:`eager_host_s`."""
     if timing != "eager" or device.family == "cpu":
         return 0.0
     return float(_time_param(device, "eager_dispatch") or 0.0)
@@ -171,38 +557,57 @@ def timing_overheads(device: Device, timing: str) -> list[dict[str, Any]]:
 
     def add(name: str, applies: str) -> None:
         v = _time_param(device, name)
-        rows.append({"name": name, "value_s": v, "source": param_source_text(device, name),
-                     "applies": applies})
+        src = param_source_text(device, name)
+        fam = FAMILY_DEFAULTS.get(device.family, {}).get(name)
+        if name in device.params and fam is not None and fam.value is not None:
+            src += (f" (as the {device.family} family default, simulator/arch/params.py: "
+                    f"{fam.source})" if v is not None and math.isclose(v, fam.value)
+                    else " (its source: the spec's header)")
+        rows.append({"name": name, "value_s": v, "source": src, "applies": applies})
 
     if timing == "kernel":
         add("launch_overhead", "not counted: device time only")
     elif timing == "graph":
-        add("launch_overhead", "replaced by the graph gap where larger")
-        add("graph_launch_gap", "per op that launched a kernel, instead of launch_overhead")
+        add("launch_overhead", "replaced by the graph gaps where larger")
+        add("graph_launch_gap", "per kernel launched (split-K's reduction and flash-decoding's "
+                                "combine count), instead of launch_overhead")
     elif timing == "stream":
-        add("launch_overhead", "per op (launch and inter-kernel gap)" if device.family == "gpu"
-            else "per op (dispatch)")
+        add("launch_overhead", "per kernel (launch and inter-kernel gap)"
+            if device.family == "gpu" else "per op (dispatch)")
     else:
         if device.family == "cpu":
             add("launch_overhead", "per op: PyTorch's dispatch, serial with the op on the "
                                    "host thread that runs it")
         else:
-            add("launch_overhead", "per op on the device (launch and inter-kernel gap)")
-            add("eager_dispatch", "per op on the host, pipelined ahead of the device")
+            add("launch_overhead", "per kernel on the device (launch and inter-kernel gap)")
+            for name, unit in EAGER_HOST_PARAMS:
+                add(name, f"on the host, {unit}, pipelined ahead of the device")
     return rows
 
 
 def host_pipeline(timing: str, device: Device) -> bool:
-    """Whether the engine runs a host that issues each op (``eager`` off a CPU)."""
-    return host_dispatch_s(device, timing) > 0.0
+    """Whether the engine runs a host that issues each op (``eager`` off a CPU, with a host
+    cost)."""
+    return timing == "eager" and device.family != "cpu" and sum(_host_costs(device)) > 0.0
+
+
+def eager_recipe_rows() -> list[dict[str, Any]]:
+    """The recipe registry as rows (``meta["timing"]["recipes"]``, ``--explain``)."""
+    return [{"class": k, "aten": [c.name for c in r.calls], "python_calls": r.python_calls,
+             "kernels": r.kernels, "outputs": r.outputs, "unfused_on_device": r.unfused,
+             "source": r.source} for k, r in EAGER_RECIPES.items()]
 
 
 def timing_meta(device: Device, timing: str) -> dict[str, Any]:
     """``Result.meta["timing"]`` before the run's host figures are added: the mode, what it
-    means on this family, and its overheads."""
+    means on this family, its overheads, and under ``eager`` on a separate host the recipes
+    (ATen calls per op class, with sources) the host costs follow from."""
     meaning = MEANINGS[timing]
     if timing == "eager" and device.family == "cpu":
         meaning = ("framework ops called from Python on the CPU: the host thread dispatches "
                    "and runs each op, so dispatch is serial with it (same as stream)")
-    return {"mode": timing, "meaning": meaning, "family": device.family,
-            "overheads": timing_overheads(device, timing)}
+    out: dict[str, Any] = {"mode": timing, "meaning": meaning, "family": device.family,
+                           "overheads": timing_overheads(device, timing)}
+    if timing == "eager" and device.family != "cpu":
+        out["recipes"] = eager_recipe_rows()
+    return out

@@ -779,6 +779,9 @@ class Elementwise(Op):
     # elements of one row where the library runs one thread block per row (vLLM's
     # silu_and_mul: a token's d_ff; its rotary kernel: a token's q and k); None: a flat grid
     row: int | None = None
+    # elements of the one table row each ``row`` reads in place of a full-size second operand
+    # (the rotary kernel's cos/sin cache, indexed by position: rot_dim per token); None: full
+    table: int | None = None
 
     def validate(self) -> None:
         if not isinstance(self.fn, str) or self.fn not in ELEMENTWISE_FNS:
@@ -787,6 +790,11 @@ class Elementwise(Op):
         _sizes(self, "numel")
         if self.row is not None:
             _sizes(self, "row")
+        if self.table is not None:
+            _sizes(self, "table")
+            if self.row is None or ELEMENTWISE_FNS[self.fn][0] < 2:
+                raise ValueError(f"elementwise: table {_show(self.table)} needs a row and a "
+                                 f"two-input fn, got row {_show(self.row)}, fn {self.fn!r}")
         if self.state_dtype is not None and not isinstance(self.state_dtype, DType):
             object.__setattr__(self, "state_dtype", get_dtype(self.state_dtype))
 
@@ -803,7 +811,10 @@ class Elementwise(Op):
         return {_SPECIAL_OF_FN[self.fn]: s} if s else {}
 
     def bytes_read(self) -> float:
-        return ELEMENTWISE_FNS[self.fn][0] * self.numel * self._eb
+        n_in = ELEMENTWISE_FNS[self.fn][0]
+        if self.table is not None and self.row is not None:  # one table row per row
+            return ((n_in - 1) * self.numel + -(-self.numel // self.row) * self.table) * self._eb
+        return n_in * self.numel * self._eb
 
     def bytes_written(self) -> float:
         outs = 3 if self.fn == "adam" else 1  # adam updates param, m and v

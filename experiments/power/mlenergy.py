@@ -3,8 +3,8 @@ per output token against the published figures, and where the watts go.
 
 Simulated as tests/golden/test_published_power.py does (a closed loop of ``max_num_seqs``
 users, chunked prefill, the row's mean output length, 600-token prompts chosen from the
-published latency). Writes results/mlenergy.csv and prints the table, then the split of the
-power at batch 8 and 512: idle, busy floor and dynamic energy of the serving run (after the
+published latency; ``--timing graph``: vLLM captures CUDA graphs by default). Writes
+results/mlenergy.csv and prints the table, then the split of the power at batch 8 and 512: idle, busy floor and dynamic energy of the serving run (after the
 sustained-power limiter, simulator/power/governor.py), and the dynamic energy by kind (tensor
 math, HBM, the on-chip path of HBM bytes, L2, L2 -> SM crossbar) of a decode step and of a
 600-token prefill chunk at full clock. Run: ``python experiments/power/mlenergy.py`` (~15 s).
@@ -37,7 +37,9 @@ def table() -> list[dict]:
         o = ServeOptions(users=b, max_batch=b, requests=max(3 * b, 64), prompt_len=PROMPT,
                          output_len=round(float(r["avg_output_len"])), chunked_prefill=True,
                          seed=0)
-        m = serve("llama3-8b", GPU[r["gpu_model"]], o).metrics
+        s = load_arch(GPU[r["gpu_model"]])
+        # vLLM runs its iterations as CUDA graphs (tests/golden/test_published_power.py)
+        m = serve("llama3-8b", s, o, predictor=Predictor(s, timing="graph")).metrics
         span, eb = m["duration_s"], m["energy_breakdown"]
         p, e = m["avg_device_power_w"], m["device_energy_per_output_token_j"]
         pp, pe = float(r["avg_power_watts"]), float(r["energy_per_token_joules"])
@@ -53,7 +55,7 @@ def table() -> list[dict]:
 
 def split(arch: str = "h100-sxm") -> list[str]:
     """Dynamic power by kind of a decode step and a prefill chunk at full clock."""
-    p = Predictor(load_arch(arch), power_limit_w=NO_LIMIT_W)
+    p = Predictor(load_arch(arch), power_limit_w=NO_LIMIT_W, timing="graph")
     out = []
     for tag, kw in (("decode b8 ctx 800", dict(phase="decode", batch=8, context=800)),
                     ("decode b512 ctx 800", dict(phase="decode", batch=512, context=800)),

@@ -8,9 +8,11 @@ Runs Llama-3-8B on one H100 SXM (arch_specs/gpu/h100-sxm.yaml) under each power 
   80 GB GPU): GEMM-heavy, forward + backward;
 * decode, batch 64, context 450: HBM-bound (the clock barely matters).
 
-Under a limit the power-cap step (simulator/power/dvfs.py) lowers the clock of every op that
-would draw more (dynamic power ~ f V^2, V linear in f): compute-bound time stretches by
-f_max / f, HBM-bound time does not, and energy per op falls with V^2. Writes
+Under a limit the run's limiter (simulator/power/run_clock.py: it regulates the power averaged
+over a window far longer than a kernel) holds the whole run at ONE clock, the highest at which
+its average fits (dynamic power ~ f V^2, V linear in f): compute-bound time stretches by
+f_ref / f (f_ref: the run's clock at the TDP, where the mappers' rates apply), HBM-bound time
+does not, and energy per op falls with V^2. Writes
 results/power_limit.csv and results/power_limit.png. Run:
 ``python experiments/power/run.py`` (under a minute).
 """

@@ -137,7 +137,9 @@ def _item_path(prefix: str, item: Any, i: int) -> str:
 _COMMON_PARAMS = {
     "launch_overhead": "time",
     "graph_launch_gap": "time",  # --timing graph (simulator.timing)
-    "eager_dispatch": "time",    # --timing eager: host time per op
+    "eager_dispatch": "time",    # --timing eager: host time per ATen call from Python
+    "eager_alloc": "time",       # --timing eager: host time per output tensor
+    "eager_launch": "time",      # --timing eager: host time per kernel launch
     "bandwidth_efficiency": "fraction",
     "compute_efficiency": "dtypemap",
     "vector_efficiency": "fraction",

@@ -48,7 +48,11 @@ _COMMON: dict[str, ParamDefault] = {
              "is issued whole: no gap per op (simulator.timing)"),
     "eager_dispatch": ParamDefault(
         None, "--timing eager: none, the family runs compiled programs with no framework "
-              "dispatch per op (a spec may set the host time per op; simulator.timing)"),
+              "dispatch per op (a spec may set the host time per call; simulator.timing)"),
+    "eager_alloc": ParamDefault(
+        0.0, "--timing eager: no caching allocator cost per output unless a spec sets one"),
+    "eager_launch": ParamDefault(
+        0.0, "--timing eager: no host cost per kernel launch unless a spec sets one"),
     "compute_efficiency": ParamDefault(
         None, "per-dtype fraction of matrix peak; none (1.0) for cycle-level fold models"),
     "special_cost": ParamDefault(
@@ -76,12 +80,28 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
                   "stream (0.9 us gap, the way a TensorRT engine enqueues its kernels) and "
                   "3.4 us inside a CUDA graph (0.5 us gap); 1 us covers both"),
         "eager_dispatch": ParamDefault(
-            10e-6, "--timing eager: host time of one PyTorch op called from Python on a "
-                   "server CPU: the Python binding and ATen dispatcher (~5 us, the cpu "
-                   "family's launch_overhead) plus the host side of cudaLaunchKernel "
-                   "(~3-5 us; the CUDA Graphs blog above: a 2.9 us kernel launched and "
-                   "synchronised one by one takes 9.6 us). Published per-op eager overheads are 5-20 us; "
-                   "estimate"),
+            2.3e-6, "--timing eager: host time of one ATen call from Python up to its kernel "
+                    "launch: the Python binding, argument parsing, the dispatcher and the "
+                    "output TensorImpl. PyTorch operator micro-benchmark in pytorch/pytorch PR "
+                    "#32194 (2020): torch.split of 8x8 to 512x512 tensors, views only (no "
+                    "kernel, no allocation), 2.26 us per call after the PR (8x8 CPU tensors; "
+                    "before it, with torch.functional's slower __torch_function__ check, "
+                    "3.3-3.5 us on CPU and CUDA tensors alike: the device plays no part); per "
+                    "call, so an op of n Python-level calls pays it n times "
+                    "(simulator.timing.EAGER_RECIPES)"),
+        "eager_alloc": ParamDefault(
+            0.5e-6, "--timing eager: host time of the CUDA caching allocator per output "
+                    "tensor (c10/cuda/CUDACachingAllocator.cpp malloc: a mutex, a size "
+                    "round-up and an ordered-set lookup of a cached block, then the "
+                    "StorageImpl; a few thousand instructions, ~0.5 us on a 2-3 GHz server "
+                    "core: first-principles estimate)"),
+        "eager_launch": ParamDefault(
+            3.0e-6, "--timing eager: host time of one kernel launch (cudaLaunchKernel). "
+                    "M. Boyer, 'CUDA Kernel Overhead' (University of Virginia, CUDA support "
+                    "pages): at most ~334,000 asynchronous empty-kernel launches per second "
+                    "= 3.0 us each; NVIDIA Technical Blog, A. Gray, 'Getting Started with CUDA "
+                    "Graphs' (2019): back-to-back launches of a 2.9 us kernel run at 3.8 us "
+                    "per kernel on a V100, an upper bound of the host's launch time"),
         "l2_level": ParamDefault("l2", "name of the L2 level in the spec's memory list"),
         "max_threads_per_sm": ParamDefault(
             2048, "resident threads per SM: 2048 on compute capability 7.0, 8.0 and 9.0 "

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from simulator.frozen import FrozenMap
 from simulator.mapping.base import EnergyParts, OpCost
 from workloads.graph import Repeat, WorkloadGraph
@@ -107,8 +109,10 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
         _, t2 = one(2)
         makespan, compute_busy, comm_busy = (a + (times - 1) * (b - a)
                                              for a, b in zip(t1, t2, strict=True))
-    sums = {"compute": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0],
-            "comm": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0]}
+    from simulator.power.run_clock import STRETCH_KEY, stretchable
+
+    sums = {"compute": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0, []],
+            "comm": [Flops(), 0.0, 0.0, 0.0, {}, 0.0, {}, 0, 0.0, 0.0, 0.0, []]}
     for i in range(len(tl)):
         if int(tl.device[i]) != d:
             continue
@@ -131,10 +135,13 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
         # --timing eager: the host's dispatch of the block's ops (for the run's host figures;
         # the block's own run already waited for it)
         s[10] += float(c.details.get("host_s", 0.0)) if tl.host_end is not None else 0.0
+        if part == "compute":  # kernels whose time follows the clock (simulator.power.run_clock)
+            s[11].append(stretchable(c))
 
     def make(part: str, latency: float) -> OpCost:
-        f, cs, ms, os_, by, ej, mj, n, slowed, deficit, host = sums[part]
+        f, cs, ms, os_, by, ej, mj, n, slowed, deficit, host, cm = sums[part]
         k = float(times)  # the sums are of one iteration
+        cm = np.concatenate(cm) * k if cm else np.zeros((0, 2))
         f, cs, ms, os_, ej, n = f.scaled(k), cs * k, ms * k, os_ * k, ej * k, n * times
         by = {key: v * k for key, v in by.items()}
         mj = {key: v * k for key, v in mj.items()}
@@ -148,7 +155,9 @@ def block_costs(block: WorkloadGraph, times: int, group: tuple[int, ...],
                                **({"floor_slowed_s": slowed * k,
                                    "clock_deficit_s": deficit * k} if slowed or deficit
                                   else {}),
-                               **({"block_host_s": host * k} if host else {})}),
+                               **({"block_host_s": host * k} if host else {}),
+                               **({STRETCH_KEY: tuple(map(tuple, cm.tolist()))}
+                                  if cm.size else {})}),
             notes=(f"{times} x block {block.name!r} ({n} op instances on device {d}) run on "
                    f"its own: makespan {makespan * 1e3:.3f} ms, compute busy "
                    f"{compute_busy * 1e3:.3f} ms, communication busy {comm_busy * 1e3:.3f} ms; "

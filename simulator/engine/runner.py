@@ -124,6 +124,8 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
         node_stream.append(stream)
         mine = []
         hs = float(host_s(op, cost)) if host_s is not None else 0.0
+        # an op of several kernels may start once its first is issued (simulator.timing)
+        lead = float(cost.details.get("host_lead_s", 0.0)) if host_s is not None else 0.0
         for d in ((-1,) if collective else grp):
             t = len(t_node)
             t_node.append(i)
@@ -137,7 +139,7 @@ def run_graph(graph: WorkloadGraph, cost_of: Callable[..., OpCost],
                 if host_s is not None:
                     h = host_clock[dd] = host_clock.get(dd, 0.0) + hs
                     r_host.append(h)
-                    release = max(release, h)
+                    release = max(release, h - lead)
                 n_rec += 1
             t_release.append(release)
             deps: list[int] = []

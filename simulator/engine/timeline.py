@@ -155,6 +155,9 @@ class Timeline(Sequence[TimelineEntry]):
         if sel.size == 0:
             return 0.0
         st, en, he = self.start[sel], self.end[sel], self.host_end[sel]
+        # an op of several kernels is released when its first is issued (simulator.timing)
+        he = he - np.array([float(self.costs[n].details.get("host_lead_s", 0.0))
+                            for n in self.node[sel]])
         reach = np.maximum.accumulate(en)  # rows are sorted by start
         prev = np.concatenate([[0.0], reach[:-1]])
         tol = 1e-12 + 1e-9 * np.abs(st)

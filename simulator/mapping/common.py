@@ -207,9 +207,13 @@ def nccl_model(device: Device) -> NcclModel | None:
     alpha-beta model)."""
     if param(device, "collectives", "alpha-beta") != "nccl":
         return None
-    return NcclModel(float(param(device, "nvlink_efficiency", 0.8)),
-                     bool(param(device, "nvls", False)),
-                     int(param(device, "nccl_channels", 0) or 0))
+    eff = float(param(device, "nvlink_efficiency", 0.8))
+    dram = device.dram
+    return NcclModel(eff, bool(param(device, "nvls", False)),
+                     int(param(device, "nccl_channels", 0) or 0),
+                     local_Bps=dram.bandwidth_Bps * float(param(device, "bandwidth_efficiency")),
+                     local_latency_s=dram.latency_s,
+                     tuner_bus_Bps=device.link.bandwidth_Bps * eff if device.link else 0.0)
 
 
 def collective_time(op: Collective, link: Link, topology: str = "switch"

@@ -83,22 +83,30 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       of the A100's 1.79 achievable with 108 CTAs (Kineto: 1.6-1.65), much less with the 16
       CTAs of a narrow GEMM, so split-K (more CTAs in flight) pays at small M.
       ``memory = DRAM bytes / X``.
-    * Per wave (one large CTA per SM at a time): the pipeline fill (``fill``, below) and the
+    * The kernel's first pipeline fill (``fill``, below) is serial: the first MMA waits for
+      the first stage's load and no other load or math is under way yet, so it is a fixed
+      cost of the kernel (in ``overhead_s``, not hidden under the weight stream: the
+      stream's Little's-law rate holds once the stages are in flight). A memory-bound
+      GEMV therefore pays startup, fill and its bytes at the sustained rate, as the
+      streaming kernels of :mod:`simulator.mapping.gpu_kernels` do.
+    * Per later wave (one large CTA per SM at a time): its pipeline fill and the
       epilogue, the wave's output tiles written together at the achievable DRAM bandwidth
       (3 us of a 25 us wave for 128x256 fp16 tiles at K = 2304 on an H100: short-K GEMMs
       run further from peak, as measured); the last, partial wave writes only its own
       tiles, so the epilogues add up to every output tile once. A persistent kernel
       (``persistent_gemm``, default on parts with thread-block clusters: Hopper's
       warp-specialised cuBLAS kernels overlap a tile's epilogue with the next tile's main
-      loop) pays one fill and one epilogue, and so does a GEMM whose K loop is short enough
-      that two CTAs' stages fit in an SM's shared memory at once (one's prologue and
-      epilogue run under the other's math).
+      loop) pays no later fill and one epilogue, and so does a GEMM whose K loop is short
+      enough that two CTAs' stages fit in an SM's shared memory at once (one's prologue
+      and epilogue run under the other's math).
     * Math and data: a stage waits for the later of its math and its data; with the data
       time exponentially distributed (requests queue in the loaded memory system),
-      ``busy = c + m exp(-c/m)`` for ``c`` = math + wave overheads and ``m`` = memory: the
-      roofline's max far from the ridge, 1.37x it at the ridge (measured GEMMs at 64-512
-      tokens show that rounded knee). ``latency = max(busy, feed) + split-K reduction +
-      kernel_startup + launch_overhead`` (+ the reduction kernel's gap with split-K). The
+      ``busy = c + m exp(-c/m)`` for ``c`` = math + later waves' overheads and ``m`` =
+      memory: the roofline's max far from the ridge, 1.37x it at the ridge (measured GEMMs
+      at 64-512 tokens show that rounded knee; a knee sharpened by the stages' buffering,
+      as a finite-buffer tandem queue with 2-8 buffered stages would give, fits the Vidur
+      A100 profiles worse: 7.2-8.8% MAPE, -2.6 to -6.5% bias). ``latency = max(busy, feed) + split-K reduction + kernel_startup + fill +
+      launch_overhead`` (+ the reduction kernel's gap with split-K). The
       reported ``memory_s`` is ``max(memory, feed) + reduction``.
     * Every tile shape (and split) is evaluated and the one that ends first wins, the
       reduction kernel's gap counted; ties go to the tile that pulls fewer bytes through the
@@ -111,18 +119,20 @@ Fixed cost of every kernel (GEMM, attention, streaming, depthwise)
       one latency of the level its inputs come from (DRAM for GEMMs, attention and
       non-resident streaming ops; the L2 for a streaming op whose working set is resident)
       plus the L2 latency: 0.8 us on the A100 spec, 0.75 us on the H100 (the specs' memory
-      latencies, estimates from pointer-chase microbenchmarks). Paid once per kernel, not per
-      wave (later waves' loads overlap the earlier waves' work).
+      latencies, estimates from pointer-chase microbenchmarks). Paid once per kernel, never
+      overlapped; a non-persistent GEMM's later waves each pay one more, overlapped with the
+      stream like the math (see GEMM above).
     * Why: at batch 1 most kernels run a few microseconds, so per-kernel fixed costs and the
       split-K reduction set the latency (ResNet-50 int8 on an A100: 56 kernels; the MLPerf
       SingleStream p90 is 0.457 ms, about 8 us per kernel).
-    * Considered and not modelled: a K loop limited by memory latency (Little's law) when one
-      CTA per SM cannot keep enough loads in flight. cuBLAS sizes the pipeline to the shared
-      memory (kernels such as ``ampere_fp16_s16816gemm_fp16_64x64_sliced1x2_ldg8_f2f_
-      stages_64x6_tn``: six 16 KiB stages, cuBLASLt's ``CUBLASLT_MATMUL_STAGES_64x6``), so
-      ~80 KiB is in flight per SM, > 130 GB/s at 600 ns, above the port limit: it does not
-      bind. Stream-K decompositions (which would smooth wave quantisation) are not
-      modelled either.
+    * Considered and not modelled: Stream-K decompositions (which would smooth wave
+      quantisation); several CTAs of a small tile resident on one SM (more splits in one
+      wave: the reduction kernel still costs more than the extra bytes in flight save on
+      the narrow GEMMs where it would apply); the stages are sized to the spec's ``smem``
+      level, which on the A100 specs is the 192 KiB L1/shared of an SM, of which a kernel
+      may use 164 KiB as shared memory (CUDA C++ Programming Guide, compute capability
+      8.0): with 164 KiB the Vidur A100 replay moves from 7.3% / -1.9% to 7.2% / -0.7%
+      but the 70B decode GEMVs (470 MB) from +4% to +8%, fewer stages in flight.
 
 Weight sparsity (an op's :class:`~workloads.ops.Sparsity`, set by
 :func:`workloads.transforms.prune.prune`)
@@ -268,7 +278,7 @@ def kernel_time(cost: OpCost) -> float:
     >>> from workloads.ops import Norm
     >>> c = predict_op(Norm(norm="rmsnorm", rows=1, cols=4096, dtype="fp16"), "a100-sxm-80gb")
     >>> round(kernel_time(c) * 1e6, 1), round(c.details["launch_s"] * 1e6, 1)
-    (4.6, 4.0)
+    (4.3, 4.0)
     """
     return cost.latency_s - float(cost.details.get("launch_s", 0.0))
 
@@ -366,6 +376,7 @@ class GemmPlan:
     stream_bw: float = 0.0        # DRAM B/s the tiles' pipelines sustain (Little's law)
     stages: int = 0               # K-loop pipeline stages that fit in shared memory
     kernels: int = 1              # 2 with split-K: the GEMM, then the reduction kernel
+    later_fills: int = 0          # pipeline fills after the kernel's first (in wave_overhead_s)
 
     @property
     def busy_s(self) -> float:
@@ -416,8 +427,15 @@ def _rereads(m_t: int, n_t: int, sms: int, a_panel: float = 0.0, b_panel: float 
     in ``_L2_BLOCKING_FRACTION`` of the L2 is read from DRAM once (the cache blocking of
     Goto and van de Geijn 2008, who fill about half of the L2 with the resident block: the
     other half streams the other operand and the output). A is then read once per block
-    column, B once per block row; the block with the least traffic wins. More SMs or more
-    L2 only add candidates, so neither ever means more traffic.
+    column, B once per block row; the block with the least traffic wins. The resident block
+    may also be one operand's alone, as in Goto and van de Geijn's GEBP (the packed block of
+    A stays in the L2 while B streams past it): ``bn`` tile columns of B (``bn x b_panel``
+    within the fraction) stay while every tile row of A streams by once per block column,
+    so B is read once; or ``bm`` tile rows of A stay and B streams. A streamed panel needs
+    the L2 only for the K stages in flight, which the other half holds. This is what lets a
+    GEMM whose weights are about the L2's size (BERT-Large's 3-4 MiB int8 layers on the 4 MiB
+    L2 of a Jetson AGX Orin) read its weights once per block column instead of once per
+    wave. More SMs or more L2 only add candidates, so neither ever means more traffic.
     """
     if m_t * n_t <= sms:
         return 1, 1, (m_t, n_t)
@@ -438,10 +456,17 @@ def _rereads(m_t: int, n_t: int, sms: int, a_panel: float = 0.0, b_panel: float 
         root = math.isqrt(n_t) + 2  # every distinct ceil(n_t / r): the large r give the small
         for bn in sorted({math.ceil(n_t / r) for r in range(1, root)} | set(range(1, root))):
             room = budget - bn * b_panel
-            if room < a_panel:
+            if room < 0:
                 break
-            bm = min(m_t, int(room // a_panel))
-            best = min(best, (traffic(bm, bn), bm, bn))
+            best = min(best, (traffic(m_t, bn), m_t, bn))  # B's block stays, A streams
+            if room >= a_panel:
+                bm = min(m_t, int(room // a_panel))
+                best = min(best, (traffic(bm, bn), bm, bn))
+        root_m = math.isqrt(m_t) + 2
+        for bm in sorted({math.ceil(m_t / r) for r in range(1, root_m)} | set(range(1, root_m))):
+            if bm * a_panel > budget:
+                break
+            best = min(best, (traffic(bm, n_t), bm, n_t))  # A's block stays, B streams
     _, wm, wn = best
     return math.ceil(n_t / wn), math.ceil(m_t / wm), (wm, wn)
 
@@ -555,9 +580,11 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
             used = min(stages, math.ceil(kc / _K_BLOCK)) * stage
             overlapped = hw.persistent or (used > 0 and 2 * used <= hw.smem_per_sm)
             # each wave ends writing its own tiles (the last, partial wave fewer): every
-            # output tile once, plus one fill per wave; overlapped, only the last wave's
-            wave_oh = (hw.fill_s + active * c_tile / hw.dram_bw) if overlapped else \
-                (waves * hw.fill_s + tiles * s * c_tile / hw.dram_bw)
+            # output tile once, plus one fill per later wave (the first fill is the
+            # kernel's fixed cost, paid before any math or stream overlaps it);
+            # overlapped, only the last wave's tiles and no later fill
+            wave_oh = (active * c_tile / hw.dram_bw) if overlapped else \
+                ((waves - 1) * hw.fill_s + tiles * s * c_tile / hw.dram_bw)
             feed_s = max(all_row * kc * s / hw.feed_bw, waves * blk_row * kc / hw.port_bw)
             red = 2.0 * s * g.m * g.n * _PARTIAL_BYTES * g.batch if s > 1 else 0.0
             red_l2 = s > 1 and l2 is not None and red / 2 <= l2.capacity_bytes
@@ -578,7 +605,7 @@ def _plan_gemm(g: GemmOperands, hw: _Gpu, tile_shapes: Sequence[tuple[int, int]]
                     reduce_bytes=red, reduce_in_l2=red_l2,
                     dram_bytes=dram_main + (0.0 if red_l2 else red), l2_bytes=l2_main + red,
                     unsplit_s=unsplit, wave_overhead_s=wave_oh, stream_bw=bw, stages=stages,
-                    kernels=2 if s > 1 else 1)
+                    kernels=2 if s > 1 else 1, later_fills=0 if overlapped else waves - 1)
     assert best
     return GemmPlan(**best)
 
@@ -665,10 +692,12 @@ def _gemm_notes(label: str, g: GemmOperands, p: GemmPlan, hw: _Gpu, dtype: DType
                  f"{_rate(p.stream_bw, 'B/s')} sustained of {_rate(hw.dram_bw, 'B/s')} "
                  f"achievable (Little's law); math c and data m of the stages overlap as "
                  f"c + m exp(-c/m)")
-    notes.append(f"fixed: {_t(hw.startup_s)} kernel startup and {_t(hw.launch_s)} launch per "
-                 f"kernel; per wave {_t(hw.fill_s)} pipeline fill plus its output tiles "
-                 f"written together ({_t(p.wave_overhead_s)} over {p.waves} wave"
-                 f"{'s' if p.waves > 1 else ''})")
+    later = p.later_fills
+    notes.append(f"fixed: {_t(hw.startup_s)} kernel startup, {_t(hw.fill_s)} first pipeline "
+                 f"fill (nothing overlaps it) and {_t(hw.launch_s)} launch per kernel; the "
+                 f"output tiles written together at the end of each wave"
+                 f"{f' and {later} later fill' + ('s' if later > 1 else '') if later else ''}"
+                 f": {_t(p.wave_overhead_s)} over {p.waves} wave{'s' if p.waves > 1 else ''}")
     return tuple(notes)
 
 
@@ -776,7 +805,9 @@ def _gemm_cost_as(op: Op, device: Device, g: GemmOperands, dtype: DType, label: 
     by_level = {device.dram.name: p.dram_bytes}
     if hw.l2:
         by_level[hw.l2.name] = p.l2_bytes
-    fixed = _launches(p, hw) + hw.startup_s  # the fill: per wave, inside busy_s
+    # the first stage's load: nothing overlaps it (the first MMA waits for it, the loads
+    # behind it are not issued yet); later waves' fills are inside busy_s
+    fixed = _launches(p, hw) + hw.startup_s + hw.fill_s
     more = dict(extra or {})
     if sparse_notes:
         sp = op.sparsity  # type: ignore[attr-defined]

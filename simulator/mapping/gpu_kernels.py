@@ -40,20 +40,30 @@ runs for each (:class:`StreamPlan`): memory- or latency-bound depending on the s
       squares, then scale), softmax 3 (max, sum, write). Each thread's accesses are
       dependent round trips: a loop iteration's load must return before the next is issued,
       so a pass costs ``iterations x latency``: the first pass the DRAM latency, later passes
-      (the row is now cached) the L2 latency. Rows run ``max_threads_per_sm // block``
-      (at most ``max_blocks_per_sm``) blocks per SM at once, so rows beyond one wave repeat
-      the chain: an RMSNorm over 4096 columns on the A100 is 4 loads of 600 ns and 4 of
-      200 ns per row, 216 rows at a time.
+      re-read what the same thread loaded, from the SM's L1 (the spec's ``smem`` latency;
+      the L2's when the SM's resident rows do not fit it). Between two passes the block
+      reduces (``blockReduceSum``: 16 dependent shuffles, shared-memory accesses and
+      barriers at the ``smem`` latency, 0.4 us on the A100). Rows run
+      ``max_threads_per_sm // block`` (at most ``max_blocks_per_sm``) blocks per SM at once,
+      so rows beyond one wave repeat the chain: an RMSNorm over 4096 columns on the A100 is
+      4 loads of 600 ns, a 0.4 us reduction and 4 L1 hits of 25 ns per row, 216 rows at a
+      time.
     * Elementwise ops (PyTorch's ``vectorized_elementwise_kernel``: 128-thread blocks, 4
       elements a thread): one round trip per thread; the blocks of later waves overlap the
       earlier ones', so no chain beyond the first load. An elementwise op with a ``row``
       runs as vLLM's row kernels (:func:`_elementwise_row_plan`): SiLU-and-mul one block of
       min(row, 1024) threads per token, the rotary embedding (``mul``) one block of up to
       512 threads per token over (x, y) pairs after a position-id load; one dependent round
-      trip per loop iteration.
-    * Embedding (PyTorch ``index_select``, what ``F.embedding`` runs): at most 8 blocks of
-      128 threads per SM stride over the output, each element two dependent loads (the token
-      id, then the table row): a chain of ``elements / threads`` x (DRAM + L2 latency).
+      trip per loop iteration (the rotary one also an integer division, below). Its op reads
+      one cos/sin cache row (``table`` elements) per token, not a second full-size operand.
+    * Embedding (PyTorch ``index_select``, what ``F.embedding`` runs): up to 16 tokens, each
+      thread of one row's grid loops over the tokens (an index load, then the table row);
+      beyond, at most 8 blocks of 128 threads per SM stride over the output, each element
+      two dependent loads (the token id, then the table row): a chain of ``elements /
+      threads`` x (DRAM + L2 latency). Integer index arithmetic (up to 20 instructions a
+      division, CUDA Best Practices Guide) is issued by all of an SM's warps at once (they
+      wait on the same round trips, so they reach it together): its issue time, four
+      warp-instructions a clock per SM, adds to each iteration (:func:`_issue_s`).
     * The chain is not hidden (each thread has one load in flight, far below the
       bytes-in-flight that would cover the latency at full bandwidth), so the kernel's busy
       time is the chain with its DRAM round trips queueing behind the kernel's DRAM traffic
@@ -81,7 +91,7 @@ runs for each (:class:`StreamPlan`): memory- or latency-bound depending on the s
       rms_norm and silu_and_mul kernels on 1-token, L2-resident inputs spend 0.6-0.75 us
       per dependent load, the DRAM figure, not the 200 ns of a pointer-chase L2 hit), and the
       L2 latency of the last store. On the A100 a 1-token residual add is 1.2 + 0.8 us, a
-      1-token RMSNorm over 4096 columns 4.6 us (Kineto: 2 and 4-5 us, Vidur profiles).
+      1-token RMSNorm over 4096 columns 4.3 us (Kineto: 2 and 4-5 us, Vidur profiles).
     * GEMM kernels pay the startup once and the fill per wave (above); attention kernels
       keep their pipeline fill as their fixed device cost.
 """
@@ -116,6 +126,7 @@ from simulator.mapping.gpu import (
     _resident_level,
     _round_up,
     _sm_count,
+    _smem_per_sm,
     _startup,
     _t,
 )
@@ -357,8 +368,15 @@ _GRID_THREADS = 128       # PyTorch's elementwise kernels: 128-thread blocks, 4 
 _GRID_ITEMS = 4
 _GATHER_THREADS = 128     # index_select / embedding: 128-thread blocks, at most 8 per SM
 _GATHER_BLOCKS_PER_SM = 8
+_SMALL_INDEX_MAX = 16     # index_select runs indexSelectSmallIndex up to 16 indices
+_DIVISION_INSTRUCTIONS = 20  # an integer division or modulo: up to 20 instructions (CUDA C++
+#                              Best Practices Guide, "Arithmetic Instructions")
+_ISSUE_PER_CLOCK = 4      # warp-instructions an SM issues a clock: four warp schedulers, one
+#                           instruction a clock each (NVIDIA Volta, Ampere, Hopper whitepapers;
+#                           taken for every GPU part: the kernels modelled are CUDA's)
 _SOFTMAX_LOAD_BYTES = 16  # PyTorch cunn_SoftMaxForward: 16-byte (ILP) loads
 _ROTARY_BLOCK_MAX = 512   # vLLM rotary_embedding: block(min(num_heads * rot_dim / 2, 512))
+_WARP_REDUCE_STEPS = 5    # log2(32) xor-shuffles of a warp reduction
 
 
 @dataclass(frozen=True)
@@ -393,6 +411,8 @@ def _old_input_bytes(op: Op) -> float:
     rotary multiply, the optimizer state of Adam), which the weight streams of the GEMMs
     since have evicted from the L2. A gated activation (swiglu) reads the two halves its
     gate/up projection just wrote."""
+    if isinstance(op, Elementwise) and op.table is not None and op.row is not None:
+        return -(-op.numel // op.row) * op.table * op.dtype.bytes  # the rotary cos/sin rows
     if isinstance(op, Elementwise) and op.fn != "swiglu":
         n_in = ELEMENTWISE_FNS[op.fn][0]
         if n_in > 1:
@@ -465,13 +485,54 @@ def _resident_blocks(device: Device, threads: int) -> int:
                       int(param(device, "max_blocks_per_sm"))))
 
 
+def _sm_sram(device: Device) -> MemoryLevel:
+    """The SM's own SRAM (the spec's ``smem`` level: L1 and shared memory are one array on
+    NVIDIA parts since Volta), else the L2, else DRAM: where a thread's re-read and a
+    block's exchange go."""
+    return device.level("smem") or _l2(device) or device.dram
+
+
+def _reread_s(device: Device, resident_bytes: float) -> float:
+    """Latency of re-reading what the same thread loaded earlier in the kernel: an L1 hit
+    when the rows resident on one SM (``resident_bytes``) fit in its share of the
+    ``smem`` level, else the L2 latency (DRAM without an L2)."""
+    sram = device.level("smem")
+    if sram is not None and resident_bytes <= _smem_per_sm(device):
+        return sram.latency_s
+    l2 = _l2(device)
+    return l2.latency_s if l2 is not None else device.dram.latency_s
+
+
+def _block_reduce_s(device: Device, threads: int) -> float:
+    """Latency of one block-wide reduction and broadcast of its result (vLLM / sarathi-serve
+    csrc/reduction_utils.cuh ``blockReduceSum``, from FasterTransformer, then the norm's
+    ``s_variance``): a warp reduction of log2(32) = 5 dependent xor-shuffles; with more than
+    one warp, lane 0 stores to shared memory, a barrier, a load, and another 5 shuffles
+    (``warpReduce<T, 32>``); then one thread stores the result, a barrier, every thread loads
+    it. Each step waits one access of the SM's SRAM (a shuffle crosses the same crossbar as
+    a shared-memory access): 16 steps at 1024 threads, 25 ns each on the A100 spec (its
+    ``smem`` latency) = 0.4 us, 8 steps for one warp."""
+    steps = _WARP_REDUCE_STEPS + 3
+    if threads > _WARP:
+        steps += 3 + _WARP_REDUCE_STEPS
+    return steps * _sm_sram(device).latency_s
+
+
 def _row_plan(device: Device, rows: int, cols: int, vector: int, passes: int, *,
-              threads: int | None = None, lookups: int = 0) -> StreamPlan:
+              elem_bytes: int, threads: int | None = None, lookups: int = 0,
+              divisions: int = 0) -> StreamPlan:
     """A row kernel: one block of ``threads`` (default min(width, 1024)) threads per row,
     ``passes`` block-stride passes over the row, ``vector`` elements per access, after
     ``lookups`` dependent loads that locate the row (the rotary kernel's position id). The
-    first pass loads the row from memory (the DRAM latency), later passes find it in the L2
-    (its latency)."""
+    first pass loads the row from memory (the DRAM latency). Between two passes the block
+    reduces (:func:`_block_reduce_s`: the norm's sum of squares, softmax's max and sum).
+    Later passes re-read what the same thread loaded in the first: an L1 hit (its latency,
+    the spec's ``smem`` level: the L1 and shared memory are one SRAM on NVIDIA parts since
+    Volta) when the rows resident on an SM fit in it, else the L2 (its latency). A norm's
+    weight vector, read with the row in the last pass by every row an SM runs, is counted
+    at the same latency (its misses in the SM's first row are not counted apart).
+    ``divisions``: integer divisions each loop iteration (the rotary kernel's head index),
+    issued by the SM's warps together (:func:`_issue_s`)."""
     sms = _sm_count(device)
     if threads is None:
         threads = min(_ROW_BLOCK_MAX, _round_up(math.ceil(cols / vector), _WARP))
@@ -479,10 +540,15 @@ def _row_plan(device: Device, rows: int, cols: int, vector: int, passes: int, *,
     bps = _resident_blocks(device, threads)
     waves = math.ceil(rows / (sms * bps))
     lat = device.dram.latency_s
-    l2 = _l2(device)
-    again = l2.latency_s if l2 is not None else lat
     dram_chain = max(0.0, waves * (lookups + iters) * lat - lat)
-    chain = dram_chain + waves * iters * (passes - 1) * again
+    chain = dram_chain
+    if divisions:  # integer index arithmetic each iteration, issued by all resident warps
+        warps = math.ceil(min(rows, sms * bps) / sms) * math.ceil(threads / _WARP)
+        chain += waves * iters * _issue_s(device, warps,
+                                          divisions * _DIVISION_INSTRUCTIONS)
+    if passes > 1:
+        chain += waves * (iters * (passes - 1) * _reread_s(device, bps * cols * elem_bytes)
+                          + (passes - 1) * _block_reduce_s(device, threads))
     return StreamPlan("row", threads, rows, bps, waves, iters, passes, vector, lat, chain,
                       lookups, dram_chain)
 
@@ -508,8 +574,9 @@ def _elementwise_row_plan(device: Device, op: Elementwise, row: int) -> StreamPl
     if op.fn == "mul":
         pairs = math.ceil(width / 2)
         threads = min(_ROTARY_BLOCK_MAX, _round_up(math.ceil(pairs / 2), _WARP))
-        return _row_plan(device, rows, width, 2, 1, threads=threads, lookups=1)
-    return _row_plan(device, rows, width, 1, 1)
+        return _row_plan(device, rows, width, 2, 1, elem_bytes=op.dtype.bytes,
+                         threads=threads, lookups=1, divisions=1)
+    return _row_plan(device, rows, width, 1, 1, elem_bytes=op.dtype.bytes)
 
 
 def _grid_plan(device: Device, numel: float) -> StreamPlan:
@@ -522,31 +589,72 @@ def _grid_plan(device: Device, numel: float) -> StreamPlan:
                       1, _GRID_ITEMS, device.dram.latency_s, 0.0)
 
 
-def _gather_plan(device: Device, numel: float) -> StreamPlan:
-    """PyTorch's index_select (F.embedding): at most 8 blocks of 128 threads per SM striding
-    over the output, each element two dependent loads (the token id from the L2, then the
-    table from DRAM)."""
+def _issue_s(device: Device, warps_per_sm: int, instructions: float) -> float:
+    """Time one SM takes to issue ``instructions`` per warp for ``warps_per_sm`` warps:
+    ``_ISSUE_PER_CLOCK`` warp-instructions a clock of the vector units. The warps of a
+    gather or a row kernel start together and wait on the same round trips, so they reach
+    their index arithmetic together: its issue time adds to each iteration instead of
+    hiding behind the other warps' loads."""
+    clock = max((u.clock_hz for u in device.units("vector")), default=0.0)
+    if clock <= 0:
+        return 0.0
+    per_scheduler = math.ceil(warps_per_sm / _ISSUE_PER_CLOCK)
+    return per_scheduler * instructions / clock
+
+
+def _gather_plan(device: Device, tokens: int, dim: int) -> StreamPlan:
+    """PyTorch's index_select (what F.embedding runs; aten/src/ATen/native/cuda/Indexing.cu),
+    grid min(ceil(n / 128), 8 x SMs) blocks of 128 threads striding over n elements:
+
+    * up to 16 indices, ``indexSelectSmallIndex``: each thread loops over the indices, for
+      each one loading the index, then its slice of that table row (n = the row width):
+      per index a dependent index load (the first from the L2, the others from the line the
+      first brought into the L1) and a table load from DRAM, and the offset arithmetic of
+      2 integer divisions (``IndexToOffset`` of the output and of the table);
+    * more, ``indexSelectLargeIndex``: each thread strides over all tokens x dim elements,
+      each element a dependent index load (L2) and table load (DRAM) after 3 integer
+      divisions (row and column of the linear index, then ``IndexToOffset`` of the output
+      and the table), issued by all the SM's warps at once (:func:`_issue_s`).
+
+    An integer division or modulo compiles to up to 20 instructions (CUDA C++ Best
+    Practices Guide, 'Arithmetic Instructions'; the quotient and the remainder of one
+    divisor share them)."""
     sms = _sm_count(device)
-    blocks = max(1, min(math.ceil(numel / _GATHER_THREADS), sms * _GATHER_BLOCKS_PER_SM))
-    iters = math.ceil(numel / (blocks * _GATHER_THREADS))
-    bps = _resident_blocks(device, _GATHER_THREADS)
+    small = tokens <= _SMALL_INDEX_MAX
+    work = dim if small else tokens * dim
+    threads = max(1, min(work, _GATHER_THREADS))
+    blocks = max(1, min(math.ceil(work / _GATHER_THREADS), sms * _GATHER_BLOCKS_PER_SM))
+    iters = math.ceil(work / (blocks * threads))
+    bps = _resident_blocks(device, threads)
+    warps = math.ceil(blocks / sms) * math.ceil(threads / _WARP)
+    divisions = 2 if small else 3
+    issue = _issue_s(device, warps, divisions * _DIVISION_INSTRUCTIONS)
+    dram = device.dram.latency_s
     l2 = _l2(device)
-    lat = device.dram.latency_s + (l2.latency_s if l2 is not None else 0.0)
-    dram_chain = max(0.0, (iters - 1) * device.dram.latency_s)
-    return StreamPlan("gather", _GATHER_THREADS, blocks, bps, math.ceil(blocks / (sms * bps)),
-                      iters, 1, 1, lat, max(0.0, iters * lat - device.dram.latency_s),
-                      chain_dram_s=dram_chain)
+    l2_lat = l2.latency_s if l2 is not None else dram
+    if small:
+        steps = tokens * iters
+        index = _sm_sram(device).latency_s  # the later indices: the first one's L1 line
+        chain = (l2_lat - index) + steps * (index + dram + issue) - dram
+    else:
+        steps = iters
+        chain = steps * (l2_lat + dram + issue) - dram
+    return StreamPlan("gather", threads, blocks, bps, math.ceil(blocks / (sms * bps)),
+                      steps, 1, 1, dram + l2_lat, max(0.0, chain),
+                      chain_dram_s=max(0.0, (steps - 1) * dram))
 
 
 def _stream_plan(op: Op, device: Device) -> StreamPlan:
     """The kernel a library runs for ``op`` (see the module docstring)."""
     if isinstance(op, Norm) and op.norm != "batchnorm":
-        return _row_plan(device, op.rows, op.cols, int(param(device, "norm_vector")), 2)
+        return _row_plan(device, op.rows, op.cols, int(param(device, "norm_vector")), 2,
+                         elem_bytes=op.dtype.bytes)
     if isinstance(op, Softmax):
         return _row_plan(device, op.rows, op.cols,
-                         max(1, _SOFTMAX_LOAD_BYTES // op.dtype.bytes), 3)
+                         max(1, _SOFTMAX_LOAD_BYTES // op.dtype.bytes), 3,
+                         elem_bytes=op.dtype.bytes)
     if isinstance(op, Embedding):
-        return _gather_plan(device, op.tokens * op.dim)
+        return _gather_plan(device, op.tokens, op.dim)
     if isinstance(op, Elementwise) and op.row is not None:
         return _elementwise_row_plan(device, op, op.row)
     numel = op.numel if isinstance(op, Elementwise) else op.min_bytes / op.dtype.bytes
@@ -582,6 +690,9 @@ def gpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                              dram_s)
     busy = max(base.compute_s, base.memory_s, loaded)
     latency = busy + startup / f + base.overhead_s
+    stride = ("one row wide, looping over the tokens"
+              if isinstance(op, Embedding) and op.tokens <= _SMALL_INDEX_MAX
+              else "striding over the output")
     what = {"row": f"one block of {plan.threads} threads per row ({plan.blocks} rows, "
                    f"{plan.blocks_per_sm} blocks per SM, {plan.waves} wave"
                    f"{'s' if plan.waves > 1 else ''}), {plan.passes} pass"
@@ -590,17 +701,19 @@ def gpu_streaming_cost(op: Op, device: Device, options: MapOptions) -> OpCost:
                    f"{'s' if plan.vector > 1 else ''} per thread",
             "grid": f"a grid of {plan.blocks} blocks of {plan.threads} threads, "
                     f"{plan.vector} elements a thread, one load round trip each",
-            "gather": f"a gather of {plan.blocks} blocks of {plan.threads} threads striding "
-                      f"over the output: {plan.iterations} iteration"
+            "gather": f"a gather of {plan.blocks} blocks of {plan.threads} threads "
+                      f"({stride}): {plan.iterations} iteration"
                       f"{'s' if plan.iterations > 1 else ''} of two dependent loads (the "
-                      f"token id, then the table row) per thread"}[plan.kernel]
+                      f"token id, then the table row) and the index arithmetic per thread"
+            }[plan.kernel]
     mem = max(base.memory_s, loaded)
     bound = (("its latency chain" if chain >= base.memory_s else "its traffic")
              if mem >= base.compute_s else "its vector work")
     notes = (*base.notes,
              f"kernel: {what}; each dependent load waits {_t(plan.round_trip_s)} (the spec's "
              f"DRAM latency{' plus its L2 latency' if plan.kernel == 'gather' else ''}; "
-             f"re-reads of a row the L2 latency): a chain of {_t(chain)} after the first "
+             f"re-reads of a row its L1's or L2's, block reductions and index arithmetic "
+             f"on chip): a chain of {_t(chain)} after the first "
              f"load, not hidden while so few bytes are in flight; its DRAM round trips "
              f"queue behind the {_t(dram_s)} of DRAM traffic (M/M/1): {_t(loaded)} busy, vs "
              f"traffic {_t(base.memory_s)} and vector work {_t(base.compute_s)}: bound by "

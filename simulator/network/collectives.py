@@ -37,8 +37,9 @@ NCCL's model (``nccl=NcclModel(...)``, what the GPU mapper passes for parts whos
 priced as NCCL runs them (:mod:`simulator.network.nccl`): every (algorithm, protocol) pair
 NCCL's tuner weighs, timed by the tuner's own estimate or, where the part's spec gives NCCL's
 channel count, as its ring kernels move the data (channels, chunks, slices, copy rounds, one
-link latency per handoff), and the fastest is taken. Across nodes, collectives keep the
-alpha-beta model.
+link latency per handoff, one local copy per loop), and the pair NCCL's tuner estimates
+fastest is run, as NCCL does (its choice among the forced algorithm's protocols when one is
+given). Across nodes, collectives keep the alpha-beta model.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import math
 
 from simulator.arch.spec import Link
 from simulator.errors import MappingError
-from simulator.network.nccl import NcclModel, nccl_candidates
+from simulator.network.nccl import NcclModel, nccl_candidates, nccl_choice
 from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 from simulator.network.topology import Route, TorusDim
 
@@ -225,6 +226,12 @@ def _hierarchical(kind: str, n: float, route: Route) -> CollectiveTime:
     return _make(kind, "hierarchical", parts)
 
 
+def _nccl_applies(kind: str, route: Route, nccl: NcclModel | None) -> bool:
+    """NCCL's model prices an all-reduce, all-gather or reduce-scatter inside one node."""
+    return (nccl is not None and route.ranks > 1 and route.nodes == 1 and not route.torus
+            and kind in ("allreduce", "allgather", "reducescatter"))
+
+
 def candidates(kind: str, nbytes: float, route: Route, nccl: NcclModel | None = None
                ) -> tuple[CollectiveTime, ...]:
     """Every algorithm that applies to a ``kind`` collective of ``nbytes`` over ``route``
@@ -255,8 +262,8 @@ def candidates(kind: str, nbytes: float, route: Route, nccl: NcclModel | None = 
         return tuple(_multi(kind, n, route))
     if route.intra is None:
         raise MappingError(f"a {kind} over {route.ranks} ranks needs a link; the spec has none")
-    if nccl is not None and not route.torus and kind in ("allreduce", "allgather",
-                                                          "reducescatter"):
+    if _nccl_applies(kind, route, nccl):
+        assert nccl is not None
         return tuple(nccl_candidates(kind, n, route.ranks, route.intra, route.intra_bandwidth,
                                      nccl))
     return tuple(_intra(kind, n, route.ranks, route))
@@ -266,7 +273,8 @@ def collective(kind: str, nbytes: float, route: Route, algorithm: str | None = N
                nccl: NcclModel | None = None) -> CollectiveTime:
     """The time of a ``kind`` collective of ``nbytes`` over ``route``: the fastest applicable
     algorithm (ties: fewer bytes sent), or ``algorithm`` when given; ``nccl`` prices it with
-    NCCL's model where that applies (module docstring).
+    NCCL's model where that applies, which runs the pair NCCL's tuner picks (module
+    docstring).
 
     Raises
     ------
@@ -283,6 +291,12 @@ def collective(kind: str, nbytes: float, route: Route, algorithm: str | None = N
     ('ring', 5.861)
     """
     cands = candidates(kind, nbytes, route, nccl)
+    if _nccl_applies(kind, route, nccl) and route.intra is not None and nccl is not None:
+        # NCCL runs the pair its tuner estimates fastest (see simulator.network.nccl)
+        chosen_nccl = nccl_choice(kind, float(nbytes), route.ranks, route.intra,
+                                  route.intra_bandwidth, nccl, algorithm)
+        if chosen_nccl is not None:
+            return chosen_nccl
     if algorithm is None:
         return _best(list(cands))
     chosen = [c for c in cands if c.algorithm == algorithm]

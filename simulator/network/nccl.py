@@ -45,14 +45,27 @@ the bus bandwidth above; what changes is the latency, which grows with the data 
   ``handoffs`` summed over the loops (full chunks, then the rest in one shorter loop, as
   ``runRing``'s ``realChunkSize``): slices x rounds + 1 per chunk (Simple) or grains
   (LL128); ``bus bytes`` = 2(p-1)/p n for all-reduce, (p-1)/p n for all-gather and
-  reduce-scatter.
+  reduce-scatter;
+- plus one local copy per loop: ``runRing`` runs one primitive more than it has link steps
+  (all-reduce: send, p-2 recvReduceSend, recvReduceCopySend, p-2 recvCopySend, recv = 2p-1
+  for 2(p-1) steps; all-gather and reduce-scatter p for p-1). With P2P read (NCCL's default
+  over NVLink on Ampere, ``p2pGetInfo`` in ``transport/p2p.cc``, where "the SIMPLE buffer
+  is local"; "P2P/IPC/read" in NCCL logs of A100 nodes, NCCL issue #687) the first send
+  copies the rank's chunk into its own buffer for the peer to read; with P2P write the last
+  recv copies it out of its own buffer. Either way n/p bytes are read and written in the GPU's DRAM
+  (``local_Bps``, the part's HBM rate x its ``bandwidth_efficiency``), its rounds (grains)
+  wait the DRAM latency, and a Simple copy hands its flag over the link once per loop. The
+  copy is 1 of 3 primitives on 2 ranks, 1 of 15 on 8: the reason small rings run slower per
+  bus byte.
 
 LL (small sizes, latency-bound), the tree and NVLS keep the tuner's estimate as their time.
-The fastest pair by these times is taken. Where NCCL's static estimate misjudges, NCCL itself
-can run the slower one: on 8 A100s its tuner keeps LL128 up to ~23 MiB (the public Vidur
-profiles show the drop at the switch to Simple there), where the kernels' Simple is faster;
-picking by the kernels' times keeps "more bandwidth is never slower" true, at the cost of
-predicting those sizes ~20% fast.
+NCCL runs the pair its tuner estimates fastest (``getAlgoInfo``), even where the estimate
+misjudges: on 8 A100s it keeps LL128 up to ~23 MiB, where Simple would run faster (the
+public Vidur profiles drop by ~59 us at the switch). The tuner's bus bandwidth is NCCL's
+per-generation NVLink constant times the part's links (``tuner_bus_Bps``: 20 GB/s x 12 on
+A100), not the rate of a what-if fabric: a faster fabric keeps NCCL's choice and speeds every
+pair, so "more link bandwidth is never slower" holds, while more bytes can be faster where
+the tuner switches protocol (as on the real machine).
 """
 
 from __future__ import annotations
@@ -63,7 +76,7 @@ from dataclasses import dataclass
 from simulator.arch.spec import Link
 from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 
-__all__ = ["NcclModel", "nccl_candidates", "ring_time"]
+__all__ = ["NcclModel", "nccl_candidates", "nccl_choice", "ring_time"]
 
 
 @dataclass(frozen=True)
@@ -71,13 +84,20 @@ class NcclModel:
     """What NCCL needs to know about the GPUs beyond the route: the fraction of the NVLink
     line rate it moves as data (``link_efficiency``, NCCL's per-link bandwidth over the line
     rate), whether the NVSwitches reduce (NVLink SHARP, ``nvls``), NCCL's ring channel count
-    (``channels``; 0: unknown, the tuner's estimate prices the ring) and the copy loop's
-    unroll (``unroll``: 8 on sm80 and later, 4 before)."""
+    (``channels``; 0: unknown, the tuner's estimate prices the ring), the copy loop's
+    unroll (``unroll``: 8 on sm80 and later, 4 before), the GPU's own memory for the ring's
+    one local copy per loop (``local_Bps`` achievable DRAM bandwidth, ``local_latency_s`` its
+    load latency; 0: not priced) and the bus bandwidth NCCL's tuner believes
+    (``tuner_bus_Bps``: its per-generation NVLink constant times the part's links, not what
+    the fabric of a what-if study runs at; 0: the route's)."""
 
     link_efficiency: float = 0.8
     nvls: bool = False
     channels: int = 0
     unroll: int = 8
+    local_Bps: float = 0.0
+    local_latency_s: float = 0.0
+    tuner_bus_Bps: float = 0.0
 
 
 # NCCL src/graph/tuning.cc (2.18-2.21): latencies in us, [algorithm][protocol LL, LL128, Simple]
@@ -153,19 +173,52 @@ def ring_time(kind: str, n: float, p: int, protocol: str, model: NcclModel, late
     # (runRing's realChunkSize)
     loops, rest = divmod(n, c * p * chunk_max)
     handoffs = int(loops) * handoffs_of(chunk_max) + (handoffs_of(rest / (c * p)) if rest else 0)
-    how = (f"{c} channels, {int(loops) + (1 if rest else 0)} loop(s), {handoffs} "
-           f"handoff(s) per ring step ({unit})")
+    nloops = int(loops) + (1 if rest else 0)
+    how = (f"{c} channels, {nloops} loop(s), {handoffs} handoff(s) per ring step ({unit})")
     alpha = base + steps * handoffs * latency_s
-    return alpha, beta, how + f", {latency_s * 1e6:.3g} us per handoff"
+    how += f", {latency_s * 1e6:.3g} us per handoff"
+    if model.local_Bps > 0:
+        # one primitive more per loop than link steps (runRing: send, the steps, recv): it
+        # copies the rank's n/p between its own buffers (read + write in the GPU's DRAM),
+        # its rounds (Simple) or grains (LL128) waiting on DRAM loads; Simple's then hands
+        # its chunk's flag over the link (LL128's flags travel in the lines)
+        flags = nloops if protocol == "Simple" else 0
+        local = (handoffs - flags) * model.local_latency_s + flags * latency_s
+        alpha += local
+        beta += 2 * n / p / model.local_Bps
+        how += (f"; + 1 local copy per loop ({local * 1e6:.3g} us of rounds and flags, "
+                f"2 x {n / p:.3g} B at {model.local_Bps / 1e9:.4g} GB/s)")
+    return alpha, beta, how
 
 
-def nccl_candidates(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel
-                    ) -> list[CollectiveTime]:
-    """Every (algorithm, protocol) NCCL's tuner weighs for ``kind`` over ``p`` ranks of one
-    node, each driving ``bw`` (line rate) on ``link``, timed as the kernels run them where the
-    model knows NCCL's channels, else by the tuner's estimate."""
+def _protocol_bus(algo: str, proto: str, bus: float, allreduce: bool) -> float:
+    """NCCL's bus bandwidth of ``algo``/``proto`` from the link's (tuning.cc refinements)."""
+    if algo == "ring" and proto == "LL":
+        return min(_LL_MAX_BW, bus / (4.0 if allreduce else 3.0))
+    if algo == "ring" and proto == "LL128":
+        return bus * 0.92
+    if algo == "tree":
+        b = bus * 0.92
+        return min(b / 3.8, _LL_MAX_BW) if proto == "LL" else b * 7.0 / 9.0 \
+            if proto == "LL128" else b
+    return bus
+
+
+def _alg_bw(algo: str, i: int, b: float, p: int, steps: int, log_size: int) -> float:
+    """Algorithm bandwidth from bus bandwidth ``b`` (ring p / steps, tree / 2, NVLS 5/6)."""
+    if algo == "ring":
+        return b * p / steps
+    if algo == "tree":
+        return b * 0.5 * (_TREE_CORRECTION[i][log_size] if log_size < 23 else 1.0)
+    return b * 5.0 / 6.0
+
+
+def _nccl_pairs(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel
+                ) -> list[tuple[float, CollectiveTime]]:
+    """(NCCL's tuner estimate, the time as run) of every (algorithm, protocol) pair."""
     hw = _hw(link)
     bus = bw * model.link_efficiency
+    tuner_bus = model.tuner_bus_Bps or bus
     allreduce = kind == "allreduce"
     algos = ["ring"] + (["tree"] if allreduce else []) + \
         (["nvls"] if model.nvls and hw == "nvlink" and p > 2 else [])
@@ -178,24 +231,13 @@ def nccl_candidates(kind: str, n: float, p: int, link: Link, bw: float, model: N
         for i, proto in enumerate(PROTOCOLS):
             if algo == "nvls" and proto != "Simple":
                 continue
-            b = bus
-            if algo == "ring" and proto == "LL":
-                b = min(_LL_MAX_BW, b / (4.0 if allreduce else 3.0))
-            elif algo == "ring" and proto == "LL128":
-                b *= 0.92
-            elif algo == "tree":
-                b *= 0.92
-                b = min(b / 3.8, _LL_MAX_BW) if proto == "LL" else \
-                    b * 7.0 / 9.0 if proto == "LL128" else b
-            if algo == "ring":
-                alg_bw = b * p / steps
-            elif algo == "tree":
-                alg_bw = b * 0.5 * (_TREE_CORRECTION[i][log_size] if log_size < 23 else 1.0)
-            else:
-                alg_bw = b * 5.0 / 6.0
+            b = _protocol_bus(algo, proto, bus, allreduce)
+            alg_bw = _alg_bw(algo, i, b, p, steps, log_size)
             lat = (_BASE_LAT[algo][i] + (1 if algo == "nvls" else steps)
                    * _HW_LAT[hw][algo][i]) * 1e-6
-            tuner = lat + (n / alg_bw if n else 0.0)
+            tuner = lat + (n / _alg_bw(algo, i, _protocol_bus(algo, proto, tuner_bus,
+                                                                allreduce), p, steps, log_size)
+                           if n else 0.0)
             sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) \
                 if algo != "nvls" else (n if allreduce else (p - 1) / p * n)
             alpha, beta = lat, (n / alg_bw if n else 0.0)
@@ -207,5 +249,26 @@ def nccl_candidates(kind: str, n: float, p: int, link: Link, bw: float, model: N
                        f"{b / 1e9:.4g} GB/s; {how})", link.name,
                        1 if algo == "nvls" else steps, alpha, beta, sent,
                        sent * link.energy_per_byte_j)
-            out.append(CollectiveTime(kind, algo, ph.time_s, sent, (ph,), False, proto))
+            out.append((tuner, CollectiveTime(kind, algo, ph.time_s, sent, (ph,), False,
+                                              proto)))
     return out
+
+
+def nccl_candidates(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel
+                    ) -> list[CollectiveTime]:
+    """Every (algorithm, protocol) NCCL's tuner weighs for ``kind`` over ``p`` ranks of one
+    node, each driving ``bw`` (line rate) on ``link``, timed as the kernels run them where the
+    model knows NCCL's channels, else by the tuner's estimate."""
+    return [c for _, c in _nccl_pairs(kind, n, p, link, bw, model)]
+
+
+def nccl_choice(kind: str, n: float, p: int, link: Link, bw: float, model: NcclModel,
+                algorithm: str | None = None) -> CollectiveTime | None:
+    """The pair NCCL runs: the smallest tuner estimate (``getAlgoInfo``), among
+    ``algorithm``'s protocols when one is forced; ties by the time as run. None when the
+    forced algorithm does not apply."""
+    pairs = [(t, c) for t, c in _nccl_pairs(kind, n, p, link, bw, model)
+             if algorithm is None or c.algorithm == algorithm]
+    if not pairs:
+        return None
+    return min(pairs, key=lambda tc: (tc[0], tc[1].time_s, tc[1].algorithm))[1]

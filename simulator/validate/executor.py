@@ -425,6 +425,13 @@ def _plan_elementwise(torch: Any, op: Elementwise, kind: str) -> _Plan:
         "scale": (one, lambda t: torch.mul(t[0], 0.5)),
         "dropout": (one, lambda t: F.dropout(t[0], p=0.1, training=True)),
     }
+    if op.fn == "mul" and op.table and op.row and n % op.row == 0 and op.row % op.table == 0:
+        # a rotary-style multiply: each row of ``row`` elements by one ``table``-wide row of a
+        # per-row table (a cos/sin cache row), broadcast over the row's heads
+        rows = n // op.row
+        fns["mul"] = ((_T((rows, op.row // op.table, op.table), dt), _T((rows, 1, op.table), dt)),
+                      lambda t: torch.mul(t[0], t[1]))
+        notes.append(f"second operand: one {op.table}-wide table row per {op.row}-wide row")
     if op.fn not in fns:
         raise _not_executable(op, f"elementwise {op.fn!r} has no executor")
     if op.fn == "swiglu":

@@ -572,8 +572,12 @@ def _vidur_layer(path: Path, cols: list[str], rows: list[dict[str, str]], dtype:
             "mlp_up_proj": {"kind": "matmul", "m": t, "n": 2 * ff // tp, "k": d,
                             "weight": True},
             "mlp_down_proj": {"kind": "matmul", "m": t, "n": d, "k": ff // tp, "weight": True},
-            "mlp_act": {"kind": "elementwise", "fn": "swiglu", "numel": t * ff // tp},
-            "attn_rope": {"kind": "elementwise", "fn": "mul", "numel": t * (q + kv)},
+            # vLLM's row kernels: one block per token over ``row``; rotary reads one cos/sin
+            # cache row (head_dim) per token, not a full-size second operand
+            "mlp_act": {"kind": "elementwise", "fn": "swiglu", "numel": t * ff // tp,
+                        "row": ff // tp},
+            "attn_rope": {"kind": "elementwise", "fn": "mul", "numel": t * (q + kv),
+                          "row": q + kv, "table": hd},
             "add": {"kind": "elementwise", "fn": "add", "numel": t * d},
         }
         for name in ops:

@@ -1,5 +1,6 @@
 """Fuzz of NCCL's kernel model (simulator.network.nccl) and its spec field
-``params.nccl_channels``: any buffer size, rank count and channel count gives a finite time no
+``params.nccl_channels``: any buffer size, rank count, channel count, HBM rate and latency of
+the ring's local copy and tuner bandwidth gives a finite time no
 shorter than the bytes at the bus bandwidth, the same time twice; any ``--set
 params.nccl_channels=...`` either loads as a positive count or fails with one clean
 ``error:`` line naming the field (never a traceback, NaN or hang)."""
@@ -26,12 +27,15 @@ _SETTINGS = settings(max_examples=60, deadline=None,
        nbytes=st.one_of(st.integers(0, 2**40).map(float),
                         st.floats(0, 1e13, allow_nan=False, allow_infinity=False)),
        ranks=st.integers(2, 72), channels=st.integers(1, 64), unroll=st.sampled_from([4, 8]),
-       latency=st.floats(1e-9, 1e-4), bw=st.floats(1e9, 2e12))
+       latency=st.floats(1e-9, 1e-4), bw=st.floats(1e9, 2e12),
+       hbm=st.one_of(st.just(0.0), st.floats(1e10, 1e13)), hbm_latency=st.floats(0, 2e-6),
+       tuner=st.one_of(st.just(0.0), st.floats(1e9, 2e12)))
 def test_kernel_times_are_finite_and_at_least_the_bytes(kind, nbytes, ranks, channels, unroll,
-                                                        latency, bw):
+                                                        latency, bw, hbm, hbm_latency, tuner):
     with no_hang(20):
         link = Link("nvlink", bw, latency)
-        model = NcclModel(0.8, channels=channels, unroll=unroll)
+        model = NcclModel(0.8, channels=channels, unroll=unroll, local_Bps=hbm,
+                          local_latency_s=hbm_latency, tuner_bus_Bps=tuner)
         r = collective(kind, nbytes, Route.in_node(ranks, link), nccl=model)
         again = collective(kind, nbytes, Route.in_node(ranks, link), nccl=model)
     assert math.isfinite(r.time_s) and r.time_s >= 0 and r.time_s == again.time_s

@@ -51,7 +51,8 @@ def test_timing_flag(capsys, mode):
 
 
 @_SETTINGS
-@given(field=st.sampled_from(["graph_launch_gap", "eager_dispatch", "launch_overhead"]),
+@given(field=st.sampled_from(["graph_launch_gap", "eager_dispatch", "eager_alloc", "eager_launch",
+                             "launch_overhead"]),
        text=_TIME, arch=st.sampled_from(["h100-sxm", "tpu-v4", "cpu-host"]))
 def test_timing_params(capsys, field, text, arch):
     lat = {}

@@ -28,9 +28,10 @@ def test_part_runs_every_model(part):
         assert r.energy_j > 0 and math.isfinite(r.energy_j), (part, model)
         assert all(x.latency_s > 0 for x in r.records), (part, model)
         assert r.memory_bytes <= r.memory_capacity_bytes
-        # the energy model must stay physical: above TDP only with the warning raised
-        if r.avg_power_w > _tdp(part):
-            assert any("exceeds the TDP" in w for w in r.warnings)
+        # the energy model must stay physical: the run's limiter holds the average power at
+        # most at the TDP (the default limit; per device, so a system's idle devices and its
+        # node overhead keep its average below its total)
+        assert r.avg_power_w <= _tdp(part), (part, model, r.avg_power_w)
     assert ran >= 5, f"{part} ran only {ran} models"   # every part fits at least the small ones
 
 

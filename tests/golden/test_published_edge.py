@@ -6,22 +6,24 @@ tolerance, so it turns into a failure (XPASS) the day the model learns the missi
 the tolerance can be enforced.
 
 Measured errors (prediction vs published, on the tree of this change; the Orin rows move with
-simulator/mapping/gpu.py, which was being edited concurrently: BERT SingleStream read 5.55 ms
-(-2.7%) and BERT Offline 235/s (-57.5%) before a gpu.py change the same afternoon). The three
-Orin TensorRT checks run under ``timing="graph"`` (simulator/timing.py): a TensorRT engine
+simulator/mapping/gpu.py and gpu_kernels.py, which were being edited concurrently: ResNet-50
+SingleStream read 0.600 ms and BERT SingleStream 6.19 ms the same evening). The Orin
+TensorRT checks run under ``timing="graph"`` (simulator/timing.py): a TensorRT engine
 enqueues pre-built kernels back to back, 1 us apart (params.graph_launch_gap), not with the
-4 us eager launch of the default ``stream`` timing (there: 0.784 ms +22.4%, 3,953/s -16.6%,
-6.94 ms +21.7%):
+4 us eager launch of the default ``stream`` timing (there, before this change: 0.784 ms
++22.4%, 3,953/s -16.6%, 6.94 ms +21.7%):
 
 ========================================  ==========  ============  ======  =========
 check                                     hwsim       published     error   tolerance
 ========================================  ==========  ============  ======  =========
-AGX Orin ResNet-50 SingleStream p90       0.600 ms    0.640 ms      -6.3%   15% (graph)
-AGX Orin ResNet-50 Offline, GPU share     3,963 /s    4,739 /s      -16.4%  20% (graph)
-AGX Orin BERT-99 SingleStream p90 (260)   6.19 ms     5.70 ms       +8.5%   20% (graph)
-AGX Orin BERT-99 Offline, SQuAD packed    428 /s      553.7 /s      -22.7%  xfail (20%)
+AGX Orin ResNet-50 SingleStream p90       0.628 ms    0.640 ms      -1.9%   15% (graph)
+AGX Orin ResNet-50 Offline, GPU share     4,042 /s    4,739 /s      -14.7%  20% (graph)
+AGX Orin BERT-99 SingleStream p90 (260)   5.75 ms     5.70 ms       +0.9%   20% (graph)
+AGX Orin BERT-99 Offline, SQuAD packed    471 /s      553.7 /s      -15.0%  20% (graph)
+H100 SXM BERT-99 Offline (control)        9,390 /s    9,102 /s      +3.2%   15% (graph)
+AGX Orin cuBLAS bf16 GEMM 8192^3          28.9 TF/s   33.4-34.1     -13.5%  xfail (10%)
 Coral USB MobileNet v2 latency            2.07 ms     2.6 ms        -20.5%  25%
-Coral USB ResNet-50 V1 (299x299)          52.3 ms     49 ms         +6.7%   20%
+Coral USB ResNet-50 V1 (299x299)          52.2 ms     49 ms         +6.5%   20%
 Coral 4 TOPS at 2 W (spec arithmetic)     1.96 W      2 W           -2.0%   10%
 Hailo-8 ResNet-50, batch 8                1,781 /s    1,394 /s      +27.8%  35%
 ========================================  ==========  ============  ======  =========
@@ -31,9 +33,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import load_arch, simulate
+from simulator import load_arch, predict_op, simulate
 from workloads.errors import WorkloadError
-from workloads.ops import Attention
+from workloads.ops import Attention, MatMul
 from workloads.seqlens import resolve_seq_lens
 from workloads.transforms.walk import ops_with_counts
 from workloads.zoo import build, count_params, load_config
@@ -99,13 +101,6 @@ def test_orin_bert_singlestream_near_mlperf_at_the_p90_length():
         r.latency_s, MLPERF_BERT_SS_P90_S)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Packing is modelled (SQuAD v1.1 lengths: 177/s padded to 384 -> 393/s packed, 428/s with "
-    "TensorRT's 8-wide int8 LayerNorm loads): -22.7% vs 553.7/s. What is left is the int8 GEMM "
-    "rate on Orin: the layer GEMMs alone take 489 ms per 256 samples in hwsim (66% of the 85 "
-    "TOPS peak; the spec's int8 compute_efficiency 0.75 is an estimate) where the published "
-    "rate leaves 462 ms for the whole batch. It read 446/s (-19.4%) before the flash-attention "
-    "schedule of simulator/mapping/gpu_kernels.py (FA2 on Ampere) the same afternoon."))
 def test_orin_bert_offline_near_mlperf():
     # NVIDIA's BERT harness removes the padding: each SQuAD v1.1 sample runs at its own length
     # (TensorRT's variable-length BERT plugins), so the batch is packed: linear layers on the
@@ -116,12 +111,89 @@ def test_orin_bert_offline_near_mlperf():
     # plugin/skipLayerNormPlugin/skipLayerNormKernel.cu, computeSkipLayerNormDQQ:
     # "VPT = 16 / sizeof(__half)"); hwsim's default norm kernel loads one (PyTorch/vLLM).
     # Padded to 384 tokens it reads 193/s (-65%); packed with scalar norm loads 393/s (-29%).
-    # 20%: the GPU's int8 efficiency on Orin (0.75) is an estimate, not a measurement.
+    # Dense: NVIDIA's closed-division engine runs the reference weights quantized to int8
+    # (the closed division allows no other weight change, mlcommons/inference
+    # Submission_Guidelines.md, so no 2:4 sparsity); GPU only, no DLA (the system description
+    # uses the DLAs for resnet50 and retinanet only); batch 256 (NVIDIA's 2023 MLPerf config,
+    # closed/NVIDIA/configs/bert/Offline/__init__.py, class Orin: gpu_batch_size 256).
+    # The weights stay in the L2: BERT-Large's 3-4 MiB int8 weight matrices are about the
+    # 4 MiB L2, and the GEMM's blocking keeps one operand's block resident while the other
+    # streams (Goto and van de Geijn's GEBP, simulator/mapping/gpu.py _rereads); keeping a
+    # block of both re-read the weights from LPDDR5 44-87 times per GEMM (429/s, -22.5%).
+    # Left: the overlap knee the bf16 GEMM check below names (max(c, m) would read -11.7%),
+    # and TensorRT's fused embedding+LayerNorm plugin (6 kernels here, 14 ms of 597).
+    # 20%: the GPU's int8 efficiency on Orin (0.75, the A100's) is an estimate, not a
+    # measurement.
     r = simulate("bert-large", ORIN, batch=256, seq_lens="squad-v1.1", dtype="int8",
                  timing=_TRT_LAUNCH, overrides=("params.norm_vector=8",))
     rate = r.samples / r.latency_s
     assert r.meta["seq_lens"] == "squad-v1.1" and r.tokens < 0.5 * 256 * 384  # no padding
     assert rate == pytest.approx(MLPERF_BERT_OFFLINE, rel=0.20), _err(rate, MLPERF_BERT_OFFLINE)
+
+
+#: cuBLAS bf16 GEMMs (FP32 accumulate, bf16 out, 2048^3, 4096^3 and 8192^3, warmed) on a Jetson
+#: AGX Orin 64GB developer kit in MAXN: 33.4-34.1 TFLOP/s across the three sizes (a user's
+#: measurement: infinigence/ApxInf doc/jetson-roofline.md, scripts/bench_device_roofline.cu,
+#: https://github.com/infinigence/ApxInf/pull/74; the same run reads 152.8 GB/s, copies
+#: 183.3 GB/s and reports 164 KB of shared memory per SM).
+ORIN_BF16_GEMM_TFLOPS = (33.4, 34.1)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hwsim 27.4 / 28.0 / 28.9 TFLOP/s for 2048^3 / 4096^3 / 8192^3 vs the measured 33.4-34.1. "
+    "At the spec's bf16 0.80 (the A100's and H100's, which the H100's cuBLAS measurements "
+    "support) the tensor work alone runs 34 TFLOP/s, so the measurement leaves at most ~2% "
+    "for the DRAM stalls, where the gpu mapper's overlap of math c and data m "
+    "(simulator/mapping/gpu.py _overlap: c + m exp(-c/m), a stage waiting on its own data) "
+    "costs 12-20% at Orin's m/c ~ 0.6 (8192^3: 3.4 GB from LPDDR5, A read 8x and B 16x by "
+    "4x4 wave blocks of 128x256 tiles). A plain max(c, m) gives 30.3 / 32.2 / 33.1: the "
+    "stages in flight (3 of 48 KiB per SM here) hide most of the stall the formula charges. The "
+    "same knee is half of what separates the BERT Offline check above from MLPerf."))
+def test_orin_bf16_gemm_near_measured():
+    # 10%: the measurement spans 2%; the rest is the bf16 compute_efficiency (an A100/H100
+    # figure on the same SM generation) and the per-wave fill and epilogue estimates.
+    lo, hi = ORIN_BF16_GEMM_TFLOPS
+    for n in (2048, 4096, 8192):
+        c = predict_op(MatMul(m=n, n=n, k=n, dtype="bf16"), ORIN)
+        rate = 2 * n**3 / c.latency_s / 1e12
+        assert lo * 0.90 <= rate <= hi * 1.10, (n, rate)
+
+
+#: The same BERT-99 Offline run on a part whose memory system does not bind: MLPerf Inference
+#: v3.1 closed, NVIDIA DGX-H100 "H100-SXM-80GBx1_TRT", bert-99/Offline mlperf_log_summary.txt
+#: (https://github.com/mlcommons/inference_results_v3.1/tree/main/closed/NVIDIA/results),
+#: batch 1280 (NVIDIA's 2023 config, closed/NVIDIA/configs/bert/Offline/__init__.py, class
+#: H100_SXM_80GBx1).
+MLPERF_H100_BERT_OFFLINE = 9102.26
+
+
+def test_bert_offline_control_on_h100_isolates_the_orin_gap():
+    # The graph the Orin check runs (packed SQuAD v1.1, dense int8, TensorRT's 8-wide
+    # LayerNorm loads) predicts the H100 within a few percent (+3.2%), so an Orin gap is the
+    # Orin's memory system or its GEMM rate, not the workload (it was -22.5% while the GEMM
+    # blocking re-read BERT's weights from LPDDR5; now -15.0%). 15%: the H100's int8 compute_efficiency (0.70) is an estimate (its header).
+    r = simulate("bert-large", "h100-sxm", batch=1280, seq_lens="squad-v1.1", dtype="int8",
+                 timing=_TRT_LAUNCH, overrides=("params.norm_vector=8",))
+    rate = r.samples / r.latency_s
+    assert rate == pytest.approx(MLPERF_H100_BERT_OFFLINE, rel=0.15), _err(
+        rate, MLPERF_H100_BERT_OFFLINE)
+
+
+def test_orin_sm_efficiencies_are_the_a100s():
+    # The Orin specs take the A100 80GB's per-SM efficiencies (same SM generation, sm_87 vs
+    # sm_80, the same tensor-core rate per SM; see the spec headers): the GEMM efficiency per
+    # class and FlashAttention-2's 73% on the A100 (Dao 2023). Orin is run dense in every
+    # check here: the closed division's reference weights carry no 2:4 sparsity.
+    a100 = load_arch("a100-sxm-80gb").device.params
+    for name in (ORIN, f"{ORIN}-15w", f"{ORIN}-30w", f"{ORIN}-50w", "jetson-orin-nano-8gb"):
+        p = load_arch(name).device.params
+        assert p["attention_efficiency"] == a100["attention_efficiency"] == 0.73, name
+        for cls in ("bf16", "fp16", "tf32", "int8", "fp32"):
+            assert p["compute_efficiency"][cls] == a100["compute_efficiency"][cls], (name, cls)
+        d = load_arch(name).device
+        sm_rate = d.peak("int8")[0] / p["sm_count"]
+        clock = d.units("matrix")[0].clock_hz
+        assert sm_rate / clock == pytest.approx(4 * 1024)  # 4 TCs x 1024 int8 ops per cycle
 
 
 def test_orin_bert_runs_on_the_gpu_in_int8_with_fused_attention():

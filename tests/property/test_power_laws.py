@@ -214,3 +214,111 @@ def test_gpu_large_gemm_full_clock_power_near_tdp(arch):
     ratio = (pm.floor_w + full_j / capped.latency_s) / pm.tdp_w
     assert 0.85 <= ratio <= 1.4, ratio
     assert float(capped.details.get("power_w", op_power_w(capped, pm))) <= pm.limit_w * 1.000001
+
+
+# -- the run's clock (simulator/power/run_clock.py) -------------------------------------------
+@cache
+def _decode(limit: float | None):
+    p = _pred("h100-sxm", limit)
+    plan = make_plan("llama3-8b", p.system, phase="decode", batch=64, context=450)
+    return p.predict(plan.build(), plan)
+
+
+def test_long_decode_above_the_limit_runs_at_the_limit_with_a_lower_clock():
+    """An H100 decode step (batch 64) averages ~500 W at full clock; under a 400 W limit the
+    limiter holds the run's average at 400 W (the limit, to the solver's precision) with one
+    lower clock, and the HBM-bound step keeps its latency (its kernels' compute time, even
+    stretched by the lower clock, stays under their DRAM time)."""
+    full, capped = _decode(None), _decode(400.0)
+    rc = capped.meta["power"]["run_clock"]
+    assert full.device_power_w < 700 and not full.meta["power"]["run_clock"]["capped"]
+    assert full.device_power_w > 400
+    assert rc["capped"] and not rc["stalled"]
+    assert capped.device_power_w == pytest.approx(400.0, rel=1e-6)
+    assert capped.meta["power"]["effective_clock_scale"] == pytest.approx(rc["clock_scale"])
+    assert rc["clock_scale"] < 1.0 and rc["compute_time_scale"] > 1.0
+    assert capped.latency_s == pytest.approx(full.latency_s, rel=0.01)
+    assert capped.energy_j < full.energy_j
+    assert any("averages" in w or "average" in w for w in capped.warnings)
+
+
+def test_single_op_keeps_the_per_op_cap():
+    """``Predictor.cost`` (``hwsim op``: one kernel looped, every limiter window holds it) caps
+    the op on its own: a large GEMM at 400 W reports its own lowered clock and draws at most
+    the limit, while its full-clock cost (what a run starts from) would draw more."""
+    p = _pred("h100-sxm", 400.0)
+    op = MatMul(m=8192, n=8192, k=8192, dtype="bf16")
+    c, full = p.cost(op), p.full_cost(op)
+    assert c.details["clock_scale"] < 1.0
+    assert float(c.details["power_w"]) <= 400 * (1 + 1e-6)
+    assert op_power_w(full, p.power) > 400
+    assert c.latency_s > full.latency_s
+
+
+@_SETTINGS
+@given(workload=st.sampled_from([("llama3-8b", dict(phase="prefill", batch=1, seq=512)),
+                                 ("llama3-8b", dict(phase="decode", batch=32, context=512)),
+                                 ("gpt2", dict(phase="train", batch=4, seq=256))]),
+       lo=st.floats(300.0, 700.0), hi=st.floats(300.0, 700.0))
+def test_run_under_a_lower_limit_never_faster_never_more_energy(workload, lo, hi):
+    """Between 300 and 700 W on an H100 (above the lowest clock's stall region): a run never
+    averages above its limit, a lower limit never makes it faster and never costs more energy
+    (less V^2 outweighs the idle and floor paid for longer at these limits), and its energy
+    is never negative."""
+    lo, hi = sorted((round(lo, 1), round(hi, 1)))
+    wl, kw = workload
+    out = []
+    for limit in (lo, hi):
+        p = _pred("h100-sxm", limit)
+        plan = make_plan(wl, p.system, **kw)
+        r = p.predict(plan.build(), plan)
+        assert all(d.energy_j >= 0 for d in r.per_device)
+        assert r.device_power_w <= limit * (1 + 1e-6)
+        out.append(r)
+    assert out[0].latency_s >= out[1].latency_s * (1 - 1e-9)
+    assert out[0].energy_j <= out[1].energy_j * (1 + 1e-6)
+
+
+@_SETTINGS
+@given(arch=st.sampled_from(("h100-sxm", "tpu-v4", "cpu-host", "alveo-u250")),
+       span=st.floats(1e-4, 10.0), busy=st.floats(0.0, 1.0),
+       dyn=st.floats(0.0, 3.0), core=st.floats(0.0, 1.0),
+       cm=st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), max_size=5),
+       f1=st.floats(0.05, 1.5), f2=st.floats(0.05, 1.5))
+def test_run_clock_fits_the_limit_and_falls_with_it(arch, span, busy, dyn, core, cm, f1, f2):
+    """:func:`solve_run_clock` on random runs: the clock stays in [lowest clock, 1]; unless
+    stalled, the run's average at that clock (and its stretched time) is at most the limit;
+    at the TDP the mappers' times hold; a lower limit never gives a higher clock or a shorter
+    compute time."""
+    import numpy as np
+
+    from simulator.power import solve_run_clock
+    from simulator.power.run_clock import stretch_s
+
+    dev = load_arch(arch).device
+    tdp = dev.power.tdp_w
+    # a run of one device: busy for a fraction of the span, full-clock dynamic energy up to
+    # 3 x TDP x span, of which a fraction is core-voltage energy; kernels within the busy time
+    cms = [np.array(cm, dtype=float).reshape(-1, 2) * busy * span / max(1, len(cm))]
+    e_dyn = dyn * tdp * span
+    args = (span, np.array([busy * span]), np.array([core * e_dyn]),
+            np.array([(1 - core) * e_dyn]), cms)
+    out = []
+    for f in sorted((f1, f2)):
+        limit = dev.power.static_w + f * (tdp - dev.power.static_w) + 1.0
+        pm = power_model(dev, limit)
+        rc = solve_run_clock(pm, *args)
+        assert pm.min_clock - 1e-12 <= rc.clock_scale <= 1.0 and rc.sigma > 0
+        assert rc.capped == (rc.clock_scale < 1.0)
+        if not rc.stalled:
+            extra = stretch_s(cms[0], rc.sigma)
+            t = span + extra
+            e = pm.idle_w * t + pm.floor_above_idle_w * pm.floor_scale(rc.clock_scale) * (
+                busy * span + extra) + core * e_dyn * pm.dynamic_scale(rc.clock_scale) + \
+                (1 - core) * e_dyn
+            assert e <= limit * t * (1 + 1e-9)
+        out.append(rc)
+    pm = power_model(dev)
+    assert solve_run_clock(pm, *args).sigma == 1.0
+    assert out[0].clock_scale <= out[1].clock_scale + 1e-12
+    assert out[0].sigma >= out[1].sigma * (1 - 1e-9)

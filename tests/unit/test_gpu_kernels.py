@@ -1,6 +1,6 @@
 """Non-GEMM GPU kernels by shape, and NCCL's collective model (simulator.mapping.gpu,
 simulator.network.collectives): hand-computed numbers on the shipped A100 spec (HBM 600 ns,
-L2 200 ns, 2.039 TB/s x 0.88, L2 7.2 TB/s x 0.88, 108 SMs, 2048 threads and 32 blocks per
+L2 200 ns, L1/shared memory 25 ns, 1.41 GHz, 2.039 TB/s x 0.88, L2 7.2 TB/s x 0.88, 108 SMs, 2048 threads and 32 blocks per
 SM, launch 4 us) and laws (more rows never faster, a longer row never faster, kernel time
 never includes the launch).
 """
@@ -22,7 +22,10 @@ from workloads.ops import Collective, Elementwise, Embedding, Norm, Softmax
 
 A100 = "a100-sxm-80gb"
 US = 1e-6
-DRAM_LAT, L2_LAT = 0.6 * US, 0.2 * US
+DRAM_LAT, L2_LAT, L1_LAT = 0.6 * US, 0.2 * US, 0.025 * US
+# a block reduction (sarathi-serve blockReduceSum, then the broadcast of its result): 5 + 5
+# shuffles, 3 + 3 shared-memory stores, barriers and loads, each one L1/shared latency
+REDUCE = 16 * L1_LAT
 DRAM_BW = 2.039e12 * 0.88
 L2_BW = 7.2e12 * 0.88
 STARTUP = 2 * DRAM_LAT
@@ -47,19 +50,22 @@ def test_kernel_time_is_latency_less_the_launch():
 # -- row kernels ------------------------------------------------------------------------------
 def test_one_token_rmsnorm_is_a_chain_of_dependent_loads():
     """1 x 4096 fp16: one block of 1024 threads, 4 loads per thread per pass; the first pass
-    at the DRAM latency, the second (the row now cached) at the L2's. Kernel time =
-    startup 1.2 + first load 0.6 + 3 x 0.6 + 4 x 0.2 + last store 0.2 = 4.6 us (plus
-    negligible transfer)."""
+    at the DRAM latency, then the block reduction (0.4 us), then the second pass re-reads
+    what each thread loaded (its L1: 25 ns). Kernel time = startup 1.2 + first load 0.6 +
+    3 x 0.6 + 0.4 + 4 x 0.025 + last store 0.2 = 4.3 us (plus negligible transfer)."""
     c = _k(Norm(norm="rmsnorm", rows=1, cols=4096, dtype="fp16"))
     d = c.details
     assert (d["kernel"], d["threads"], d["iterations"], d["passes"]) == ("row", 1024, 4, 2)
-    assert d["chain_s"] == pytest.approx(3 * DRAM_LAT + 4 * L2_LAT)
-    assert kernel_time(c) == pytest.approx(STARTUP + FILL + 3 * DRAM_LAT + 4 * L2_LAT,
-                                           abs=0.02 * US)
+    assert d["chain_s"] == pytest.approx(3 * DRAM_LAT + REDUCE + 4 * L1_LAT)
+    assert kernel_time(c) == pytest.approx(STARTUP + FILL + 3 * DRAM_LAT + REDUCE
+                                           + 4 * L1_LAT, abs=0.02 * US)
     assert c.bound == "latency"  # launch, startup and fill exceed the chain
     wide = _k(Norm(norm="rmsnorm", rows=1, cols=8192, dtype="fp16"))  # 8 loads per pass
-    assert kernel_time(wide) - kernel_time(c) == pytest.approx(4 * (DRAM_LAT + L2_LAT),
+    assert kernel_time(wide) - kernel_time(c) == pytest.approx(4 * (DRAM_LAT + L1_LAT),
                                                                rel=0.02)
+    # rows that no longer fit the L1 (2 x 128 KiB per SM) re-read from the L2
+    huge = _k(Norm(norm="rmsnorm", rows=1, cols=65536, dtype="fp16"))
+    assert huge.details["chain_s"] == pytest.approx(63 * DRAM_LAT + REDUCE + 64 * L2_LAT)
 
 
 def test_rows_beyond_one_wave_repeat_the_chain():
@@ -69,7 +75,7 @@ def test_rows_beyond_one_wave_repeat_the_chain():
     two = _k(Norm(norm="rmsnorm", rows=217, cols=4096, dtype="fp16"))
     assert (one.details["waves"], two.details["waves"]) == (1, 2)
     assert two.details["chain_s"] - one.details["chain_s"] == pytest.approx(
-        4 * (DRAM_LAT + L2_LAT))
+        4 * (DRAM_LAT + L1_LAT) + REDUCE)
     fewer = _k(Norm(norm="rmsnorm", rows=217, cols=4096, dtype="fp16"), A100,
                "params.max_threads_per_sm=1024")  # one block per SM: 108 rows a wave
     assert fewer.details["waves"] == 3
@@ -83,14 +89,15 @@ def _loaded(dram_chain: float, l2_chain: float, dram_s: float) -> float:
 
 
 def test_large_rmsnorm_queues_its_chain_behind_its_traffic():
-    """4096 x 4096 fp16, 67 MB (not resident): 19 waves x 4 x (0.6 + 0.2) us of chain while
+    """4096 x 4096 fp16, 67 MB (not resident): 19 waves x (4 x 0.6 us of DRAM round trips,
+    the block reduction and 4 L1 re-reads) of chain while
     the bytes stream at the achievable DRAM bandwidth, less the last 20 MiB (half the L2) of
     its input, which the LRU L2 still holds from the producer. Its DRAM round trips queue
     behind that traffic (M/M/1: 1 / (1 - utilisation) their latency), its L2 round trips do
     not; far slower than the roofline, a little faster than chain plus traffic."""
     op = Norm(norm="rmsnorm", rows=4096, cols=4096, dtype="fp16")
     c = _k(op)
-    dram_chain, l2_chain = 19 * 4 * DRAM_LAT - DRAM_LAT, 19 * 4 * L2_LAT
+    dram_chain, l2_chain = 19 * 4 * DRAM_LAT - DRAM_LAT, 19 * (REDUCE + 4 * L1_LAT)
     assert c.details["waves"] == 19 and c.details["l2_hit"] is False
     hit = op.bytes_read() * 20 * 2**20 / op.min_bytes
     dram_s = (op.min_bytes - hit) / DRAM_BW
@@ -121,7 +128,8 @@ def test_softmax_is_a_three_pass_row_kernel_with_16_byte_loads():
     c = _k(Softmax(rows=4, cols=4096, dtype="fp16"))
     d = c.details
     assert (d["kernel"], d["vector"], d["threads"], d["passes"]) == ("row", 8, 512, 3)
-    assert d["chain_s"] == pytest.approx(2 * L2_LAT)  # 1 load per pass, the first in the fill
+    # 1 load per pass, the first in the fill; two block reductions (max, sum); L1 re-reads
+    assert d["chain_s"] == pytest.approx(2 * (REDUCE + L1_LAT))
 
 
 # -- elementwise and gathers ----------------------------------------------------------------
@@ -153,14 +161,35 @@ def test_resident_residual_add_reads_its_skip_input_and_writes_back_through_dram
 
 
 def test_embedding_gather_chains_two_dependent_loads_per_element():
-    """4096 tokens x 4096 fp16 from a 32k-row table: 864 blocks of 128 threads (8 per SM)
-    stride over 16.8 M elements, 152 iterations of (L2 + DRAM latency) each."""
+    """index_select's large-index kernel: 4096 tokens x 4096 fp16 from a 32k-row table: 864
+    blocks of 128 threads (8 per SM, 32 warps, 8 per scheduler) stride over 16.8 M
+    elements, 152 iterations of (L2 + DRAM latency) each, plus the issue of 3 integer
+    divisions (20 instructions each) by the SM's warps: 8 x 60 / 1.41 GHz = 0.34 us."""
     op = Embedding(tokens=4096, vocab=32000, dim=4096, dtype="fp16")
     c = _k(op)
     d = c.details
     assert (d["kernel"], d["blocks"], d["iterations"]) == ("gather", 864, 152)
-    assert d["chain_s"] == pytest.approx(152 * (DRAM_LAT + L2_LAT) - DRAM_LAT)
+    issue = 8 * 3 * 20 / 1.41e9
+    assert d["chain_s"] == pytest.approx(152 * (DRAM_LAT + L2_LAT + issue) - DRAM_LAT)
     assert c.dram_bytes == op.min_bytes
+
+
+def test_embedding_of_up_to_16_tokens_loops_over_the_indices():
+    """index_select's small-index kernel (<= 16 indices): 32 blocks of 128 threads cover one
+    4096-wide row; each thread loops over the tokens: the first index from the L2, the
+    others from its L1 line, each a table load from DRAM after 2 integer divisions (one
+    warp per SM: 40 instructions). Kernel time grows by ~0.63 us a token (Vidur A100
+    profile: 3, 4, 5, 8, 14 us at 1, 2, 4, 8, 16 tokens), then drops to the large-index
+    kernel at 17 (the profile: 4 us at 24 tokens)."""
+    issue = 40 / 1.41e9
+    t = {n: _k(Embedding(tokens=n, vocab=32000, dim=4096, dtype="fp16")) for n in (1, 16, 17)}
+    assert (t[16].details["blocks"], t[16].details["iterations"]) == (32, 16)
+    assert t[16].details["chain_s"] == pytest.approx(
+        L2_LAT - L1_LAT + 16 * (L1_LAT + DRAM_LAT + issue) - DRAM_LAT)
+    per_token = (kernel_time(t[16]) - kernel_time(t[1])) / 15
+    # (+1.3%: the DRAM round trips queue behind the 16 rows' traffic, M/M/1)
+    assert per_token == pytest.approx(L1_LAT + DRAM_LAT + issue, rel=0.02)
+    assert t[17].details["iterations"] == 1 and kernel_time(t[17]) < kernel_time(t[16]) / 3
 
 
 def test_silu_and_mul_runs_one_block_per_token():
@@ -182,26 +211,31 @@ def test_rotary_kernel_loads_the_position_then_loops_over_pairs():
     """vLLM's rotary_embedding_kernel on a 7B TP1 token (q and k: 2 x 4096 = 8192
     elements, 4096 (x, y) pairs): 512 threads (2048 q pairs at most 512), 8 iterations
     (4 over q, 4 over k) after the position id: a chain of 9 round trips, the first in the
-    fill. TP8 (1024 elements): 256 threads, one iteration each over q and k."""
+    fill, each iteration also issuing its head index and offset (``i / embed_dim``,
+    ``i % embed_dim``: one integer division, 20 instructions) for the block's 16 warps, 4
+    per scheduler: 80 cycles at 1.41 GHz. TP8 (1024 elements): 256 threads, one iteration
+    each over q and k."""
     c = _k(Elementwise(fn="mul", numel=8192, row=8192, dtype="fp16"))
     d = c.details
     assert (d["threads"], d["iterations"], d["vector"]) == (512, 8, 2)
-    assert d["chain_s"] == pytest.approx(8 * DRAM_LAT)
+    assert d["chain_s"] == pytest.approx(8 * (DRAM_LAT + 4 * 20 / 1.41e9))
     tp8 = _k(Elementwise(fn="mul", numel=1024, row=1024, dtype="fp16"))
     assert (tp8.details["threads"], tp8.details["iterations"]) == (256, 2)
-    # 4096 tokens: 512-thread blocks, 4 per SM, 432 tokens a wave: 10 waves of 9 round trips
+    # 4096 tokens: 512-thread blocks, 4 per SM, 432 tokens a wave: 10 waves of 9 round trips,
+    # the divisions now issued by 64 warps an SM (16 per scheduler)
     big = _k(Elementwise(fn="mul", numel=4096 * 8192, row=8192, dtype="fp16"))
     assert big.details["waves"] == 10
-    assert big.details["chain_s"] == pytest.approx(10 * 9 * DRAM_LAT - DRAM_LAT)
+    assert big.details["chain_s"] == pytest.approx(10 * 9 * DRAM_LAT - DRAM_LAT
+                                                   + 10 * 8 * 16 * 20 / 1.41e9)
 
 
 def test_resident_row_kernel_l2_round_trips_do_not_queue():
-    """512 x 4096 fp16 RMSNorm (8 MiB, resident): 3 waves x 4 x (0.6 + 0.2) us of chain; its
-    only DRAM traffic is the 4 MiB the L2 writes back (2.3 us), which the DRAM round trips
-    queue behind and the L2 round trips (the second pass) do not."""
+    """512 x 4096 fp16 RMSNorm (8 MiB, resident): 3 waves x (4 x 0.6 us + reduction + 4 L1
+    re-reads) of chain; its only DRAM traffic is the 4 MiB the L2 writes back (2.3 us),
+    which the DRAM round trips queue behind and the on-chip steps do not."""
     op = Norm(norm="rmsnorm", rows=512, cols=4096, dtype="fp16")
     c = _k(op)
-    dram_chain, l2_chain = 3 * 4 * DRAM_LAT - DRAM_LAT, 3 * 4 * L2_LAT
+    dram_chain, l2_chain = 3 * 4 * DRAM_LAT - DRAM_LAT, 3 * (REDUCE + 4 * L1_LAT)
     dram_s = op.bytes_written() / DRAM_BW
     assert c.details["l2_hit"] is True and c.dram_bytes == op.bytes_written()
     assert kernel_time(c) == pytest.approx(
@@ -238,7 +272,6 @@ def test_rotated_measurement_loop_keeps_everything_in_the_l2():
     lambda r: Norm(norm="layernorm", rows=r, cols=1000, dtype="bf16"),
     lambda r: Softmax(rows=r, cols=2048, dtype="fp16"),
     lambda r: Elementwise(fn="add", numel=r * 4096, dtype="fp16"),
-    lambda r: Embedding(tokens=r, vocab=32000, dim=4096, dtype="fp16"),
     lambda r: Elementwise(fn="swiglu", numel=r * 3584, row=3584, dtype="fp16"),
     lambda r: Elementwise(fn="mul", numel=r * 1152, row=1152, dtype="fp16"),
 ])
@@ -246,6 +279,16 @@ def test_more_rows_never_faster(make):
     rows = (1, 2, 7, 64, 215, 216, 217, 500, 1024, 3000, 4096, 10000)
     t = [kernel_time(_k(make(r))) for r in rows]
     assert all(a <= b * (1 + 1e-12) for a, b in itertools.pairwise(t)), t
+
+
+def test_more_tokens_never_faster_within_each_gather_kernel():
+    """index_select switches from its small-index kernel to its large-index one above 16
+    indices, which the A100 profile shows 3.5x faster at 24 tokens than at 16; within each
+    kernel more tokens never run faster."""
+    for tokens in ((1, 2, 7, 15, 16), (17, 64, 215, 216, 217, 1024, 4096, 10000)):
+        t = [kernel_time(_k(Embedding(tokens=n, vocab=32000, dim=4096, dtype="fp16")))
+             for n in tokens]
+        assert all(a <= b * (1 + 1e-12) for a, b in itertools.pairwise(t)), t
 
 
 def test_a_longer_row_is_never_faster():
@@ -315,9 +358,11 @@ def test_a100_spec_uses_nccl_in_a_node_and_alpha_beta_across_nodes():
     c = p.cost(op, tuple(range(8)))
     assert c.details["protocol"] == "Simple" and c.details["algorithm"] == "ring"
     # as NCCL's kernels run it (nccl_channels 24): 64e6 / (24 x 8) B per channel and rank in
-    # 2 slices of 3 64-KiB rounds, + 1 flag, per step: 8.4 us + 14 steps x 7 x 2 us
-    assert c.latency_s == pytest.approx((8.4 + 14 * 7 * 2) * US + 64e6 * 14 / 8 / 240e9,
-                                        rel=1e-9)
+    # 2 slices of 3 64-KiB rounds, + 1 flag, per step: 8.4 us + 14 steps x 7 x 2 us; + the
+    # loop's local copy: 6 rounds x 600 ns HBM latency + 1 flag, 2 x 8e6 B at 0.88 x 2.039 TB/s
+    assert c.latency_s == pytest.approx(
+        (8.4 + 14 * 7 * 2 + 6 * 0.6 + 2) * US + 64e6 * 14 / 8 / 240e9
+        + 2 * 8e6 / (0.88 * 2.039e12), rel=1e-9)
     across = p.cost(Collective(collective="allreduce", bytes=64e6, devices=16, dtype="fp16"))
     assert across.details["protocol"] == ""  # NCCL's multi-node refinements: not modelled
     ab = predict_op(op, A100, ["params.collectives=alpha-beta"])

@@ -132,8 +132,10 @@ def test_one_extra_tile_costs_a_second_wave(spec_path):
     # 2 waves of identical 128x128x8192 tiles: exactly twice the compute time
     assert extra.compute_s == pytest.approx(2 * full.compute_s, rel=1e-12)
     assert full.compute_s == pytest.approx(2 * 128 * 128 * 8192 / RATE_PER_SM, rel=1e-12)
-    # the 4 us launch on ~45 us keeps the latency ratio a little below 2
-    assert 1.85 < extra.latency_s / full.latency_s < 2.0
+    # the fixed time (4 us launch, 1.2 us startup, 0.8 us first fill) on ~45 us keeps the
+    # latency ratio below 2; the two-wave GEMM also re-reads less per tile (an L2-resident
+    # operand block), so its data hides a little better: 1.84 on this spec
+    assert 1.8 < extra.latency_s / full.latency_s < 2.0
 
 
 def test_latency_never_beats_the_roofline(gpu):
@@ -174,9 +176,10 @@ def test_narrow_dtypes_are_faster_and_fp32_runs_on_cuda_cores(gpu):
     for dt in ("int8", "fp8"):
         c = cost_op(MatMul(**shape, dtype=dt), gpu)
         assert c.compute_class == ("int8" if dt == "int8" else "fp8")
-        # twice the tensor-core rate, same tiling: half the math, but the same bf16 output
-        # tiles to write at the end of each wave (3 us of 89 us at bf16): just over half
-        assert 0.5 < c.latency_s / bf16.latency_s < 0.54
+        # twice the tensor-core rate, same tiling: half the math, the same bf16 output tiles
+        # to write at the end of each wave (3 us of 89 us at bf16), and half-size operand
+        # panels, of which twice as many stay in the L2 (fewer re-reads): about half
+        assert 0.48 < c.latency_s / bf16.latency_s < 0.54
     fp32 = cost_op(MatMul(**shape, dtype="fp32"), gpu)
     tf32 = cost_op(MatMul(**shape, dtype="tf32"), gpu)
     assert fp32.compute_class == "fp32" and tf32.compute_class == "tf32"
@@ -207,7 +210,9 @@ def test_l2_resident_gemm_reads_dram_once_and_large_one_rereads(gpu):
     b = cost_op(big, gpu)
     assert b.details["l2_hit"] is False
     a_r, b_r = b.details["a_reads"], b.details["b_reads"]
-    assert a_r > 1 and b_r > 1
+    # GEBP (Goto and van de Geijn): one operand's block stays in the L2 while the other
+    # streams past it, so one operand is read once and the other re-read per block
+    assert min(a_r, b_r) == 1 and max(a_r, b_r) > 1
     assert b.dram_bytes == pytest.approx(big.a_bytes() * a_r + big.b_bytes() * b_r
                                          + big.c_bytes())
     # energy counts both levels: 31 pJ/B of HBM and 5 pJ/B of L2
@@ -447,7 +452,7 @@ def test_batch1_conv_pays_pipeline_fill_and_split_k_reduction():
     # hides), at most twice (the GEMM's wave and a reduction kernel)
     assert 0.7e-6 <= c.latency_s - nofill.latency_s <= 2 * 0.8e-6 * (1 + 1e-6)
     assert (c.details["split_k"], c.details["kernels"]) == (1, 1)
-    assert c.overhead_s == pytest.approx(4e-6 + 1.2e-6)
+    assert c.overhead_s == pytest.approx(4e-6 + 1.2e-6 + 0.8e-6)  # launch, startup, fill
     assert nofill.details["split_k"] > 1 and nofill.details["reduce_s"] > 0
     zero_gap = conv.flops().total / (0.75 * 624e12) + 4e-6
     assert c.latency_s > 1.5 * zero_gap

@@ -4,6 +4,7 @@ handoffs, numbers worked by hand from NCCL's constants (module docstring)."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -83,17 +84,89 @@ def test_kernels_cost_at_least_the_bus_bandwidth_and_baselat():
 
 
 def test_more_bytes_never_faster_with_channels():
-    """The kernels' times grow with the buffer (the fastest protocol of each size)."""
+    """Each (algorithm, protocol) pair's kernel time grows with the buffer. NCCL's choice
+    can drop where its tuner switches from LL128 to Simple (8 GPUs, 23 MiB: the Vidur DGX
+    A100 profile drops from 369 to 310 us there), never elsewhere."""
     sizes = sorted({2**k for k in range(2, 33)} | {3 * 2**k for k in range(2, 31)})
     for p, kind in itertools.product((2, 4, 8), ("allreduce", "allgather", "reducescatter")):
-        t = [collective(kind, n, Route.in_node(p, NV), nccl=A100).time_s for n in sizes]
-        assert all(a <= b * (1 + 1e-12) for a, b in itertools.pairwise(t)), (p, kind)
+        route = Route.in_node(p, NV)
+        by_pair = [{(c.algorithm, c.protocol): c.time_s for c in candidates(kind, n, route, A100)}
+                   for n in sizes]
+        for pair in by_pair[0]:
+            t = [d[pair] for d in by_pair]
+            assert all(a <= b * (1 + 1e-12) for a, b in itertools.pairwise(t)), (p, kind, pair)
+        chosen = [collective(kind, n, route, nccl=A100) for n in sizes]
+        for a, b in itertools.pairwise(chosen):
+            assert a.time_s <= b.time_s * (1 + 1e-12) or a.protocol != b.protocol, (p, kind)
+
+
+def test_the_ring_loop_has_one_local_copy_more_than_link_steps():
+    """runRing (all_reduce.h) runs send, p-2 recvReduceSend, recvReduceCopySend, p-2
+    recvCopySend and recv: 2p-1 primitives per loop for 2(p-1) link steps; one of them
+    copies between the rank's own buffers. 2 ranks, 6 MiB: 6 MiB / (24 x 2) = 128 KiB per
+    channel, two 64 KiB slices of one round each: the copy waits 2 HBM latencies (0.6 us) and
+    hands off one flag (2 us), and moves 2 x 3 MiB through HBM at 1.8 TB/s."""
+    hbm = NcclModel(0.8, channels=24, local_Bps=1.8e12, local_latency_s=0.6e-6)
+    n = 6 * MIB
+    a0, b0, _ = ring_time("allreduce", n, 2, "Simple", A100, 2e-6, 240e9)
+    a1, b1, how = ring_time("allreduce", n, 2, "Simple", hbm, 2e-6, 240e9)
+    assert a0 == pytest.approx((8.4 + 2 * 3 * 2) * US)
+    assert a1 - a0 == pytest.approx((2 * 0.6 + 2) * US)
+    assert b1 - b0 == pytest.approx(2 * n / 2 / 1.8e12)
+    assert "1 local copy per loop" in how
+    # LL128: its flags travel in the lines; the copy waits one HBM latency per grain
+    g0, _, _ = ring_time("allreduce", 4 * MIB, 8, "LL128", A100, 2e-6, 220.8e9)
+    g1, _, _ = ring_time("allreduce", 4 * MIB, 8, "LL128", hbm, 2e-6, 220.8e9)
+    assert g1 - g0 == pytest.approx(2 * 0.6 * US)
+    # the copy's share shrinks with the ring: 1 primitive of 3 at 2 ranks, of 15 at 8
+    share = [ring_time("allreduce", 64 * MIB, p, "Simple", hbm, 2e-6, 240e9)
+             for p in (2, 8)]
+    base = [ring_time("allreduce", 64 * MIB, p, "Simple", A100, 2e-6, 240e9) for p in (2, 8)]
+    rel = [(h[0] + h[1]) / (b[0] + b[1]) - 1 for h, b in zip(share, base, strict=True)]
+    assert rel[0] > 2 * rel[1] > 0
+
+
+def test_nccl_runs_its_tuners_pick():
+    """NCCL runs the pair its tuner estimates fastest (getAlgoInfo), not the fastest as run:
+    on 8 ranks at 240 GB/s the tuner keeps LL128 up to ~23 MiB (crossover 15.4 us x 137 GB/s
+    x 0.92 / 0.08 = 24.3 MB), where the kernels' Simple would be faster; above, Simple."""
+    route = Route.in_node(8, NV)
+    at16 = collective("allreduce", 16 * MIB, route, nccl=A100)
+    assert at16.protocol == "LL128"
+    simple16 = next(c for c in candidates("allreduce", 16 * MIB, route, A100)
+                    if c.algorithm == "ring" and c.protocol == "Simple")
+    assert simple16.time_s < at16.time_s
+    assert collective("allreduce", 24 * MIB, route, nccl=A100).protocol == "Simple"
+    # 2 ranks: Simple's lower latency and higher bandwidth win at every size
+    assert all(collective("allreduce", 2**k, Route.in_node(2, NV), nccl=A100).protocol
+               == "Simple" for k in range(21, 31))
+
+
+def test_more_link_bandwidth_never_slower_under_a_fixed_tuner():
+    """NCCL's tuner prices NVLink by its per-generation constant times the part's links
+    (tuner_bus_Bps), not by the fabric's rate: a faster fabric keeps NCCL's choice and every
+    pair's kernel time falls with bandwidth, so the collective is never slower."""
+    m = NcclModel(0.8, channels=24, local_Bps=1.8e12, local_latency_s=0.6e-6,
+                  tuner_bus_Bps=240e9)
+    sizes = [2**k for k in range(12, 31)] + [23 * MIB, 23 * MIB + 65536]
+    for p, kind, n, f in itertools.product((2, 4, 8), ("allreduce", "allgather"), sizes,
+                                           (1.1, 2.0, 8.0)):
+        slow = collective(kind, n, Route.in_node(p, NV), nccl=m)
+        fast = collective(kind, n, Route.in_node(p, Link("nvlink3", 300e9 * f, 2e-6)), nccl=m)
+        assert fast.protocol == slow.protocol and fast.algorithm == slow.algorithm
+        assert fast.time_s <= slow.time_s * (1 + 1e-12), (p, kind, n, f)
 
 
 def test_the_a100_specs_give_nccl_its_channels():
     for part in ("a100-sxm-80gb", "a100-sxm-40gb"):
-        m = nccl_model(load_arch(part).device)
+        d = load_arch(part).device
+        m = nccl_model(d)
         assert m is not None and m.channels == 24 and m.unroll == 8
+        # the local copy streams at the part's achievable HBM rate and waits its latency;
+        # the tuner believes NCCL's 20 of 25 GB/s on each of the 12 NVLinks
+        assert m.local_Bps == pytest.approx(d.dram.bandwidth_Bps * 0.88)
+        assert m.local_latency_s == pytest.approx(600e-9)
+        assert m.tuner_bus_Bps == pytest.approx(240e9)
 
 
 def test_unknown_protocol_is_an_error():
@@ -105,3 +178,15 @@ def test_unknown_protocol_is_an_error():
 def test_bad_channel_counts_name_the_field(value):
     with pytest.raises(SpecError, match="nccl_channels"):
         load_arch("a100-sxm-80gb", [f"params.nccl_channels={value}"])
+
+
+def test_more_channels_never_slower():
+    """More ring channels cut each channel's chunk: fewer copy rounds per step, never more
+    (the tuner's choice does not depend on the channel count)."""
+    m = NcclModel(0.8, channels=24, local_Bps=1.8e12, local_latency_s=0.6e-6,
+                  tuner_bus_Bps=240e9)
+    sizes = [2**k for k in range(10, 31)] + [k * MIB // 3 for k in range(1, 200, 7)]
+    for p, kind, n in itertools.product((2, 3, 8), ("allreduce", "allgather"), sizes):
+        t = [collective(kind, n, Route.in_node(p, NV), nccl=replace(m, channels=c)).time_s
+             for c in (8, 12, 16, 23, 24, 32, 48)]
+        assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(t)), (p, kind, n)

@@ -232,9 +232,10 @@ def test_h100_8192_cubed_bf16_numbers():
     dense = predict_op(MatMul(m=8192, n=8192, k=8192, weight=True), H100)
     sparse = predict_op(MatMul(m=8192, n=8192, k=8192, weight=True, sparsity="2:4"), H100)
     # re-pinned with the issue-12 GEMM model (achieved DRAM rate from bytes in flight, per-wave
-    # fill, math/data overlap): 1.43723 -> 1.47353 ms dense, 1.02805 -> 1.05552 ms sparse
-    assert dense.latency_s == pytest.approx(1.47353e-3, rel=1e-4)
-    assert sparse.latency_s == pytest.approx(1.05552e-3, rel=1e-4)
+    # fill, math/data overlap): 1.43723 -> 1.47353 ms dense, 1.02805 -> 1.05552 ms sparse;
+    # then with an L2-resident operand block (GEBP): 1.45153 dense, 1.03385 sparse
+    assert dense.latency_s == pytest.approx(1.45153e-3, rel=1e-4)
+    assert sparse.latency_s == pytest.approx(1.03385e-3, rel=1e-4)
 
 
 def test_2_4_decode_gemv_moves_the_compressed_weight():
@@ -294,9 +295,9 @@ def test_cpu_reads_compressed_weights_without_a_math_speedup():
 # 0.002972526104971831)
 DENSE_BEFORE = [
     ("llama2-7b", "h100-sxm", {"phase": "decode", "batch": 8, "context": 2048},
-     0.010301914420481563),
-    ("resnet50", "a100-sxm-80gb", {"batch": 8}, 0.0008211646864040954),
-    ("bert-base", "l4", {"batch": 4, "seq": 128}, 0.002957989437499285),
+     0.010377312257977169),
+    ("resnet50", "a100-sxm-80gb", {"batch": 8}, 0.0008380954064834286),
+    ("bert-base", "l4", {"batch": 4, "seq": 128}, 0.002983650940702672),
     ("gpt2", "tpu-v5e", {"phase": "prefill", "batch": 8, "seq": 128}, 0.0020171962938222254),
 ]
 

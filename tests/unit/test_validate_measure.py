@@ -20,6 +20,7 @@ from simulator.validate.executor import (
     import_torch,
     make_runner,
     op_label,
+    set_bytes,
 )
 from simulator.validate.measure import (
     Energy,
@@ -271,6 +272,19 @@ def test_fused_epilogue_runs_gemm_then_pointwise():
     x, w, scale, shift = c.inputs(0)
     ref = torch.relu(F.conv2d(x, w, padding=1) * scale + shift)
     assert torch.allclose(c(0), ref, atol=1e-5)
+
+
+@pytest.mark.torch
+def test_rotary_multiply_reads_one_table_row_per_row():
+    """A rotary-style ``mul`` with ``row``/``table`` runs as the op counts its bytes: each
+    96-wide row times one 32-wide table row (3 heads of 32), not a full-size second operand."""
+    torch = import_torch()
+    op = Elementwise(fn="mul", numel=4 * 96, row=96, table=32, dtype="fp32")
+    r = make_runner(op, "cpu")
+    x, cs = r.inputs(0)
+    assert x.numel() == 4 * 96 and cs.numel() == 4 * 32
+    assert torch.allclose(r(0), x * cs)
+    assert set_bytes(op) == op.bytes_read()  # the executed inputs are the bytes the op reads
 
 
 @pytest.mark.torch

@@ -103,8 +103,10 @@ def _attention(b: _Block, spec: TransformerSpec, o: BuildOptions, inp: list[str]
         qkv = [b.add(f"{x}_proj", _linear(o, T, n, d, spec.qkv_bias), inp, (role,))
                for x, n, role in (("q", q, "tp:q"), ("k", kv, "tp:kv"), ("v", kv, "tp:kv"))]
     if not spec.learned_positions:
-        # RoPE on q and k: x*cos + rotate(x)*sin, one pointwise pass (cos/sin as 2nd operand).
-        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), row=q + kv, dtype=o.dtype),
+        # RoPE on q and k in place: x*cos + rotate(x)*sin, one pass; the cos/sin operand is
+        # one cache row (head_dim) per token (vLLM csrc/pos_encoding_kernels.cu)
+        b.add("rope", Elementwise(fn="mul", numel=T * (q + kv), row=q + kv, table=hd,
+                                  dtype=o.dtype),
               qkv[:2], ("tp:rope",))
         qkv = [b.last[0], *qkv[2:]]
     context = o.context
