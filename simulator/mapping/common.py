@@ -213,7 +213,9 @@ def nccl_model(device: Device) -> NcclModel | None:
                      int(param(device, "nccl_channels", 0) or 0),
                      local_Bps=dram.bandwidth_Bps * float(param(device, "bandwidth_efficiency")),
                      local_latency_s=dram.latency_s,
-                     tuner_bus_Bps=device.link.bandwidth_Bps * eff if device.link else 0.0)
+                     tuner_bus_Bps=device.link.bandwidth_Bps * eff if device.link else 0.0,
+                     # NVLink SHARP exists from sm90 (NVSwitch 3): NCCL's Hopper tables
+                     generation="hopper" if param(device, "nvls", False) else "ampere")
 
 
 def collective_time(op: Collective, link: Link, topology: str = "switch"

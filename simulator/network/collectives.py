@@ -39,7 +39,11 @@ NCCL's tuner weighs, timed by the tuner's own estimate or, where the part's spec
 channel count, as its ring kernels move the data (channels, chunks, slices, copy rounds, one
 link latency per handoff, one local copy per loop), and the pair NCCL's tuner estimates
 fastest is run, as NCCL does (its choice among the forced algorithm's protocols when one is
-given). Across nodes, collectives keep the alpha-beta model.
+given). Across nodes (every node holding the same number of ranks, a fabric of NICs), the
+all-reduce, all-gather and reduce-scatter are NCCL's ring and tree over the NICs, one channel
+per NIC, timed by NCCL's own multi-node estimate (:func:`simulator.network.nccl.nccl_net_candidates`),
+and NCCL's smallest estimate is run; a forced algorithm NCCL does not have (hierarchical)
+and the other collectives keep the alpha-beta model.
 """
 
 from __future__ import annotations
@@ -48,7 +52,13 @@ import math
 
 from simulator.arch.spec import Link
 from simulator.errors import MappingError
-from simulator.network.nccl import NcclModel, nccl_candidates, nccl_choice
+from simulator.network.nccl import (
+    NcclModel,
+    nccl_candidates,
+    nccl_choice,
+    nccl_net_candidates,
+    nccl_net_choice,
+)
 from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 from simulator.network.topology import Route, TorusDim
 
@@ -232,6 +242,21 @@ def _nccl_applies(kind: str, route: Route, nccl: NcclModel | None) -> bool:
             and kind in ("allreduce", "allgather", "reducescatter"))
 
 
+def _nccl_net_applies(kind: str, route: Route, nccl: NcclModel | None) -> bool:
+    """NCCL's model prices an all-reduce, all-gather or reduce-scatter over nodes that each
+    hold the same number of ranks and reach each other through NICs."""
+    return (nccl is not None and route.nodes > 1 and route.uniform and not route.torus
+            and route.net is not None and route.nics > 0
+            and (route.per_node == 1 or route.intra is not None)
+            and kind in ("allreduce", "allgather", "reducescatter"))
+
+
+def _net_args(route: Route) -> tuple:
+    assert route.net is not None
+    return (route.nodes, route.per_node, route.nics, route.intra, route.intra_bandwidth,
+            route.net, route.net.bandwidth_Bps)
+
+
 def candidates(kind: str, nbytes: float, route: Route, nccl: NcclModel | None = None
                ) -> tuple[CollectiveTime, ...]:
     """Every algorithm that applies to a ``kind`` collective of ``nbytes`` over ``route``
@@ -259,6 +284,9 @@ def candidates(kind: str, nbytes: float, route: Route, nccl: NcclModel | None = 
         if route.per_node > 1 and route.intra is None:
             raise MappingError(f"a {kind} with {route.per_node} ranks per node needs an "
                                "in-node link; the spec has none")
+        if _nccl_net_applies(kind, route, nccl):
+            assert nccl is not None
+            return tuple(nccl_net_candidates(kind, n, *_net_args(route), nccl))
         return tuple(_multi(kind, n, route))
     if route.intra is None:
         raise MappingError(f"a {kind} over {route.ranks} ranks needs a link; the spec has none")
@@ -297,6 +325,12 @@ def collective(kind: str, nbytes: float, route: Route, algorithm: str | None = N
                                   route.intra_bandwidth, nccl, algorithm)
         if chosen_nccl is not None:
             return chosen_nccl
+    if _nccl_net_applies(kind, route, nccl) and nccl is not None:
+        # NCCL's smallest estimate across nodes; a forced algorithm NCCL lacks: alpha-beta
+        chosen_net = nccl_net_choice(kind, float(nbytes), *_net_args(route), nccl, algorithm)
+        if chosen_net is not None:
+            return chosen_net
+        cands = tuple(_multi(kind, float(nbytes), route))
     if algorithm is None:
         return _best(list(cands))
     chosen = [c for c in cands if c.algorithm == algorithm]

@@ -1,5 +1,5 @@
-"""NCCL's collectives inside one node: the (algorithm, protocol) NCCL's tuner picks, and the
-time its kernels take to run it.
+"""NCCL's collectives inside one node and across nodes over the NICs: the (algorithm,
+protocol) NCCL's tuner picks, and the time its kernels take to run it.
 
 Two models, both from NCCL's published source (NCCL 2.18-2.21, the versions behind PyTorch
 2.1-2.5; walk-through in Hu et al., "Demystifying NCCL", arXiv 2507.04786, 2025):
@@ -66,6 +66,39 @@ per-generation NVLink constant times the part's links (``tuner_bus_Bps``: 20 GB/
 A100), not the rate of a what-if fabric: a faster fabric keeps NCCL's choice and speeds every
 pair, so "more link bandwidth is never slower" holds, while more bytes can be faster where
 the tuner switches protocol (as on the real machine).
+
+**Across nodes** (:func:`nccl_net_candidates`; ``ncclTopoTuneModel`` for nNodes > 1 and
+``ncclTopoGetAlgoTime``, NCCL 2.19-2.20, commit b6475625 of NVIDIA/nccl), ``k`` nodes of
+``m`` ranks each (p = k m), on a rail-optimized fabric:
+
+- channels: NCCL's ring (and tree) graph crosses each node once per channel through one NIC,
+  one channel per NIC the group drives (``nics``); a channel moves the largest entry of
+  NCCL's ``speedArrayInter`` (``src/graph/search.cc``: Ampere 48, 30, 28, 24, 20, ... GB/s;
+  Hopper ``sm90SpeedArrayInter`` 48, 45, 42, 40, 30, 24, ...) not above one NIC's rate, and
+  not above the GPU's NVLink share (its NCCL bus bandwidth over the (m-1)/m of the channels
+  that leave it by NVLink). HDR 200 Gb/s (25 GB/s) gives 24 GB/s a NIC, NDR 400 Gb/s
+  (50 GB/s) 48: NCCL's maintainers quote 46-48 GB/s per NDR NIC for a two-node ring
+  (nccl-tests issues #290, #267) and a 4-NIC A100 run measures 85-96 GB/s (#119);
+- bus bandwidth = channels x that rate, then per algorithm and protocol: ring LL / 4 (at most
+  ``llMaxBws`` of the host: 39.0 GB/s on 2 nodes, 20.4 beyond, the x86 Intel row); ring
+  LL128 x0.92 (x0.7 with one rank per node) up to channels x ``perChMaxRingLL128Bw``
+  (Ampere 20, Hopper 36.7 GB/s); tree x0.92 up to channels x ``perChMaxTreeBw`` (Ampere 23.6
+  on 2 nodes / 17.8 beyond, Hopper 41.4 / 36.0), LL / 3.8, LL128 x120/128 up to channels x
+  ``perChMaxTreeLL128Bw`` (Ampere 20, Hopper 36.7 / 29.0), and the tree's
+  ``treeCorrectionFactor`` by size; algorithm bandwidth = bus x p / steps (ring), x 1/2 (tree);
+- latency (us) = ``baseLat`` + ring: (steps - inter-node steps) x max(``hwLat[NVLINK]``, the
+  proxy's ``getNetOverhead`` 1 us, x3 for Simple) + inter-node steps x ``hwLat[NET]``
+  (ring LL/LL128/Simple 2.7/4.0/14.0; 2k inter-node steps for all-reduce, k-1 for all-gather
+  and reduce-scatter), x1.4 for a Simple ring all-reduce (sm80+, "plateau effect of ring");
+  tree: 2 ((m-1) x ``hwLat[NVLINK]`` + floor(log2 k) x ``hwLat[NET]`` (5.0/8.5/28));
+- time = latency + bytes / algorithm bandwidth, NCCL's own estimate: the NIC rate is the
+  one NCCL reads from the hardware (no separate tuner belief as inside the node), so the
+  estimate is the model of the run and NCCL runs the smallest.
+
+LL128 is taken as enabled across nodes, as NCCL enables it where each GPU's NIC sits on its
+PCIe switch (``typeInter <= PATH_PXB``, a DGX's rails). Not modelled across nodes: NVLS-tree (H100 NVLink SHARP with an inter-node tree, chosen by
+NCCL >= 2.18 on multi-node HGX H100) and CollNet (InfiniBand SHARP): both need switch support
+the specs do not describe; the ring and tree are what ``NCCL_ALGO=Ring``/``Tree`` runs.
 """
 
 from __future__ import annotations
@@ -76,7 +109,8 @@ from dataclasses import dataclass
 from simulator.arch.spec import Link
 from simulator.network.phases import PROTOCOLS, CollectiveTime, Phase
 
-__all__ = ["NcclModel", "nccl_candidates", "nccl_choice", "ring_time"]
+__all__ = ["NcclModel", "nccl_candidates", "nccl_choice", "nccl_net_candidates",
+           "nccl_net_choice", "ring_time", "net_channel_Bps"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +123,8 @@ class NcclModel:
     one local copy per loop (``local_Bps`` achievable DRAM bandwidth, ``local_latency_s`` its
     load latency; 0: not priced) and the bus bandwidth NCCL's tuner believes
     (``tuner_bus_Bps``: its per-generation NVLink constant times the part's links, not what
-    the fabric of a what-if study runs at; 0: the route's)."""
+    the fabric of a what-if study runs at; 0: the route's). ``generation`` picks NCCL's
+    per-generation tables across nodes ("ampere": sm80, "hopper": sm90 and later)."""
 
     link_efficiency: float = 0.8
     nvls: bool = False
@@ -98,6 +133,7 @@ class NcclModel:
     local_Bps: float = 0.0
     local_latency_s: float = 0.0
     tuner_bus_Bps: float = 0.0
+    generation: str = "ampere"
 
 
 # NCCL src/graph/tuning.cc (2.18-2.21): latencies in us, [algorithm][protocol LL, LL128, Simple]
@@ -272,3 +308,130 @@ def nccl_choice(kind: str, n: float, p: int, link: Link, bw: float, model: NcclM
     if not pairs:
         return None
     return min(pairs, key=lambda tc: (tc[0], tc[1].time_s, tc[1].algorithm))[1]
+
+
+# -- across nodes (NCCL 2.19-2.20 src/graph/tuning.cc, search.cc) -----------------------------
+_HW_LAT_NET = {"ring": (2.7, 4.0, 14.0), "tree": (5.0, 8.5, 28.0)}  # hwLat[NCCL_HW_NET], us
+_NET_OVERHEAD_US = 1.0  # getNetOverhead: x86 Intel host 1 us per step (AMD 2), x3 for Simple
+_LL_MAX_NET = (39.0, 20.4)  # llMaxBws, x86 Intel host row: 2 nodes, more (GB/s)
+_RING_PLATEAU = 1.4         # ncclTopoGetAlgoTime: Simple ring all-reduce latency, sm80+
+# per channel caps (GB/s): [generation] -> (2 nodes, more than 2)
+_PER_CH_TREE = {"ampere": (23.6, 17.8), "hopper": (41.4, 36.0)}
+_PER_CH_RING_LL128 = {"ampere": (20.0, 20.0), "hopper": (36.7, 36.7)}
+_PER_CH_TREE_LL128 = {"ampere": (20.0, 20.0), "hopper": (36.7, 29.0)}
+# search.cc: the per-channel speeds NCCL's search tries across nodes (GB/s), fastest first
+_SPEED_INTER = {
+    "ampere": (48.0, 30.0, 28.0, 24.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0,
+               3.0, 2.4, 1.2, 0.24, 0.12),
+    "hopper": (48.0, 45.0, 42.0, 40.0, 30.0, 24.0, 22.0, 20.0, 17.5, 15.0, 12.0, 6.0, 3.0,
+               2.4, 1.2, 0.24, 0.12),
+}
+
+
+def _gen(model: NcclModel) -> str:
+    return "hopper" if model.generation == "hopper" else "ampere"
+
+
+def net_channel_Bps(nic_Bps: float, nvlink_share_Bps: float, model: NcclModel) -> float:
+    """The rate of one NCCL channel across nodes (B/s): the largest of NCCL's search speeds
+    not above the NIC's rate nor the GPU's NVLink share (``nvlink_share_Bps``; 0: none), or
+    that bound itself below NCCL's slowest entry."""
+    cap = nic_Bps if nvlink_share_Bps <= 0 else min(nic_Bps, nvlink_share_Bps)
+    for s in _SPEED_INTER[_gen(model)]:
+        if s * 1e9 <= cap:
+            return s * 1e9
+    return cap
+
+
+def _net_pairs(kind: str, n: float, k: int, m: int, nics: int, intra: Link | None,
+               intra_bw: float, net: Link, nic_Bps: float, model: NcclModel
+               ) -> list[CollectiveTime]:
+    """NCCL's (algorithm, protocol) pairs of ``kind`` over ``k`` nodes of ``m`` ranks, each
+    node driving ``nics`` NICs of ``nic_Bps`` on ``net`` (module docstring), timed by
+    NCCL's own estimate."""
+    p = k * m
+    gen = _gen(model)
+    c = max(1, nics)
+    hw_in = _hw(intra) if intra is not None else "nvlink"
+    share = 0.0
+    if m > 1 and intra is not None:
+        nv_bus = model.tuner_bus_Bps or intra_bw * model.link_efficiency
+        share = nv_bus / (c * (m - 1) / m)
+    ch = net_channel_Bps(nic_Bps, share, model)
+    bus0 = c * ch
+    two = 0 if k <= 2 else 1
+    allreduce = kind == "allreduce"
+    steps = 2 * (p - 1) if allreduce else p - 1
+    inter_steps = 2 * k if allreduce else k - 1
+    log_size = int(math.log2(n / 64)) if n >= 128 else 0
+    word = _WORDS[kind]
+    out: list[CollectiveTime] = []
+    for algo in (["ring", "tree"] if allreduce else ["ring"]):
+        for i, proto in enumerate(PROTOCOLS):
+            if algo == "ring":
+                if proto == "LL":
+                    b = min(_LL_MAX_NET[two] * 1e9, bus0 / 4.0)
+                elif proto == "LL128":
+                    b = min(bus0 * (0.7 if m < 2 else 0.92), c * _PER_CH_RING_LL128[gen][two] * 1e9)
+                else:
+                    b = bus0
+                alg = b * p / steps
+                intra_lat = _HW_LAT[hw_in]["ring"][i]
+                overhead = _NET_OVERHEAD_US * (3 if proto == "Simple" else 1)
+                lat_us = _BASE_LAT["ring"][i] + (steps - inter_steps) * max(intra_lat, overhead) \
+                    + inter_steps * _HW_LAT_NET["ring"][i]
+                if proto == "Simple" and allreduce and n / (c * p) >= 64:
+                    lat_us *= _RING_PLATEAU
+                how = (f"{c} channel(s) of {ch / 1e9:.4g} GB/s, one per NIC; {steps} steps, "
+                       f"{inter_steps} across nodes")
+            else:
+                b = min(bus0 * 0.92, c * _PER_CH_TREE[gen][two] * 1e9)
+                if proto == "LL":
+                    b = min(b / 3.8, _LL_MAX_NET[two] * 1e9)
+                elif proto == "LL128":
+                    b = min(b * 120.0 / 128.0, c * _PER_CH_TREE_LL128[gen][two] * 1e9)
+                alg = b * 0.5 * (_TREE_CORRECTION[i][log_size] if log_size < 23 else 1.0)
+                lat_us = _BASE_LAT["tree"][i] + 2 * ((m - 1) * _HW_LAT[hw_in]["tree"][i]
+                                                     + int(math.log2(k)) * _HW_LAT_NET["tree"][i])
+                how = (f"chain of {m} in each node, double binary tree over {k} nodes, {c} "
+                       f"channel(s) of {ch / 1e9:.4g} GB/s")
+            alpha, beta = lat_us * 1e-6, (n / alg if n else 0.0)
+            sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) if algo == "ring" \
+                else 2 * n * (1 - 1 / p)
+            net_sent = sent / m
+            phases = [Phase(f"NCCL {algo} {word} over {k} nodes x {m} ranks, {proto} protocol "
+                            f"(bus bandwidth {b / 1e9:.4g} GB/s; {how}; NCCL's estimate)",
+                            net.name, inter_steps if algo == "ring" else 2 * int(math.log2(k)),
+                            alpha, beta, net_sent, net_sent * net.energy_per_byte_j)]
+            if m > 1 and intra is not None:
+                in_sent = sent - net_sent
+                phases.append(Phase(f"the same {algo}'s hops inside each node ({m} ranks, "
+                                    "pipelined with the network)", intra.name, 0, 0.0, 0.0,
+                                    in_sent, in_sent * intra.energy_per_byte_j))
+            out.append(CollectiveTime(kind, algo, alpha + beta, sent, tuple(phases), True,
+                                      proto))
+    return out
+
+
+def nccl_net_candidates(kind: str, n: float, k: int, m: int, nics: int, intra: Link | None,
+                        intra_bw: float, net: Link, nic_Bps: float, model: NcclModel
+                        ) -> list[CollectiveTime]:
+    """Every (algorithm, protocol) NCCL's tuner weighs for ``kind`` over ``k`` nodes of ``m``
+    ranks, each node driving ``nics`` NICs of ``nic_Bps`` (line rate) on ``net``, with
+    ``intra`` (per-rank line rate ``intra_bw``) inside the nodes."""
+    if kind not in ("allreduce", "allgather", "reducescatter"):
+        raise ValueError(f"no NCCL network model for {kind!r}")
+    return _net_pairs(kind, n, k, m, nics, intra, intra_bw, net, nic_Bps, model)
+
+
+def nccl_net_choice(kind: str, n: float, k: int, m: int, nics: int, intra: Link | None,
+                    intra_bw: float, net: Link, nic_Bps: float, model: NcclModel,
+                    algorithm: str | None = None) -> CollectiveTime | None:
+    """The pair NCCL runs across nodes: its smallest estimate, among ``algorithm``'s
+    protocols when one is forced; None when the forced algorithm is not NCCL's."""
+    cands = [c for c in nccl_net_candidates(kind, n, k, m, nics, intra, intra_bw, net,
+                                            nic_Bps, model)
+             if algorithm is None or c.algorithm == algorithm]
+    if not cands:
+        return None
+    return min(cands, key=lambda c: (c.time_s, c.algorithm, PROTOCOLS.index(c.protocol)))

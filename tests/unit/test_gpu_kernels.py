@@ -351,7 +351,7 @@ def test_nvls_on_hopper_nvswitch():
     assert plain.algorithm == "ring" and plain.time_s > r.time_s
 
 
-def test_a100_spec_uses_nccl_in_a_node_and_alpha_beta_across_nodes():
+def test_a100_spec_uses_nccl_in_a_node_and_over_the_nics_across_nodes():
     s = load_arch("dgx-a100", ["count=16"])
     p = Predictor(s)
     op = Collective(collective="allreduce", bytes=64e6, devices=8, dtype="fp16")
@@ -364,7 +364,8 @@ def test_a100_spec_uses_nccl_in_a_node_and_alpha_beta_across_nodes():
         (8.4 + 14 * 7 * 2 + 6 * 0.6 + 2) * US + 64e6 * 14 / 8 / 240e9
         + 2 * 8e6 / (0.88 * 2.039e12), rel=1e-9)
     across = p.cost(Collective(collective="allreduce", bytes=64e6, devices=16, dtype="fp16"))
-    assert across.details["protocol"] == ""  # NCCL's multi-node refinements: not modelled
+    # across nodes: NCCL's multi-node tuner (simulator.network.nccl) picks the LL128 ring
+    assert (across.details["algorithm"], across.details["protocol"]) == ("ring", "LL128")
     ab = predict_op(op, A100, ["params.collectives=alpha-beta"])
     assert ab.details["protocol"] == ""
 

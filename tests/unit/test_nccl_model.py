@@ -1,22 +1,27 @@
 """NCCL's kernels inside one node (simulator.network.nccl): chunks, slices, copy rounds and
-handoffs, numbers worked by hand from NCCL's constants (module docstring)."""
+handoffs, numbers worked by hand from NCCL's constants (module docstring); and NCCL's
+multi-node ring and tree over the NICs (ncclTopoTuneModel for nNodes > 1), also by hand."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.arch.loader import load_arch
 from simulator.arch.spec import Link
 from simulator.errors import SpecError
 from simulator.mapping.common import nccl_model
 from simulator.network import NcclModel, Route, candidates, collective
-from simulator.network.nccl import ring_time
+from simulator.network.nccl import net_channel_Bps, ring_time
 
 US = 1e-6
 MIB = 2**20
+GIB = 2**30
 NV = Link("nvlink3", 300e9, 2e-6)   # DGX A100: 300 GB/s per direction, 2 us per handoff
 A100 = NcclModel(0.8, channels=24)  # 240 GB/s of NCCL bus bandwidth, 24 ring channels
 
@@ -190,3 +195,90 @@ def test_more_channels_never_slower():
         t = [collective(kind, n, Route.in_node(p, NV), nccl=replace(m, channels=c)).time_s
              for c in (8, 12, 16, 23, 24, 32, 48)]
         assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(t)), (p, kind, n)
+
+
+# -- across nodes: ncclTopoTuneModel for nNodes > 1 (simulator.network.nccl) ----------------
+A100_NET = NcclModel(0.8, channels=24, tuner_bus_Bps=240e9)
+H100_NET = NcclModel(0.824, True, channels=0, tuner_bus_Bps=371e9, generation="hopper")
+
+
+def _two_nodes(nic_Bps: float = 25e9, m: int = 8) -> Route:
+    net = Link("infiniband", nic_Bps, 5e-6)
+    return Route(2 * m, 2, m, True, NV, 300e9, (), 1, net, m, m * nic_Bps)
+
+
+def test_net_channel_takes_nccls_search_speed_below_the_nic():
+    """search.cc's speedArrayInter: HDR 25 GB/s -> 24, NDR 50 -> 48, 100 Gb/s 12.5 -> 12;
+    an NVLink share below the NIC caps it; below NCCL's slowest entry the bound itself."""
+    assert net_channel_Bps(25e9, 0, A100_NET) == 24e9
+    assert net_channel_Bps(50e9, 0, H100_NET) == 48e9
+    assert net_channel_Bps(12.5e9, 0, A100_NET) == 12e9
+    assert net_channel_Bps(50e9, 41e9, H100_NET) == 40e9
+    assert net_channel_Bps(50e9, 41e9, A100_NET) == 30e9  # Ampere's array has no 40
+    assert net_channel_Bps(1e8, 0, A100_NET) == 1e8
+
+
+def test_two_node_simple_ring_by_hand():
+    """1 GiB over 2 x 8 A100: 30 steps, 4 across the network. Latency 8.4 + 26 x max(3.4,
+    3 x 1) + 4 x 14 = 152.8 us, x1.4 (ring plateau) = 213.92 us; bus bandwidth 8 channels x
+    24 GB/s = 192 GB/s, algorithm bandwidth x 16/30."""
+    cands = {(c.algorithm, c.protocol): c for c in candidates(
+        "allreduce", GIB, _two_nodes(), nccl=A100_NET)}
+    ring = cands[("ring", "Simple")]
+    assert ring.alpha_s == pytest.approx(213.92 * US)
+    assert ring.time_s == pytest.approx(213.92 * US + GIB / (192e9 * 16 / 30))
+    assert collective("allreduce", GIB, _two_nodes(), nccl=A100_NET) == ring
+
+
+def test_two_node_ll128_tree_by_hand():
+    """1 MiB: tree bus 192 x 0.92 = 176.6 (under 8 x 23.6), LL128 x 120/128 = 165.6 capped at
+    8 x 20 = 160 GB/s, x 1/2 x treeCorrectionFactor[LL128][log2(1 MiB / 64) = 14] 0.6 = 48
+    GB/s; latency 14 + 2 (7 x 1.25 + 1 x 8.5) = 48.5 us. NCCL picks it over the rings."""
+    r = collective("allreduce", MIB, _two_nodes(), nccl=A100_NET)
+    assert (r.algorithm, r.protocol) == ("tree", "LL128")
+    assert r.time_s == pytest.approx(48.5 * US + MIB / 48e9)
+
+
+def test_all_gather_across_nodes_takes_k_minus_1_network_steps():
+    """All-gather, LL128 ring, 2 x 8: 15 steps, 1 across nodes: 14 + 14 x 1.9 + 1 x 4.0 =
+    44.6 us; bus min(192 x 0.92, 8 x 20) = 160 GB/s, x 16/15."""
+    cands = {(c.algorithm, c.protocol): c for c in candidates(
+        "allgather", 64 * MIB, _two_nodes(), nccl=A100_NET)}
+    assert set(cands) == {("ring", p) for p in ("LL", "LL128", "Simple")}
+    r = cands[("ring", "LL128")]
+    assert r.time_s == pytest.approx(44.6 * US + 64 * MIB / (160e9 * 16 / 15))
+
+
+def test_forced_hierarchical_falls_back_to_alpha_beta():
+    """NCCL has no hierarchical all-reduce; forcing it keeps the alpha-beta model."""
+    r = collective("allreduce", GIB, _two_nodes(), "hierarchical", nccl=A100_NET)
+    assert r.algorithm == "hierarchical" and r.protocol == ""
+
+
+def test_more_nic_bandwidth_never_slower_across_nodes():
+    """NCCL reads the NIC's speed, so its estimate is the time and each pair's time falls
+    with the NIC rate: the minimum never rises."""
+    sizes = [2**k for k in range(6, 34, 3)]
+    for kind, n, m in itertools.product(("allreduce", "allgather", "reducescatter"), sizes,
+                                        (1, 2, 8)):
+        t = [collective(kind, n, _two_nodes(b, m), nccl=A100_NET).time_s
+             for b in (1e9, 12.5e9, 25e9, 31e9, 50e9, 100e9)]
+        assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(t)), (kind, n, m)
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(["allreduce", "allgather", "reducescatter"]),
+       nbytes=st.floats(0, 1e12, allow_nan=False), k=st.integers(2, 64),
+       m=st.integers(1, 8), nic=st.floats(1e8, 2e11), hopper=st.booleans())
+def test_network_times_are_finite_and_at_least_the_nic_bytes(kind, nbytes, k, m, nic, hopper):
+    """Any size, node count, ranks per node and NIC rate: a finite time, no shorter than the
+    bytes each node's NICs must move at their line rate."""
+    model = H100_NET if hopper else A100_NET
+    net = Link("infiniband", nic, 5e-6)
+    route = Route(k * m, k, m, True, NV if m > 1 else None, 300e9 if m > 1 else 0.0, (), 1,
+                  net, m, m * nic)
+    r = collective(kind, nbytes, route, nccl=model)
+    p = k * m
+    sent = (2 if kind == "allreduce" else 1) * (p - 1) / p * nbytes
+    assert math.isfinite(r.time_s) and r.time_s >= r.alpha_s > 0
+    assert r.time_s >= sent / (m * nic) * (1 - 1e-9)
