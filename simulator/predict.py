@@ -116,6 +116,21 @@ class _Native:
     runs_as: str
 
 
+
+def _distinct_costs(tl: Timeline) -> tuple[list[OpCost], np.ndarray]:
+    """The timeline's distinct cost objects (identical ops share one) and, per row, the index
+    of its cost among them: per-op arrays are built once per distinct cost, not per row."""
+    uniq: dict[int, int] = {}
+    distinct: list[OpCost] = []
+    which = np.empty(len(tl.costs), dtype=np.int64)
+    for i, c in enumerate(tl.costs):
+        j = uniq.get(id(c))
+        if j is None:
+            j = uniq[id(c)] = len(distinct)
+            distinct.append(c)
+        which[i] = j
+    return distinct, which
+
 class Predictor:
     """Memoised op costs for one system (optionally calibrated); ``predict`` runs graphs.
 
@@ -533,15 +548,7 @@ class Predictor:
         devs = [int(d) for d in np.unique(tl.device)]
         if not devs:
             return tl, solve_run_clock(pm, 0.0, np.zeros(0), np.zeros(0), np.zeros(0), [])
-        uniq: dict[int, int] = {}  # per op instance, by way of the distinct cost objects
-        distinct: list[OpCost] = []
-        which = np.empty(len(tl.costs), dtype=np.int64)
-        for i, c in enumerate(tl.costs):
-            j = uniq.get(id(c))
-            if j is None:
-                j = uniq[id(c)] = len(distinct)
-                distinct.append(c)
-            which[i] = j
+        distinct, which = _distinct_costs(tl)
         scaled, fixed = device_parts(distinct)
         # the kernels' compute/DRAM times matter only where the times may change
         cm_of = [stretchable(c) for c in distinct] if pm.limit_w != pm.tdp_w else None
@@ -583,16 +590,7 @@ class Predictor:
         the busy floor over its busy time (lowered at the run's clock, :meth:`_run_clock`), its
         peak power and time-weighted clock; then the system overhead."""
         system, pm = self.system, self.power
-        # per op instance, by way of the distinct cost objects (shared by identical ops)
-        uniq: dict[int, int] = {}
-        distinct: list[OpCost] = []
-        which = np.empty(len(tl.costs), dtype=np.int64)
-        for i, c in enumerate(tl.costs):
-            j = uniq.get(id(c))
-            if j is None:
-                j = uniq[id(c)] = len(distinct)
-                distinct.append(c)
-            which[i] = j
+        distinct, which = _distinct_costs(tl)
         compute = np.array([c.energy.compute_j for c in distinct])[which]
         fscale = np.array([float(c.details.get("floor_scale", 1.0)) for c in distinct])[which]
         cscale = np.array([float(c.details.get("clock_scale", 1.0)) for c in distinct])[which]
