@@ -116,7 +116,6 @@ class _Native:
     runs_as: str
 
 
-
 def _distinct_costs(tl: Timeline) -> tuple[list[OpCost], np.ndarray]:
     """The timeline's distinct cost objects (identical ops share one) and, per row, the index
     of its cost among them: per-op arrays are built once per distinct cost, not per row."""
@@ -130,6 +129,7 @@ def _distinct_costs(tl: Timeline) -> tuple[list[OpCost], np.ndarray]:
             distinct.append(c)
         which[i] = j
     return distinct, which
+
 
 class Predictor:
     """Memoised op costs for one system (optionally calibrated); ``predict`` runs graphs.
