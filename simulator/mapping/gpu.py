@@ -105,7 +105,15 @@ GEMM (``matmul``; ``conv2d`` as an implicit GEMM with its groups as the batch)
       memory: the roofline's max far from the ridge, 1.37x it at the ridge (measured GEMMs
       at 64-512 tokens show that rounded knee; a knee sharpened by the stages' buffering,
       as a finite-buffer tandem queue with 2-8 buffered stages would give, fits the Vidur
-      A100 profiles worse: 7.2-8.8% MAPE, -2.6 to -6.5% bias). ``latency = max(busy, feed) + split-K reduction + kernel_startup + fill +
+      A100 profiles worse: 7.2-8.8% MAPE, -2.6 to -6.5% bias; so does the S-stage form, a
+      stage's data, the S loads ahead of it served in order (an Erlang-S time), hidden by
+      the math of the S stages in flight, ``c + m [Q(S+1, Sc/m) - (c/m) Q(S, Sc/m)]`` with
+      Q the regularised upper incomplete gamma, which is this formula at S = 1 and tends to
+      ``max(c, m)`` as S grows: 8.3% / -5.9% at S = stages - 1 against 7.3% / -2.3%,
+      although it moves the external checks toward their measurements: Jetson AGX Orin
+      bf16 2048^3-8192^3 27.4-28.9 -> 29.4-30.6 TFLOP/s (measured 33.4-34.1), H100 8192^3
+      758 -> 764 (797.5), ResNet-50 Offline on an A100 37.1k -> 38.8k samples/s (42.4k)).
+      ``latency = max(busy, feed) + split-K reduction + kernel_startup + fill +
       launch_overhead`` (+ the reduction kernel's gap with split-K). The
       reported ``memory_s`` is ``max(memory, feed) + reduction``.
     * Every tile shape (and split) is evaluated and the one that ends first wins, the
@@ -132,7 +140,25 @@ Fixed cost of every kernel (GEMM, attention, streaming, depthwise)
       level, which on the A100 specs is the 192 KiB L1/shared of an SM, of which a kernel
       may use 164 KiB as shared memory (CUDA C++ Programming Guide, compute capability
       8.0): with 164 KiB the Vidur A100 replay moves from 7.3% / -1.9% to 7.2% / -0.7%
-      but the 70B decode GEMVs (470 MB) from +4% to +8%, fewer stages in flight.
+      but the 70B decode GEMVs (470 MB) from +4% to +8%, fewer stages in flight. A
+      cuBLAS-like fill-the-SMs rule (a tile that leaves SMs idle and could split K must
+      split; not a minimum over plans) reads 7.0% / -1.2% on that replay but breaks the
+      twice-the-batch law (an MI250X fp32 129 x 1665 x 512 GEMM: 18.7 us at batch 1,
+      40.8 us at batch 2, a 128x128 split plan forced where 64x64 tiles cannot split).
+      A latency chain for short K loops (a CTA keeps ``stages - 1`` loads in flight, so
+      ``ceil(iters / (stages - 1))`` DRAM round trips per wave, the stream time floored at
+      ``waves x trips x latency + bytes / bandwidth``): it is the Little's-law stream above
+      with whole trips, so it adds at most one DRAM latency (0.6 us on the A100) per wave,
+      not the 2-2.5 us the Vidur A100 profiles leave unexplained on 5-20 us GEMMs (a fit of
+      the 1-16-token GEMMs: 4.5 us + weight / 1.69 TB/s; the model's fixed part is 2.0 us).
+      With the S-stage overlap on, the chain counted once (its first trip inside the fill)
+      reads 7.3% / -3.2% on that replay (today 7.3% / -2.3%); counting the first trip in
+      both, 6.9% / -2.5%; each trip at the loaded latency of a full round, 7.0% / -1.2%; a
+      trip whose stage hits the L2 at the L2's latency, 7.5% / -4.6%; the TP 8, 1-16-token
+      GEMMs stay 5-20% fast in all. The gains come from the accounting, not the physics:
+      the bare floor ``waves x trips x latency`` never binds on that replay (8.3% / -5.9%,
+      the S-stage overlap's alone), and the additive forms break the Orin BERT Offline
+      check (-21%) and the twice-the-tiles and skinny-GEMM laws.
 
 Weight sparsity (an op's :class:`~workloads.ops.Sparsity`, set by
 :func:`workloads.transforms.prune.prune`)

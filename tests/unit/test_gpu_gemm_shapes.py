@@ -209,3 +209,16 @@ def test_operands_beyond_the_l2_keep_a_block_of_panels_there():
     # a problem far beyond the L2 still re-reads: m = n = 16384 fp32, one batch (3 GB)
     big = cost_op(MatMul(m=16384, n=16384, k=16384, dtype="fp32"), dev, MapOptions())
     assert big.details["a_reads"] * big.details["b_reads"] > 1
+
+
+def test_orin_gemm_keeps_an_operand_block_in_its_small_l2():
+    """The Jetson reproducer of the doubling law (tests/property/test_larger_batch.py): on
+    Orin's 4 MB L2, twice the rows cost 2.009x while a block of BOTH operands had to stay in
+    the L2; with one operand's block resident while the other streams (GEBP, Goto and van de
+    Geijn) one operand is read once and the doubling costs at most twice."""
+    orin = load_arch("jetson-agx-orin-64gb").device
+    half = cost_op(MatMul(m=768, n=333, k=1000, batch=4, dtype="bf16"), orin)
+    full = cost_op(MatMul(m=1536, n=333, k=1000, batch=4, dtype="bf16"), orin)
+    assert full.latency_s <= 2.0 * half.latency_s  # 1.80x on this model
+    for c in (half, full):
+        assert min(c.details["a_reads"], c.details["b_reads"]) == 1
