@@ -795,6 +795,9 @@ class Elementwise(Op):
             if self.row is None or ELEMENTWISE_FNS[self.fn][0] < 2:
                 raise ValueError(f"elementwise: table {_show(self.table)} needs a row and a "
                                  f"two-input fn, got row {_show(self.row)}, fn {self.fn!r}")
+            if self.table > self.row:
+                raise ValueError(f"elementwise: table {_show(self.table)} is wider than its row "
+                                 f"{_show(self.row)}: one table row is read per row")
         if self.state_dtype is not None and not isinstance(self.state_dtype, DType):
             object.__setattr__(self, "state_dtype", get_dtype(self.state_dtype))
 

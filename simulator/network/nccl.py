@@ -355,7 +355,10 @@ def _net_pairs(kind: str, n: float, k: int, m: int, nics: int, intra: Link | Non
     hw_in = _hw(intra) if intra is not None else "nvlink"
     share = 0.0
     if m > 1 and intra is not None:
-        nv_bus = model.tuner_bus_Bps or intra_bw * model.link_efficiency
+        # the tuner's NVLink figure, but never above what the node's links really carry: a
+        # slower NVLink slows every channel that crosses it
+        real = intra_bw * model.link_efficiency
+        nv_bus = min(model.tuner_bus_Bps, real) if model.tuner_bus_Bps else real
         share = nv_bus / (c * (m - 1) / m)
     ch = net_channel_Bps(nic_Bps, share, model)
     bus0 = c * ch
@@ -399,6 +402,10 @@ def _net_pairs(kind: str, n: float, k: int, m: int, nics: int, intra: Link | Non
             sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) if algo == "ring" \
                 else 2 * n * (1 - 1 / p)
             net_sent = sent / m
+            if m > 1 and intra is not None and intra_bw > 0:
+                # the hops inside the node pipeline with the network's, but never run faster
+                # than each GPU's own links move its in-node bytes
+                beta = max(beta, (sent - net_sent) / (intra_bw * model.link_efficiency))
             phases = [Phase(f"NCCL {algo} {word} over {k} nodes x {m} ranks, {proto} protocol "
                             f"(bus bandwidth {b / 1e9:.4g} GB/s; {how}; NCCL's estimate)",
                             net.name, inter_steps if algo == "ring" else 2 * int(math.log2(k)),

@@ -130,7 +130,7 @@ def _clock_under(pm: PowerModel, limit: float, span: float, busy: np.ndarray,
     def over(s: float, sigma: float) -> bool:
         extra = np.array([stretch_s(cm, sigma) for cm in cms]) if sigma != 1.0 \
             else np.zeros(len(cms))
-        t = span + float(extra.max(initial=0.0))
+        t = span + (float(extra.max()) if extra.size else 0.0)  # shorter too, above the TDP
         e = pm.idle_w * t + pm.floor_above_idle_w * pm.floor_scale(s) * (busy + extra) + \
             scaled * pm.dynamic_scale(s) + fixed
         # a hair under the limit, so the reported average never reads above it by rounding
@@ -145,6 +145,10 @@ def _clock_under(pm: PowerModel, limit: float, span: float, busy: np.ndarray,
     if over(lo, sig(lo)):
         if s_ref is None:
             return lo, 1.0, True
+        if pm.idle_w + pm.floor_above_idle_w * pm.floor_scale(lo) >= limit:
+            # the stretched time is busy time, so its power tends to idle + the lowest clock's
+            # floor: at or above the limit no stall fits, and stretching would never end
+            return lo, sig(lo), True
         a, b = sig(lo), sig(lo)
         while over(lo, b) and b < 1e6:  # stall: stretch the compute time until it fits
             a, b = b, 2.0 * b

@@ -39,7 +39,9 @@ def test_any_table(table, row, tokens, fn):
         msg = str(e)
         assert "table" in msg and "\n" not in msg, msg
         return
-    assert op.table is None or (type(op.table) is int and 1 <= op.table <= MAX_SIZE)
+    assert op.table is None or (type(op.table) is int and 1 <= op.table <= op.row <= MAX_SIZE)
+    # never more bytes than a full-size second operand
+    assert op.bytes_read() <= 2 * op.numel * op.dtype.bytes
     assert math.isfinite(op.min_bytes) and op.min_bytes > 0
     c = predict_op(op, "a100-sxm-80gb")
     t = kernel_time(c)

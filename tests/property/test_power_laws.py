@@ -322,3 +322,26 @@ def test_run_clock_fits_the_limit_and_falls_with_it(arch, span, busy, dyn, core,
     assert solve_run_clock(pm, *args).sigma == 1.0
     assert out[0].clock_scale <= out[1].clock_scale + 1e-12
     assert out[0].sigma >= out[1].sigma * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("limit", [800, 100])
+def test_run_limit_above_the_tdp_or_below_the_floor(capsys, limit):
+    """Above the TDP the run may clock up, and its shorter run must still average at most the
+    limit (it once averaged 870 W under an 800 W limit, its time not shortened). Below idle +
+    the lowest clock's floor no clock fits: the run stops at the lowest clock, says so, and
+    its compute is not stretched without end (it once reported 455 s for an 8 ms decode)."""
+    import json
+
+    from simulator.cli import main
+
+    args = ["run", "--arch", "h100-sxm", "--workload", "llama3-8b", "--phase", "prefill",
+            "--batch", "8", "--seq", "2048", "--power-limit", str(limit), "--json"]
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    rc = d["power_model"]["run_clock"]
+    if limit > 700:
+        assert d["device_power_w"] <= limit + 1e-6 and not rc["stalled"]
+    else:
+        assert rc["stalled"] and rc["clock_scale"] == pytest.approx(0.4)
+        assert rc["compute_time_scale"] <= 1 / 0.4 * rc["clock_scale_at_tdp"] + 1e-9
+        assert any("still leaves it above the limit" in w for w in d["warnings"])

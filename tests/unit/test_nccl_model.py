@@ -282,3 +282,21 @@ def test_network_times_are_finite_and_at_least_the_nic_bytes(kind, nbytes, k, m,
     sent = (2 if kind == "allreduce" else 1) * (p - 1) / p * nbytes
     assert math.isfinite(r.time_s) and r.time_s >= r.alpha_s > 0
     assert r.time_s >= sent / (m * nic) * (1 - 1e-9)
+
+
+def test_across_nodes_a_slower_nvlink_is_never_faster():
+    """Across nodes every NCCL channel also crosses the node's NVLink (its share of the GPU's
+    links caps the channel) and the in-node hops move their bytes over it: cutting the
+    NVLink must slow a 2-node all-reduce as it slows a 1-node one (it did not, when the
+    tuner's fixed NVLink figure stood in for the link)."""
+    from simulator import predict_op
+    from workloads.ops import Collective
+
+    op = Collective(collective="allreduce", bytes=1e9, devices=16)
+    base = predict_op(op, "a100-cluster-hdr").latency_s
+    times = [predict_op(op, "a100-cluster-hdr", (f"link.bandwidth={bw} GB/s",)).latency_s
+             for bw in (300, 100, 10, 1)]
+    assert times == sorted(times) and times[-1] > 100 * base
+    # 1 GB/s links: at least the in-node bytes of a 16-rank ring (7/8 of 2 x 15/16 GB) at
+    # 1 GB/s times NCCL's link efficiency
+    assert times[-1] >= 2 * 15 / 16 * 1e9 * 7 / 8 / 1e9
