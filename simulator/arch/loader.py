@@ -153,7 +153,8 @@ PARAM_SCHEMA: dict[str, dict[str, str]] = {
             "sparse_speedup": "dtypecount", "sparse_efficiency": "fraction",
             "max_threads_per_sm": "int", "max_blocks_per_sm": "int", "kernel_startup": "time",
             "norm_vector": "int", "collectives": "str:alpha-beta|nccl",
-            "nvlink_efficiency": "fraction", "nvls": "bool", "nccl_channels": "int"},
+            "nvlink_efficiency": "fraction", "nvls": "bool", "nccl_channels": "int",
+            "compute_capability": "capability"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",
@@ -430,6 +431,11 @@ def _param_value(c: _Checker, path: str, kind: str, v: Any) -> Any:
     if kind == "fraction":
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
             c.bad(path, "a number in (0, 1]", v)
+            return None
+        return float(v)
+    if kind == "capability":  # a CUDA compute capability: major.minor, 3.0 .. 19.x
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 3 <= v < 20:
+            c.bad(path, "a CUDA compute capability such as 8.0 (a number from 3 to 19.x)", v)
             return None
         return float(v)
     if kind == "int":

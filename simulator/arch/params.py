@@ -137,6 +137,11 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
                  "25 GB/s line rate, Hopper 20.6 GB/s (SM90_NVLINK_BW); NCCL's maintainer: "
                  "'with the protocol overhead (~20%) NCCL can get an effective NVLink "
                  "bandwidth of 370GB/s' of the H100's 450 (nccl-tests issue #212)"),
+        "compute_capability": ParamDefault(
+            None, "CUDA compute capability of an NVIDIA part (CUDA C++ Programming Guide, "
+                  "'Compute Capabilities'): picks NCCL's per-generation tables (tuning.cc "
+                  "indexes them Volta < 8.0 <= Ampere < 9.0 <= Hopper); unset: Hopper where "
+                  "the spec sets nvls, else Ampere"),
         "nccl_channels": ParamDefault(
             0, "NCCL's ring channels (one thread block each) inside a node; 0: unknown, "
                "NCCL's tuner estimate prices the ring, else its kernels' chunks, slices and "

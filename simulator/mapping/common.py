@@ -214,8 +214,21 @@ def nccl_model(device: Device) -> NcclModel | None:
                      local_Bps=dram.bandwidth_Bps * float(param(device, "bandwidth_efficiency")),
                      local_latency_s=dram.latency_s,
                      tuner_bus_Bps=device.link.bandwidth_Bps * eff if device.link else 0.0,
-                     # NVLink SHARP exists from sm90 (NVSwitch 3): NCCL's Hopper tables
-                     generation="hopper" if param(device, "nvls", False) else "ampere")
+                     # the copy loop unrolls 8 deep from sm80, 4 before (COLL_UNROLL)
+                     unroll=4 if nccl_generation(device) == "volta" else 8,
+                     generation=nccl_generation(device))
+
+
+def nccl_generation(device: Device) -> str:
+    """NCCL's table row for the part (tuning.cc's compCapIndex): "volta" below compute
+    capability 8.0, "ampere" below 9.0, else "hopper"; a spec without
+    ``params.compute_capability``: "hopper" where it sets ``nvls`` (NVLink SHARP exists from
+    sm90, NVSwitch 3), else "ampere"."""
+    cc = param(device, "compute_capability", None)
+    if cc is None:
+        return "hopper" if param(device, "nvls", False) else "ampere"
+    cc = float(cc)
+    return "volta" if cc < 8.0 else "ampere" if cc < 9.0 else "hopper"
 
 
 def collective_time(op: Collective, link: Link, topology: str = "switch"

@@ -82,14 +82,16 @@ the tuner switches protocol (as on the real machine).
 - bus bandwidth = channels x that rate, then per algorithm and protocol: ring LL / 4 (at most
   ``llMaxBws`` of the host: 39.0 GB/s on 2 nodes, 20.4 beyond, the x86 Intel row); ring
   LL128 x0.92 (x0.7 with one rank per node) up to channels x ``perChMaxRingLL128Bw``
-  (Ampere 20, Hopper 36.7 GB/s); tree x0.92 up to channels x ``perChMaxTreeBw`` (Ampere 23.6
-  on 2 nodes / 17.8 beyond, Hopper 41.4 / 36.0), LL / 3.8, LL128 x120/128 up to channels x
-  ``perChMaxTreeLL128Bw`` (Ampere 20, Hopper 36.7 / 29.0), and the tree's
+  (Volta and Ampere 20, Hopper 36.7 GB/s); tree x0.92 up to channels x ``perChMaxTreeBw``
+  (Volta 18.5 on 2 nodes / 10.0 beyond, Ampere 23.6 / 17.8, Hopper 41.4 / 36.0), LL / 3.8,
+  LL128 x120/128 up to channels x ``perChMaxTreeLL128Bw`` (Volta and Ampere 20, Hopper
+  36.7 / 29.0), the row by the part's ``compute_capability``, and the tree's
   ``treeCorrectionFactor`` by size; algorithm bandwidth = bus x p / steps (ring), x 1/2 (tree);
 - latency (us) = ``baseLat`` + ring: (steps - inter-node steps) x max(``hwLat[NVLINK]``, the
   proxy's ``getNetOverhead`` 1 us, x3 for Simple) + inter-node steps x ``hwLat[NET]``
   (ring LL/LL128/Simple 2.7/4.0/14.0; 2k inter-node steps for all-reduce, k-1 for all-gather
-  and reduce-scatter), x1.4 for a Simple ring all-reduce (sm80+, "plateau effect of ring");
+  and reduce-scatter), x1.4 for a Simple ring all-reduce (sm80+, x1.9 before: "plateau
+  effect of ring");
   tree: 2 ((m-1) x ``hwLat[NVLINK]`` + floor(log2 k) x ``hwLat[NET]`` (5.0/8.5/28));
 - time = latency + bytes / algorithm bandwidth, NCCL's own estimate: the NIC rate is the
   one NCCL reads from the hardware (no separate tuner belief as inside the node), so the
@@ -124,7 +126,8 @@ class NcclModel:
     load latency; 0: not priced) and the bus bandwidth NCCL's tuner believes
     (``tuner_bus_Bps``: its per-generation NVLink constant times the part's links, not what
     the fabric of a what-if study runs at; 0: the route's). ``generation`` picks NCCL's
-    per-generation tables across nodes ("ampere": sm80, "hopper": sm90 and later)."""
+    per-generation tables (tuning.cc's compCapIndex: "volta" before sm80, "ampere": sm80,
+    "hopper": sm90 and later; search.cc's pre-sm90 speeds for Volta and Ampere)."""
 
     link_efficiency: float = 0.8
     nvls: bool = False
@@ -315,10 +318,11 @@ _HW_LAT_NET = {"ring": (2.7, 4.0, 14.0), "tree": (5.0, 8.5, 28.0)}  # hwLat[NCCL
 _NET_OVERHEAD_US = 1.0  # getNetOverhead: x86 Intel host 1 us per step (AMD 2), x3 for Simple
 _LL_MAX_NET = (39.0, 20.4)  # llMaxBws, x86 Intel host row: 2 nodes, more (GB/s)
 _RING_PLATEAU = 1.4         # ncclTopoGetAlgoTime: Simple ring all-reduce latency, sm80+
+_RING_PLATEAU_VOLTA = 1.9   # the same before sm80 (minCompCap < 80)
 # per channel caps (GB/s): [generation] -> (2 nodes, more than 2)
-_PER_CH_TREE = {"ampere": (23.6, 17.8), "hopper": (41.4, 36.0)}
-_PER_CH_RING_LL128 = {"ampere": (20.0, 20.0), "hopper": (36.7, 36.7)}
-_PER_CH_TREE_LL128 = {"ampere": (20.0, 20.0), "hopper": (36.7, 29.0)}
+_PER_CH_TREE = {"volta": (18.5, 10.0), "ampere": (23.6, 17.8), "hopper": (41.4, 36.0)}
+_PER_CH_RING_LL128 = {"volta": (20.0, 20.0), "ampere": (20.0, 20.0), "hopper": (36.7, 36.7)}
+_PER_CH_TREE_LL128 = {"volta": (20.0, 20.0), "ampere": (20.0, 20.0), "hopper": (36.7, 29.0)}
 # search.cc: the per-channel speeds NCCL's search tries across nodes (GB/s), fastest first
 _SPEED_INTER = {
     "ampere": (48.0, 30.0, 28.0, 24.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0,
@@ -326,10 +330,11 @@ _SPEED_INTER = {
     "hopper": (48.0, 45.0, 42.0, 40.0, 30.0, 24.0, 22.0, 20.0, 17.5, 15.0, 12.0, 6.0, 3.0,
                2.4, 1.2, 0.24, 0.12),
 }
+_SPEED_INTER["volta"] = _SPEED_INTER["ampere"]  # search.cc: one array before sm90
 
 
 def _gen(model: NcclModel) -> str:
-    return "hopper" if model.generation == "hopper" else "ampere"
+    return model.generation if model.generation in ("volta", "hopper") else "ampere"
 
 
 def net_channel_Bps(nic_Bps: float, nvlink_share_Bps: float, model: NcclModel) -> float:
@@ -384,7 +389,7 @@ def _net_pairs(kind: str, n: float, k: int, m: int, nics: int, intra: Link | Non
                 lat_us = _BASE_LAT["ring"][i] + (steps - inter_steps) * max(intra_lat, overhead) \
                     + inter_steps * _HW_LAT_NET["ring"][i]
                 if proto == "Simple" and allreduce and n / (c * p) >= 64:
-                    lat_us *= _RING_PLATEAU
+                    lat_us *= _RING_PLATEAU_VOLTA if gen == "volta" else _RING_PLATEAU
                 how = (f"{c} channel(s) of {ch / 1e9:.4g} GB/s, one per NIC; {steps} steps, "
                        f"{inter_steps} across nodes")
             else:

@@ -300,3 +300,46 @@ def test_across_nodes_a_slower_nvlink_is_never_faster():
     # 1 GB/s links: at least the in-node bytes of a 16-rank ring (7/8 of 2 x 15/16 GB) at
     # 1 GB/s times NCCL's link efficiency
     assert times[-1] >= 2 * 15 / 16 * 1e9 * 7 / 8 / 1e9
+
+
+V100_NET = NcclModel(0.8, channels=0, unroll=4, tuner_bus_Bps=120e9, generation="volta")
+
+
+def test_volta_takes_nccls_volta_row_across_nodes():
+    """tuning.cc indexes its tables by compute capability (Volta < 8.0 <= Ampere < 9.0 <=
+    Hopper). 1 GiB over 4 x 8 GPUs, tree Simple: Volta caps a channel at 10.0 GB/s beyond 2
+    nodes (perChMaxTreeBws), Ampere at 17.8; the Simple ring's latency plateau is x1.9 before
+    sm80, x1.4 after: 62 steps, 8 across nodes: (8.4 + 54 x 3.4 + 8 x 14) x 1.9 = 577.6 us."""
+    net = Link("infiniband", 25e9, 5e-6)
+    route = Route(32, 4, 8, True, NV, 300e9, (), 1, net, 8, 8 * 25e9)
+    volta = {(c.algorithm, c.protocol): c for c in candidates("allreduce", GIB, route,
+                                                               nccl=V100_NET)}
+    ampere = {(c.algorithm, c.protocol): c for c in candidates("allreduce", GIB, route,
+                                                                nccl=A100_NET)}
+    tree_v, tree_a = volta[("tree", "Simple")], ampere[("tree", "Simple")]
+    # 8 channels (one per NIC) x min(24 x 0.92, cap) x 1/2 (tree), correction 1 at 1 GiB
+    assert tree_v.time_s - tree_v.alpha_s == pytest.approx(GIB / (8 * 10.0e9 * 0.5))
+    assert tree_a.time_s - tree_a.alpha_s == pytest.approx(GIB / (8 * 17.8e9 * 0.5))
+    assert volta[("ring", "Simple")].alpha_s == pytest.approx(577.6 * US)
+    assert ampere[("ring", "Simple")].alpha_s == pytest.approx(304.0 * 1.4 * US)
+
+
+def test_the_specs_compute_capability_picks_the_generation():
+    """``params.compute_capability`` (CUDA Programming Guide) picks the row and the copy
+    loop's unroll (4 before sm80); a spec without it keeps the old rule (nvls: Hopper)."""
+    gens = {a: nccl_model(load_arch(a).device) for a in
+            ("v100-sxm2-32gb", "a100-sxm-80gb", "h100-sxm", "b200")}
+    assert {a: m.generation for a, m in gens.items()} == {
+        "v100-sxm2-32gb": "volta", "a100-sxm-80gb": "ampere", "h100-sxm": "hopper",
+        "b200": "hopper"}
+    assert gens["v100-sxm2-32gb"].unroll == 4 and gens["a100-sxm-80gb"].unroll == 8
+    dev = load_arch("h100-sxm").device
+    no_cc = replace(dev, params={k: v for k, v in dev.params.items()
+                                 if k != "compute_capability"})
+    assert nccl_model(no_cc).generation == "hopper"
+
+
+@pytest.mark.parametrize("value", ["eight", 0, 2.9, 20, True, -8.0])
+def test_bad_compute_capability_names_the_field(value):
+    with pytest.raises(SpecError, match="compute_capability"):
+        load_arch("a100-sxm-80gb", [f"params.compute_capability={value}"])
