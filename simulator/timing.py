@@ -219,6 +219,24 @@ _register("elementwise.swiglu", EagerRecipe(
     "HF transformers models/llama/modeling_llama.py LlamaMLP.forward: "
     "self.act_fn(self.gate_proj(x)) * self.up_proj(x): silu, then mul (2 kernels)",
     unfused=True))
+_HF_ROPE = ("HF transformers models/llama/modeling_llama.py apply_rotary_pos_emb: "
+            "cos.unsqueeze(1), sin.unsqueeze(1), then for q and for k: (x * cos) + "
+            "(rotate_half(x) * sin), rotate_half = torch.cat((-x[..., d/2:], x[..., :d/2]), "
+            "-1)")
+
+
+def _rope_calls() -> tuple[AtenCall, ...]:
+    view = {"kernels": 0, "outputs": 0}
+    per = (AtenCall("aten::mul (x * cos)"), AtenCall("aten::slice (x1, a view)", **view),
+           AtenCall("aten::slice (x2, a view)", **view), AtenCall("aten::neg (-x2)"),
+           AtenCall("aten::cat (rotate_half)"), AtenCall("aten::mul (* sin)"),
+           AtenCall("aten::add"))
+    return (AtenCall("aten::unsqueeze (cos, a view)", **view),
+            AtenCall("aten::unsqueeze (sin, a view)", **view)) + per + per
+
+
+_register("elementwise.rope", EagerRecipe(
+    _rope_calls(), _HF_ROPE + ": 16 calls, 10 kernels (5 for q, 5 for k)", unfused=True))
 _register("elementwise.dropout", EagerRecipe(
     (AtenCall("aten::native_dropout", outputs=2),),
     "F.dropout in training -> aten::native_dropout, one kernel writing the output and its "
@@ -280,7 +298,8 @@ def eager_class(op: Op) -> str:
         key = f"norm.{op.norm}"
         return f"{key}.fp32" if op.norm == "rmsnorm" and op.dtype.bytes >= 4 else key
     if isinstance(op, Elementwise):
-        key = f"elementwise.{op.fn}"
+        key = "elementwise.rope" if op.fn == "mul" and op.table is not None else \
+            f"elementwise.{op.fn}"
     elif isinstance(op, MatMul):
         key = "linear" if op.weight else "matmul"
     elif isinstance(op, Conv2d):
@@ -370,6 +389,17 @@ def _unfused_ops(op: Op, calls: tuple[AtenCall, ...]) -> list[Op | None]:
         for c, nb in zip(calls, moved):
             out.append(_pointwise(nb, op) if c.kernels else None)
         return out
+    if isinstance(op, Elementwise) and op.fn == "mul" and op.table is not None:
+        # rotary: per tensor mul(x, cos) and mul(., sin) read x and a cos/sin row per token,
+        # neg reads and writes half of x, cat all of x, add two x's into one; the graph's op
+        # holds q and k together, so each gets half of its elements (the bytes are exact,
+        # the split between q's and k's kernels is not for grouped KV heads)
+        x, rows, b = op.numel / 2.0, float(op.numel // (op.row or op.numel)), op.dtype.bytes
+        tab = rows * op.table
+        moved = {"aten::mul (x * cos)": 2 * x + tab, "aten::neg (-x2)": x,
+                 "aten::cat (rotate_half)": 2 * x, "aten::mul (* sin)": 2 * x + tab,
+                 "aten::add": 3 * x}
+        return [_pointwise(moved[c.name] * b, op) if c.kernels else None for c in calls]
     if isinstance(op, Elementwise) and op.fn == "swiglu":
         return [Elementwise(fn="silu", numel=op.numel, dtype=op.dtype),
                 Elementwise(fn="mul", numel=op.numel, dtype=op.dtype)]

@@ -34,6 +34,8 @@ _OPS = st.one_of(
               st.integers(1, 1 << 24), DTYPES),
     st.builds(lambda n, d: Elementwise(fn="add", numel=n, dtype=d),
               st.integers(1, 1 << 24), DTYPES),
+    st.builds(lambda t, w, d: Elementwise(fn="mul", numel=t * w, row=w, table=128, dtype=d),
+              st.integers(1, 4096), st.sampled_from([256, 1536, 8192, 9216]), DTYPES),
     st.builds(lambda m, n, k, e, d: MatMul(m=m, n=n, k=k, weight=True, epilogue=e, dtype=d),
               st.integers(1, 2048), st.sampled_from([1024, 4096, 11008]),
               st.sampled_from([1024, 4096, 11008]),

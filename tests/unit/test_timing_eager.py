@@ -35,6 +35,7 @@ ALLOC = default("gpu", "eager_alloc")
 KLAUNCH = default("gpu", "eager_launch")
 GAP = default("gpu", "graph_launch_gap")
 RMS = Norm(norm="rmsnorm", rows=1, cols=4096, dtype="fp16")
+ROPE = Elementwise(fn="mul", numel=8192, row=8192, table=128, dtype="fp16")  # q+k, 1 token
 SPLITK = MatMul(m=1, n=4096, k=4096, weight=True, dtype="fp16")    # split-K on an A100
 DECODE = Attention(batch=1, heads=32, kv_heads=32, head_dim=128, seq=1, context=512,
                    phase="decode", dtype="fp16")                    # flash-decoding + combine
@@ -87,6 +88,7 @@ def test_one_kernel_op_pays_one_gap():
     (Norm(norm="rmsnorm", rows=1, cols=4096, dtype="fp32"), "norm.rmsnorm.fp32", 8, 6),
     (Norm(norm="layernorm", rows=1, cols=4096, dtype="fp16"), "norm.layernorm", 1, 1),
     (Elementwise(fn="swiglu", numel=11008, dtype="fp16"), "elementwise.swiglu", 2, 2),
+    (ROPE, "elementwise.rope", 16, 10),               # HF apply_rotary_pos_emb
     (Elementwise(fn="add", numel=4096, dtype="fp16"), "elementwise.add", 1, 1),
     (Softmax(rows=32, cols=128, dtype="fp16"), "softmax", 1, 1),
     (MatMul(m=64, n=4096, k=4096, weight=True, dtype="fp16"), "linear", 1, 1),
@@ -128,6 +130,29 @@ def test_unfused_rmsnorm_runs_eight_kernels_on_the_device():
     # intermediates hit the 40 MiB L2) and 9x (all from DRAM) the fused time
     assert 3 * f.latency_s < e.latency_s < 9 * f.latency_s
     assert e.bytes_by_level["hbm"] > 4 * f.bytes_by_level["hbm"]
+
+
+def test_unfused_rotary_runs_hfs_ten_kernels():
+    """HF's apply_rotary_pos_emb on q and k (Llama-2 7B, 512 tokens): per tensor x * cos and
+    rotate_half(x) * sin read x and one cos/sin row per token, neg half of x, cat all of it,
+    add two x's: 10 kernels moving 10 elements per element of q and k plus two table rows
+    per token, against the fused kernel's 2 plus one row; so on a large prefill the eager
+    device time is several times the fused one."""
+    from simulator.timing import _unfused_ops
+
+    t, q, hd = 512, 4096, 128
+    op = Elementwise(fn="mul", numel=t * 2 * q, row=2 * q, table=hd, dtype="fp16")
+    name, calls, _ = eager_recipe(op)
+    kernels = [k for k in _unfused_ops(op, calls) if k is not None]
+    assert name == "elementwise.rope" and len(kernels) == 10
+    moved = sum(k.bytes_read() + k.bytes_written() for k in kernels)
+    x = t * q  # elements of q (and of k)
+    # per tensor (2x + rows) + x + 2x + (2x + rows) + 3x = 10x + 2 rows elements, x 2 B
+    assert moved == pytest.approx(2 * (10 * x + 2 * t * hd) * 2, rel=1e-6)
+    s = load_arch(A100)
+    fused, eager = predict_op(op, s), predict_op(op, s, timing="eager")
+    assert eager.details["eager_unfused_s"] >= 10 * default("gpu", "launch_overhead")
+    assert eager.latency_s > 3 * fused.latency_s
 
 
 def test_single_kernel_ops_keep_their_device_time_under_eager():
