@@ -32,7 +32,7 @@ the ``timing`` key of ``--json``, ``--explain``):
     kernels, split-K's reduction or flash-decoding's combine, count too): ``host_s``. The
     host runs ahead of the device in a two-stage pipeline, ``device start_i = max(host
     issue done_i, device end_{i-1}, dependencies)``. On a GPU a recipe whose kernels are
-    not the op's fused kernel (RMSNorm, SwiGLU, a matmul's epilogue) also costs its
+    not the op's fused kernel (RMSNorm, rotary, SwiGLU, a matmul's epilogue) also costs its
     unfused kernels on the device, each reading and writing its own tensor and paying its
     own launch share (costed by the part's mapper), issued one by one as the host reaches
     them: the op's device time is that sub-pipeline's span (never less than the fused
@@ -394,7 +394,7 @@ def _unfused_ops(op: Op, calls: tuple[AtenCall, ...]) -> list[Op | None]:
         # neg reads and writes half of x, cat all of x, add two x's into one; the graph's op
         # holds q and k together, so each gets half of its elements (the bytes are exact,
         # the split between q's and k's kernels is not for grouped KV heads)
-        x, rows, b = op.numel / 2.0, float(op.numel // (op.row or op.numel)), op.dtype.bytes
+        x, rows, b = op.numel / 2.0, float(-(-op.numel // (op.row or op.numel))), op.dtype.bytes
         tab = rows * op.table
         moved = {"aten::mul (x * cos)": 2 * x + tab, "aten::neg (-x2)": x,
                  "aten::cat (rotate_half)": 2 * x, "aten::mul (* sin)": 2 * x + tab,

@@ -140,8 +140,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
         "compute_capability": ParamDefault(
             None, "CUDA compute capability of an NVIDIA part (CUDA C++ Programming Guide, "
                   "'Compute Capabilities'): picks NCCL's per-generation tables (tuning.cc "
-                  "indexes them Volta < 8.0 <= Ampere < 9.0 <= Hopper); unset: Hopper where "
-                  "the spec sets nvls, else Ampere"),
+                  "indexes them Volta < 8.0 <= Ampere < 9.0 <= Hopper; LL128 only on 7.0, 8.0, 9.0 "
+                  "and 10.0); unset: Hopper where the spec sets nvls, else Ampere"),
         "nccl_channels": ParamDefault(
             0, "NCCL's ring channels (one thread block each) inside a node; 0: unknown, "
                "NCCL's tuner estimate prices the ring, else its kernels' chunks, slices and "

@@ -216,7 +216,16 @@ def nccl_model(device: Device) -> NcclModel | None:
                      tuner_bus_Bps=device.link.bandwidth_Bps * eff if device.link else 0.0,
                      # the copy loop unrolls 8 deep from sm80, 4 before (COLL_UNROLL)
                      unroll=4 if nccl_generation(device) == "volta" else 8,
-                     generation=nccl_generation(device))
+                     generation=nccl_generation(device), ll128=nccl_ll128(device))
+
+
+def nccl_ll128(device: Device) -> bool:
+    """Whether NCCL enables its LL128 protocol on the part: by default only on compute
+    capability 7.0, 8.0, 9.0 and 10.0 (tuning.cc: "Enable LL128 by default only on
+    Volta/Ampere/Hopper/Blackwell+NVLink. Other cases are not tested and may cause silent
+    data corruption"); a spec without ``params.compute_capability`` keeps it on."""
+    cc = param(device, "compute_capability", None)
+    return cc is None or float(cc) in (7.0, 8.0, 9.0, 10.0)
 
 
 def nccl_generation(device: Device) -> str:

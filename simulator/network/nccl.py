@@ -15,7 +15,8 @@ Two models, both from NCCL's published source (NCCL 2.18-2.21, the versions behi
 - bus bandwidth = the GPU's NVLink bandwidth as NCCL counts it (line rate x
   ``link_efficiency``: 20 of 25 GB/s per Ampere link, ``SM80_NVLINK_BW``), then per protocol:
   Simple x1; LL128 x0.92 (120 of 128 bytes are data); LL x1/4 for all-reduce (x1/3 for the
-  others: 8-byte stores of 4 data bytes and a flag), at most ``llMaxBw`` 87.7 GB/s; tree
+  others: 8-byte stores of 4 data bytes and a flag), at most ``llMaxBws`` (one node: Volta
+  39.0 GB/s, Ampere and Hopper 87.7); tree
   x0.92, LL x1/3.8, LL128 x7/9, and the static ``treeCorrectionFactor`` by size;
 - algorithm bandwidth = bus bandwidth x p / steps for the ring (NCCL's ``busbw = algbw x
   2(p-1)/p`` for all-reduce), x 1/2 for the tree, x 5/6 for NVLS (NVLink SHARP: the NVSwitch
@@ -97,6 +98,8 @@ the tuner switches protocol (as on the real machine).
   one NCCL reads from the hardware (no separate tuner belief as inside the node), so the
   estimate is the model of the run and NCCL runs the smallest.
 
+LL128 runs only on the compute capabilities NCCL enables it on by default (7.0, 8.0, 9.0,
+10.0: ``NcclModel.ll128``, from the spec's ``compute_capability``), in a node and across.
 LL128 is taken as enabled across nodes, as NCCL enables it where each GPU's NIC sits on its
 PCIe switch (``typeInter <= PATH_PXB``, a DGX's rails). Not modelled across nodes: NVLS-tree (H100 NVLink SHARP with an inter-node tree, chosen by
 NCCL >= 2.18 on multi-node HGX H100) and CollNet (InfiniBand SHARP): both need switch support
@@ -137,6 +140,7 @@ class NcclModel:
     local_latency_s: float = 0.0
     tuner_bus_Bps: float = 0.0
     generation: str = "ampere"
+    ll128: bool = True
 
 
 # NCCL src/graph/tuning.cc (2.18-2.21): latencies in us, [algorithm][protocol LL, LL128, Simple]
@@ -145,7 +149,7 @@ _HW_LAT = {
     "nvlink": {"ring": (0.6, 1.9, 3.4), "tree": (0.6, 1.25, 28.0), "nvls": (0.0, 0.0, 23.0)},
     "pci": {"ring": (1.0, 2.5, 5.7), "tree": (1.0, 1.9, 28.0), "nvls": (0.0, 0.0, 0.0)},
 }
-_LL_MAX_BW = 87.7e9  # llMaxBws, Ampere/Hopper, one node (B/s)
+_LL_MAX_BW = {"volta": 39.0e9, "ampere": 87.7e9, "hopper": 87.7e9}  # llMaxBws, one node
 # treeCorrectionFactor[protocol][log2(bytes / 64)], powers of two from 64 B to 256 MiB
 _TREE_CORRECTION = (
     (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0,
@@ -230,15 +234,17 @@ def ring_time(kind: str, n: float, p: int, protocol: str, model: NcclModel, late
     return alpha, beta, how
 
 
-def _protocol_bus(algo: str, proto: str, bus: float, allreduce: bool) -> float:
-    """NCCL's bus bandwidth of ``algo``/``proto`` from the link's (tuning.cc refinements)."""
+def _protocol_bus(algo: str, proto: str, bus: float, allreduce: bool,
+                  ll_max: float = _LL_MAX_BW["ampere"]) -> float:
+    """NCCL's bus bandwidth of ``algo``/``proto`` from the link's (tuning.cc refinements;
+    ``ll_max``: the generation's ``llMaxBws`` in one node)."""
     if algo == "ring" and proto == "LL":
-        return min(_LL_MAX_BW, bus / (4.0 if allreduce else 3.0))
+        return min(ll_max, bus / (4.0 if allreduce else 3.0))
     if algo == "ring" and proto == "LL128":
         return bus * 0.92
     if algo == "tree":
         b = bus * 0.92
-        return min(b / 3.8, _LL_MAX_BW) if proto == "LL" else b * 7.0 / 9.0 \
+        return min(b / 3.8, ll_max) if proto == "LL" else b * 7.0 / 9.0 \
             if proto == "LL128" else b
     return bus
 
@@ -263,19 +269,21 @@ def _nccl_pairs(kind: str, n: float, p: int, link: Link, bw: float, model: NcclM
         (["nvls"] if model.nvls and hw == "nvlink" and p > 2 else [])
     log_size = int(math.log2(n / 64)) if n >= 128 else 0
     word = _WORDS[kind]
+    ll_max = _LL_MAX_BW[_gen(model)]
     out = []
     for algo in algos:
         steps = (2 * (p - 1) if allreduce else p - 1) if algo == "ring" else \
             2 * (p - 1) if algo == "tree" else 1
         for i, proto in enumerate(PROTOCOLS):
-            if algo == "nvls" and proto != "Simple":
+            if (algo == "nvls" and proto != "Simple") or (proto == "LL128" and not model.ll128):
                 continue
-            b = _protocol_bus(algo, proto, bus, allreduce)
+            b = _protocol_bus(algo, proto, bus, allreduce, ll_max)
             alg_bw = _alg_bw(algo, i, b, p, steps, log_size)
             lat = (_BASE_LAT[algo][i] + (1 if algo == "nvls" else steps)
                    * _HW_LAT[hw][algo][i]) * 1e-6
             tuner = lat + (n / _alg_bw(algo, i, _protocol_bus(algo, proto, tuner_bus,
-                                                                allreduce), p, steps, log_size)
+                                                                allreduce, ll_max), p, steps,
+                                            log_size)
                            if n else 0.0)
             sent = (2 * (p - 1) / p * n if allreduce else (p - 1) / p * n) \
                 if algo != "nvls" else (n if allreduce else (p - 1) / p * n)
@@ -376,6 +384,8 @@ def _net_pairs(kind: str, n: float, k: int, m: int, nics: int, intra: Link | Non
     out: list[CollectiveTime] = []
     for algo in (["ring", "tree"] if allreduce else ["ring"]):
         for i, proto in enumerate(PROTOCOLS):
+            if proto == "LL128" and not model.ll128:
+                continue
             if algo == "ring":
                 if proto == "LL":
                     b = min(_LL_MAX_NET[two] * 1e9, bus0 / 4.0)

@@ -343,3 +343,29 @@ def test_the_specs_compute_capability_picks_the_generation():
 def test_bad_compute_capability_names_the_field(value):
     with pytest.raises(SpecError, match="compute_capability"):
         load_arch("a100-sxm-80gb", [f"params.compute_capability={value}"])
+
+
+def test_volta_caps_ll_at_its_own_llmaxbw_in_a_node():
+    """llMaxBws in one node: Volta 39.0 GB/s, Ampere 87.7. An all-gather's LL ring on 300
+    GB/s NVLink x 0.8 = 240 GB/s of bus, / 3: 80 GB/s, which Volta caps at 39.0 and Ampere
+    leaves; so Volta's LL bandwidth time is 80 / 39 of Ampere's (tuner estimates, no
+    channels)."""
+    n, route = 64 * MIB, Route.in_node(8, NV)
+    ll = {g: next(c for c in candidates("allgather", n, route, nccl=NcclModel(
+        0.8, generation=g)) if c.protocol == "LL") for g in ("volta", "ampere")}
+    beta = {g: c.time_s - c.alpha_s for g, c in ll.items()}
+    assert beta["volta"] / beta["ampere"] == pytest.approx(80.0 / 39.0, rel=1e-9)
+
+
+def test_ll128_only_on_the_compute_capabilities_nccl_enables_it():
+    """tuning.cc enables LL128 by default only on compute capability 7.0, 8.0, 9.0 and 10.0
+    ("other cases are not tested and may cause silent data corruption"): an A100 spec set to
+    8.6 weighs only LL and Simple, in a node and across nodes; 8.0 weighs all three."""
+    for cc, expect in ((8.0, {"LL", "LL128", "Simple"}), (8.6, {"LL", "Simple"})):
+        m = nccl_model(load_arch("a100-sxm-80gb", [f"params.compute_capability={cc}"]).device)
+        assert m is not None
+        inside = {c.protocol for c in candidates("allreduce", 64 * MIB, Route.in_node(8, NV),
+                                                 nccl=m)}
+        across = {c.protocol for c in candidates("allreduce", 64 * MIB, _two_nodes(),
+                                                 nccl=replace(m, tuner_bus_Bps=240e9))}
+        assert inside - {""} == expect and across - {""} == expect, (cc, inside, across)
