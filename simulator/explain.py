@@ -60,6 +60,15 @@ _DATAFLOWS = {"os": "output stationary: each PE keeps one output and accumulates
               "is": "input stationary: a tile of A is pinned in the PEs and B streams through"}
 
 
+def _nccl_row(device: Device) -> str:
+    """Which of NCCL's per-generation table rows the part gets, and why (its capability)."""
+    from simulator.mapping.common import nccl_generation, param
+
+    cc = param(device, "compute_capability", None)
+    why = f"compute capability {float(cc):.1f}" if cc is not None else "no compute_capability"
+    return f"{nccl_generation(device).capitalize()} ({why})"
+
+
 def q(x: float, unit: str) -> str:
     """``x`` in ``unit`` with an SI prefix and 4 significant digits.
 
@@ -488,8 +497,8 @@ def _family_lines(op: Op, cost: OpCost, device: Device, rf: Roofline) -> list[st
         a, b = float(det.get("alpha_s", 0.0)), float(det.get("beta_s", 0.0))
         sent = float(det.get("bytes_sent", 0.0))
         algo = det.get("algorithm", "?")
-        model = (f"NCCL {algo}/{det['protocol']} (NCCL's algorithms, protocols and constants; "
-                 "simulator.network.nccl)"
+        model = (f"NCCL {algo}/{det['protocol']} (NCCL's algorithms, protocols and constants, "
+                 f"its {_nccl_row(device)} tables; simulator.network.nccl)"
                  if det.get("protocol") else f"alpha-beta, {algo} algorithm")
         lines.append(f"collective model: {model} on {det.get('link', '?')}"
                      + (f" ({q(link.bandwidth_Bps, 'B/s')} per direction, "

@@ -369,3 +369,18 @@ def test_ll128_only_on_the_compute_capabilities_nccl_enables_it():
         across = {c.protocol for c in candidates("allreduce", 64 * MIB, _two_nodes(),
                                                  nccl=replace(m, tuner_bus_Bps=240e9))}
         assert inside - {""} == expect and across - {""} == expect, (cc, inside, across)
+
+
+def test_explain_names_nccls_table_row():
+    """``--explain`` says which of NCCL's rows a part gets and why (its capability)."""
+    from simulator import predict_op
+    from simulator.explain import op_lines
+    from workloads.ops import Collective
+
+    op = Collective(collective="allreduce", bytes=1e9, devices=8, dtype="fp16")
+    for arch, row in (("v100-sxm2-32gb", "Volta (compute capability 7.0)"),
+                      ("a100-sxm-80gb", "Ampere (compute capability 8.0)"),
+                      ("h100-sxm", "Hopper (compute capability 9.0)")):
+        s = load_arch(arch)
+        text = "\n".join(op_lines(op, predict_op(op, s), s))
+        assert f"its {row} tables" in text, (arch, text)
