@@ -119,6 +119,21 @@ def serve_options(a: argparse.Namespace):
         fuse_projections=not getattr(a, "unfuse_projections", False))
 
 
+def serve_system(system, timing: str | None):
+    """The system a serve run predicts with: under ``--timing eager`` on a GPU whose spec (or
+    ``--set``) names no ``params.eager_recipes``, vLLM's recipes (the engine serve models runs
+    its fused custom ops with enforce_eager, not HF's Python modules); otherwise as given."""
+    from dataclasses import replace
+
+    from simulator.frozen import FrozenMap
+
+    dev = system.device
+    if timing != "eager" or dev.family != "gpu" or "eager_recipes" in dev.params:
+        return system
+    return replace(system, device=replace(
+        dev, params=FrozenMap({**dev.params, "eager_recipes": "vllm"})))
+
+
 def _predictor(a: argparse.Namespace, system, o):
     """A Predictor for ``--timing`` (None without it: serve() builds its own)."""
     if getattr(a, "timing", None) is None:
@@ -128,11 +143,26 @@ def _predictor(a: argparse.Namespace, system, o):
     return Predictor(system, power_limit_w=getattr(o, "power_limit_w", None), timing=a.timing)
 
 
-def _with_timing(doc: str, a: argparse.Namespace) -> str:
+def _with_timing(doc: str, a: argparse.Namespace, system) -> str:
     """The serve JSON with ``timing``: which time its iteration latencies are."""
+    from simulator.timing import recipe_set
+
     d = json.loads(doc)
     d["timing"] = getattr(a, "timing", None) or "stream"
+    if d["timing"] == "eager" and system.device.family == "gpu":
+        d["eager_recipes"] = recipe_set(system.device)
     return json.dumps(d, allow_nan=False)
+
+
+def _timing_label(a: argparse.Namespace, system) -> str:
+    """``--timing`` as the text output names it: stream by default; eager on a GPU with its
+    recipe set."""
+    from simulator.timing import recipe_set
+
+    t = getattr(a, "timing", None) or "stream"
+    if t == "eager" and system.device.family == "gpu":
+        return f"eager, {recipe_set(system.device)} recipes"
+    return t
 
 
 def _ms(x: float | None) -> str:
@@ -146,7 +176,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
     for path, opt in ((a.trace_out, "--trace-out"), (a.plot, "--plot")):
         if path:
             check_out(path, opt)
-    system = resolve_system(a.arch, a.set or ())
+    system = serve_system(resolve_system(a.arch, a.set or ()), getattr(a, "timing", None))
     o = serve_options(a)
     tty = sys.stderr.isatty() and not a.json
 
@@ -168,7 +198,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
 
         latency_plot(r, a.plot)
     if a.json:
-        print(_with_timing(r.to_json(), a))
+        print(_with_timing(r.to_json(), a, system))
         return 0
     m = r.metrics
     load = (f"Poisson {a.rate:g} req/s" if a.rate is not None and a.burstiness == 1 else
@@ -176,7 +206,7 @@ def cmd_serve(a: argparse.Namespace, check_out) -> int:
             "offline batch" if a.offline else f"trace {a.trace}" if a.trace else
             f"{a.users} closed-loop users")
     print(f"{r.workload} served on {m['replicas']} x {m['tp']} {system.device.name} "
-          f"({m['dtype']}, {a.timing or 'stream'} timing), {load}, {r.completed:,} requests")
+          f"({m['dtype']}, {_timing_label(a, system)} timing), {load}, {r.completed:,} requests")
     rows = [
         ("throughput", f"{m['requests_per_s']:,.2f} req/s, {m['output_tokens_per_s']:,.0f} "
                        "output tokens/s"),
@@ -230,10 +260,10 @@ def _sweep(a: argparse.Namespace, system, o) -> int:
 
         load_sweep_plot(results, a.plot, a.slo_ttft, a.slo_tpot)
     if a.json:
-        print("[" + ",".join(_with_timing(r.to_json(), a) for r in results) + "]")
+        print("[" + ",".join(_with_timing(r.to_json(), a, system) for r in results) + "]")
         return 0
     print(f"{a.workload} on {o.replicas} x {o.tp} {system.device.name}: load sweep "
-          f"({o.requests or 1000:,} requests per point, {a.timing or 'stream'} timing)")
+          f"({o.requests or 1000:,} requests per point, {_timing_label(a, system)} timing)")
     head = ["offered req/s", "served req/s", "tokens/s", "TTFT p50", "TTFT p99", "TPOT p50",
             "TPOT p99", "busy"]
     rows = [[f"{r.options.rate:g}", f"{r.metrics['requests_per_s']:.2f}",

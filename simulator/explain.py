@@ -338,7 +338,7 @@ def _eager_lines(op: Op, cost: OpCost, device: Device) -> list[str]:
     from simulator.timing import EAGER_HOST_PARAMS, eager_recipe
 
     det = cost.details
-    name, calls, source = eager_recipe(op, cost)
+    name, calls, source = eager_recipe(op, cost, device)
     out = [f"  eager recipe {name}: {len(calls)} ATen call{'s' if len(calls) > 1 else ''} "
            f"({', '.join(c.name for c in calls)}); {source}"]
     counts = (sum(c.python for c in calls), sum(c.outputs for c in calls),
@@ -828,6 +828,9 @@ def result_lines(r: Result, system: System | None = None, top: int = 5,
             out.append(f"  {row['name']} = {q(v, 's') if v is not None else 'none'}: "
                        f"{row['applies']}; {row['source']}")
         used = {str(c) for rec in r.records if (c := rec.details.get("eager_class"))}
+        if "recipe_set" in tm:
+            out.append(f"  eager recipes: {tm['recipe_set']} ({tm['recipe_set_meaning']}; "
+                       "params.eager_recipes)")
         for row in tm.get("recipes", ()):
             if row["class"] in used:
                 out.append(f"  eager recipe {row['class']}: {row['python_calls']} Python "

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 __all__ = ["TIMINGS", "DEFAULT_TIMING", "MEANINGS", "check_timing", "launch_part",
            "apply_timing", "host_dispatch_s", "timing_overheads", "timing_meta",
            "host_pipeline", "kernels_of", "AtenCall", "EagerRecipe", "EAGER_RECIPES",
+           "VLLM_RECIPES", "RECIPE_SETS", "recipe_set", "recipes",
            "eager_class", "eager_recipe", "eager_host_s", "EAGER_HOST_PARAMS",
            "eager_recipe_rows"]
 
@@ -119,6 +120,7 @@ class AtenCall:
     python: bool = True
     kernels: int = 1
     outputs: int = 1
+    op_kernel: bool = False  # runs the op's own kernel (default: the first call that launches)
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,78 @@ _register("op", EagerRecipe(
     (AtenCall("one ATen op"),),
     "an op class with no recipe of its own: one call, one kernel, one output"))
 
+#: vLLM's eager ops where they differ from HF's (``params.eager_recipes: vllm``): each layer
+#: calls one fused custom op, after allocating its output from Python where it has one
+_VLLM_SRC = "vLLM (v0.4-v0.6, enforce_eager) vllm/model_executor/layers/"
+_VLLM_RMS = EagerRecipe(
+    (AtenCall("vllm::fused_add_rms_norm (_C custom op, in place)", outputs=0),),
+    _VLLM_SRC + "layernorm.py RMSNorm.forward_cuda with a residual: "
+    "ops.fused_add_rms_norm(x, residual, weight, eps) adds the residual and normalises in "
+    "place: 1 call, 1 kernel, no output (the GEMM's residual-add epilogue before it is that "
+    "add: no call of its own; a layer's first norm, without a residual, is empty_like + "
+    "ops.rms_norm, one call more)")
+VLLM_RECIPES: dict[str, EagerRecipe] = {
+    "norm.rmsnorm": _VLLM_RMS,
+    "norm.rmsnorm.fp32": _VLLM_RMS,
+    "elementwise.rope": EagerRecipe((
+        AtenCall("aten::to (cos_sin_cache, already there: no kernel)", kernels=0, outputs=0),
+        AtenCall("vllm::rotary_embedding (_C custom op, in place)", outputs=0)),
+        _VLLM_SRC + "rotary_embedding.py RotaryEmbedding.forward_cuda: self.cos_sin_cache = "
+        "self.cos_sin_cache.to(positions.device, dtype=query.dtype); "
+        "ops.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox) "
+        "rotates q and k in place: 2 calls, 1 kernel"),
+    "elementwise.swiglu": EagerRecipe((
+        AtenCall("aten::empty (the output)", kernels=0),
+        AtenCall("vllm::silu_and_mul (_C custom op, one fused kernel)", outputs=0)),
+        _VLLM_SRC + "activation.py SiluAndMul.forward_cuda: out = torch.empty(...); "
+        "ops.silu_and_mul(out, x): 2 calls, 1 kernel"),
+    "attention": EagerRecipe((
+        *(AtenCall(f"aten::{v} (a view)", kernels=0, outputs=0) for v in (
+            "view (query)", "view (key)", "view (value)", "select (key_cache)",
+            "select (value_cache)", "flatten (slot_mapping)")),
+        AtenCall("vllm::reshape_and_cache_flash (_C cache op, in place)", outputs=0),
+        AtenCall("aten::empty_like (the output)", kernels=0),
+        *(AtenCall(f"aten::{v} (a view)", kernels=0, outputs=0) for v in (
+            "slice (decode query)", "slice (prefill query)", "unsqueeze (decode query)")),
+        AtenCall("vllm_flash_attn (flash_attn_with_kvcache / varlen_func)", outputs=2,
+                 op_kernel=True),
+        AtenCall("aten::squeeze (a view)", kernels=0, outputs=0),
+        AtenCall("aten::copy_ (output[...] = ...)", outputs=0),
+        AtenCall("aten::view (the output, a view)", kernels=0, outputs=0)),
+        "vLLM (v0.4-v0.5) vllm/attention/backends/flash_attn.py FlashAttentionImpl.forward, "
+        "decode: query/key/value.view, kv_cache[0]/[1], ops.reshape_and_cache_flash writes the "
+        "new tokens' K and V into the paged cache, output = torch.empty_like(query), "
+        "output[n:] = flash_attn_with_kvcache(decode_query.unsqueeze(1), ...).squeeze(1) (the "
+        "flash call writes its output and its log-sum-exp; the assignment is a copy kernel), "
+        "output.view: 15 calls, 3 kernels, the cache write and the copy costed on the "
+        "device as kernels of their own (prefill runs flash_attn_varlen_func the same way; "
+        "the attention op's own cost also writes the new K and V, so those few bytes are "
+        "counted twice)",
+        unfused=True),
+}
+#: epilogue functions vLLM's eager runs inside another op's kernel, not as a call of their own
+_VLLM_FUSED_EPILOGUES = frozenset({"add"})  # the residual add: ops.fused_add_rms_norm
+#: the recipe sets ``params.eager_recipes`` picks from (classes a set leaves out run as HF's)
+RECIPE_SETS: dict[str, str] = {
+    "hf": "HF transformers' Python modules (model.generate, a PyTorch training loop)",
+    "vllm": "vLLM with enforce_eager: one fused custom op per RMSNorm (with the residual "
+            "add before it), rotary and SwiGLU; attention as its cache write, its flash "
+            "kernel and a copy into its output",
+}
+
+
+def recipe_set(device: Device | None) -> str:
+    """The part's ``params.eager_recipes`` (``hf`` where unset or without a device)."""
+    if device is None or device.family != "gpu":
+        return "hf"
+    return str(device.params.get("eager_recipes") or "hf")
+
+
+def recipes(device: Device | None) -> dict[str, EagerRecipe]:
+    """Every class's recipe under the part's recipe set (:func:`recipe_set`)."""
+    return {**EAGER_RECIPES, **VLLM_RECIPES} if recipe_set(device) == "vllm" else EAGER_RECIPES
+
+
 #: an epilogue function a compiler fuses into a GEMM, as eager runs it after the GEMM
 _EPILOGUE_ATEN = {"relu": "aten::relu", "gelu": "aten::gelu", "silu": "aten::silu",
                   "scale": "aten::mul (scalar)", "dropout": "aten::native_dropout",
@@ -323,25 +397,38 @@ def kernels_of(cost: OpCost) -> int:
     return max(1, n)
 
 
-def eager_recipe(op: Op, cost: OpCost | None = None) -> tuple[str, tuple[AtenCall, ...], str]:
-    """``(class, ATen calls, source)`` of ``op`` under ``eager``: its recipe, with the first
-    kernel-launching call carrying at least the mapper's kernels (``cost``), and one more
-    call per epilogue function of a matmul or conv (eager runs it after the GEMM)."""
+def eager_recipe(op: Op, cost: OpCost | None = None, device: Device | None = None
+                 ) -> tuple[str, tuple[AtenCall, ...], str]:
+    """``(class, ATen calls, source)`` of ``op`` under ``eager``: its recipe in the part's
+    recipe set (:func:`recipes`; HF's without a device), with the first kernel-launching call
+    carrying at least the mapper's kernels (``cost``), and one more call per epilogue
+    function of a matmul or conv (eager runs it after the GEMM)."""
     name = eager_class(op)
-    rec = EAGER_RECIPES[name]
+    rec = recipes(device)[name]
     calls = list(rec.calls)
     if cost is not None:
         k = kernels_of(cost)
-        i = next((j for j, c in enumerate(calls) if c.kernels > 0), None)
+        i = next((j for j, c in enumerate(calls) if c.op_kernel),
+                 next((j for j, c in enumerate(calls) if c.kernels > 0), None))
         if i is not None and k > calls[i].kernels:
             calls[i] = replace(calls[i], kernels=k)
     source = rec.source
-    epi = tuple(getattr(op, "epilogue", ()) or ())
+    epi = _eager_epilogue(op, device)
     if epi:
         calls += [AtenCall(_EPILOGUE_ATEN.get(f, f"aten::{f}")) for f in epi]
         source += ("; each fused epilogue function runs as its own op after the GEMM in eager "
                    "PyTorch (" + ", ".join(epi) + ")")
     return name, tuple(calls), source
+
+
+def _eager_epilogue(op: Op, device: Device | None) -> tuple[str, ...]:
+    """The epilogue functions of ``op`` that eager runs as ops of their own after it: all of
+    them in HF's recipes; under vLLM's, not the residual add (its next RMSNorm,
+    ops.fused_add_rms_norm, adds it)."""
+    epi = tuple(getattr(op, "epilogue", ()) or ())
+    if recipe_set(device) == "vllm":
+        epi = tuple(f for f in epi if f not in _VLLM_FUSED_EPILOGUES)
+    return epi
 
 
 def _host_costs(device: Device) -> tuple[float, float, float]:
@@ -362,7 +449,7 @@ def eager_host_s(op: Op, cost: OpCost | None, device: Device) -> float:
     if device.family == "cpu":
         return 0.0
     costs = _host_costs(device)
-    return sum(_call_host_s(c, costs) for c in eager_recipe(op, cost)[1])
+    return sum(_call_host_s(c, costs) for c in eager_recipe(op, cost, device)[1])
 
 
 def _pointwise(nbytes: float, op: Op) -> Op:
@@ -375,10 +462,12 @@ def _pointwise(nbytes: float, op: Op) -> Op:
     return Elementwise(fn="scale", numel=max(1, math.ceil(nbytes / (2.0 * b))), dtype=op.dtype)
 
 
-def _unfused_ops(op: Op, calls: tuple[AtenCall, ...]) -> list[Op | None]:
+def _unfused_ops(op: Op, calls: tuple[AtenCall, ...], device: Device | None = None
+                 ) -> list[Op | None]:
     """Per call of an unfused recipe, the op its kernel is costed as (None: no kernel, or the
-    op itself without its epilogue, marked by ``op`` in that slot)."""
-    from workloads.ops import EPILOGUE_FNS, Elementwise, MatMul, Norm
+    op itself without the epilogues eager runs after it, marked by ``op`` in that slot); the
+    part's recipe set (``device``) says which epilogues those are."""
+    from workloads.ops import EPILOGUE_FNS, Attention, Elementwise, MatMul, Norm
 
     out: list[Op | None] = []
     if isinstance(op, Norm) and op.norm == "rmsnorm":
@@ -400,11 +489,23 @@ def _unfused_ops(op: Op, calls: tuple[AtenCall, ...]) -> list[Op | None]:
                  "aten::cat (rotate_half)": 2 * x, "aten::mul (* sin)": 2 * x + tab,
                  "aten::add": 3 * x}
         return [_pointwise(moved[c.name] * b, op) if c.kernels else None for c in calls]
+    if isinstance(op, Attention) and any(c.name.startswith("vllm::reshape_and") for c in calls):
+        # the new tokens' K and V read and written into the cache, the attention kernel, then
+        # its output copied into the preallocated output
+        kv = 2.0 * op.batch * op.seq * int(op.kv_heads or op.heads) * op.head_dim
+        cache = op.kv_dtype or op.dtype
+        out_b = 2.0 * op.batch * op.seq * op.heads * op.head_dim * op.dtype.bytes
+        return [None if not c.kernels else op if c.op_kernel
+                else _pointwise(kv * (op.dtype.bytes + cache.bytes), op)
+                if c.name.startswith("vllm::reshape_and") else _pointwise(out_b, op)
+                for c in calls]
     if isinstance(op, Elementwise) and op.fn == "swiglu":
         return [Elementwise(fn="silu", numel=op.numel, dtype=op.dtype),
                 Elementwise(fn="mul", numel=op.numel, dtype=op.dtype)]
-    epi = tuple(getattr(op, "epilogue", ()) or ())
-    base = replace(op, epilogue=())
+    epi = _eager_epilogue(op, device)
+    # the epilogues eager runs inside another kernel stay with the op's own
+    base = replace(op, epilogue=tuple(f for f in (getattr(op, "epilogue", ()) or ())
+                                      if f not in epi))
     out_elems = (op.batch * op.m * op.n if isinstance(op, MatMul)
                  else op.bytes_written() / op.dtype.bytes)
     out = [base] + [None] * (len(calls) - 1 - len(epi))
@@ -429,18 +530,18 @@ def _eager_cost(op: Op, cost: OpCost, device: Device,
     from simulator.mapping.base import EnergyParts, MapOptions
     from simulator.mapping.registry import cost_op
 
-    name, calls, _ = eager_recipe(op, cost)
+    name, calls, _ = eager_recipe(op, cost, device)
     costs = _host_costs(device)
     hs = [_call_host_s(c, costs) for c in calls]
     det: dict[str, Any] = {**cost.details, "timing": "eager", "host_s": sum(hs),
                            "eager_class": name, "eager_calls": sum(c.python for c in calls),
                            "eager_kernels": sum(c.kernels for c in calls),
                            "eager_outputs": sum(c.outputs for c in calls)}
-    epi = bool(getattr(op, "epilogue", ()))
-    if device.family != "gpu" or not (EAGER_RECIPES[name].unfused or epi):
+    epi = bool(_eager_epilogue(op, device))
+    if device.family != "gpu" or not (recipes(device)[name].unfused or epi):
         return replace(cost, details=FrozenMap(det))
     run = cost_of or (lambda o: cost_op(o, device, MapOptions()))
-    subs = [run(o) if o is not None else None for o in _unfused_ops(op, calls)]
+    subs = [run(o) if o is not None else None for o in _unfused_ops(op, calls, device)]
     # the calls' kernels in a sub-pipeline: kernel j starts once its call is issued and the
     # previous kernel is done
     t_host, end, first = 0.0, 0.0, None
@@ -471,7 +572,7 @@ def _eager_cost(op: Op, cost: OpCost, device: Device,
     bound = "latency" if overhead > max(compute, memory) else \
         ("compute" if compute >= memory else "memory")
     note = (f"eager: {len(done)} unfused kernel{'s' if len(done) > 1 else ''} "
-            f"({EAGER_RECIPES[name].source if not epi else 'the GEMM, then its epilogue'}), "
+            f"({recipes(device)[name].source if not epi else 'the GEMM, then its epilogue'}), "
             f"each reading and writing its own tensor with its own launch: "
             f"{busy * 1e6:.2f} us of kernels, a {span * 1e6:.2f} us span as the host issues "
             f"them, vs {cost.latency_s * 1e6:.2f} us for the fused kernel")
@@ -621,11 +722,11 @@ def host_pipeline(timing: str, device: Device) -> bool:
     return timing == "eager" and device.family != "cpu" and sum(_host_costs(device)) > 0.0
 
 
-def eager_recipe_rows() -> list[dict[str, Any]]:
-    """The recipe registry as rows (``meta["timing"]["recipes"]``, ``--explain``)."""
+def eager_recipe_rows(device: Device | None = None) -> list[dict[str, Any]]:
+    """The part's recipe set as rows (``meta["timing"]["recipes"]``, ``--explain``)."""
     return [{"class": k, "aten": [c.name for c in r.calls], "python_calls": r.python_calls,
              "kernels": r.kernels, "outputs": r.outputs, "unfused_on_device": r.unfused,
-             "source": r.source} for k, r in EAGER_RECIPES.items()]
+             "source": r.source} for k, r in recipes(device).items()]
 
 
 def timing_meta(device: Device, timing: str) -> dict[str, Any]:
@@ -639,5 +740,8 @@ def timing_meta(device: Device, timing: str) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": timing, "meaning": meaning, "family": device.family,
                            "overheads": timing_overheads(device, timing)}
     if timing == "eager" and device.family != "cpu":
-        out["recipes"] = eager_recipe_rows()
+        if device.family == "gpu":
+            out["recipe_set"] = recipe_set(device)
+            out["recipe_set_meaning"] = RECIPE_SETS[recipe_set(device)]
+        out["recipes"] = eager_recipe_rows(device)
     return out

@@ -154,7 +154,7 @@ PARAM_SCHEMA: dict[str, dict[str, str]] = {
             "max_threads_per_sm": "int", "max_blocks_per_sm": "int", "kernel_startup": "time",
             "norm_vector": "int", "collectives": "str:alpha-beta|nccl",
             "nvlink_efficiency": "fraction", "nvls": "bool", "nccl_channels": "int",
-            "compute_capability": "capability"},
+            "compute_capability": "capability", "eager_recipes": "str:hf|vllm"},
     "systolic": {**_COMMON_PARAMS, "dataflow": "str:os|ws|is", "double_buffered": "bool",
                  "sram": "sram", "cores": "int",
                  "pe_datapath": "str:int4|int8|int16|fp8|bf16|fp16|fp32",

@@ -88,7 +88,16 @@ FAMILY_DEFAULTS: dict[str, dict[str, ParamDefault]] = {
                     "before it, with torch.functional's slower __torch_function__ check, "
                     "3.3-3.5 us on CPU and CUDA tensors alike: the device plays no part); per "
                     "call, so an op of n Python-level calls pays it n times "
-                    "(simulator.timing.EAGER_RECIPES)"),
+                    "(simulator.timing.EAGER_RECIPES, or VLLM_RECIPES under "
+                    "params.eager_recipes: vllm)"),
+        "eager_recipes": ParamDefault(
+            "hf", "--timing eager: whose eager ops the host runs. 'hf': HF transformers' "
+                  "Python modules (LlamaRMSNorm 8 ATen calls, apply_rotary_pos_emb 16 calls "
+                  "and 10 kernels, LlamaMLP's silu then mul), what model.generate and a "
+                  "PyTorch training loop run; 'vllm': vLLM with enforce_eager, whose layers "
+                  "call one fused custom op each (vllm/model_executor/layers layernorm.py "
+                  "ops.rms_norm, rotary_embedding.py ops.rotary_embedding, activation.py "
+                  "ops.silu_and_mul); simulator.timing.RECIPE_SETS"),
         "eager_alloc": ParamDefault(
             0.5e-6, "--timing eager: host time of the CUDA caching allocator per output "
                     "tensor (c10/cuda/CUDACachingAllocator.cpp malloc: a mutex, a size "

@@ -68,7 +68,7 @@ def test_eager_fields_in_a_spec_file(tmp_path, values):
             return
         host = c.details["host_s"]
         assert math.isfinite(host) and host >= 0 and math.isfinite(c.latency_s)
-        _, calls, _ = eager_recipe(op, predict_op(op, sys_))
+        _, calls, _ = eager_recipe(op, predict_op(op, sys_), sys_.device)
         want = (len([x for x in calls if x.python]) * _cost(sys_.device.params, "eager_dispatch")
                 + sum(x.outputs for x in calls) * _cost(sys_.device.params, "eager_alloc")
                 + sum(x.kernels for x in calls) * _cost(sys_.device.params, "eager_launch"))

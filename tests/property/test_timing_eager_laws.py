@@ -70,7 +70,7 @@ def test_device_times_are_ordered_and_host_follows_the_recipe(part, base, op):
               c["stream"].latency_s - kernel_time(c["stream"]))
     assert c["graph"].latency_s == pytest.approx(c["kernel"].latency_s + gap, rel=1e-9)
     # eager host: per call from Python, per output, per kernel
-    _, calls, _ = eager_recipe(op, c["stream"])
+    _, calls, _ = eager_recipe(op, c["stream"], dev)
     want = (sum(x.python for x in calls) * float(param(dev, "eager_dispatch"))
             + sum(x.outputs for x in calls) * float(param(dev, "eager_alloc"))
             + sum(x.kernels for x in calls) * float(param(dev, "eager_launch")))

@@ -99,7 +99,7 @@ def test_one_kernel_op_pays_one_gap():
 def test_recipe_counts_follow_eager_pytorch(op, cls, calls, kernels):
     assert eager_class(op) == cls
     c = predict_op(op, A100, timing="eager")
-    name, aten, _ = eager_recipe(op, predict_op(op, A100))
+    name, aten, _ = eager_recipe(op, predict_op(op, A100), load_arch(A100).device)
     assert name == cls and len(aten) == calls == c.details["eager_calls"]
     assert sum(a.kernels for a in aten) == kernels == c.details["eager_kernels"]
     outputs = sum(a.outputs for a in aten)
