@@ -248,12 +248,13 @@ def test_matmul_reaches_7_5_percent():
     step between 192 and 256 tokens; 70B TP 1 down at 96-128 tokens +31%): choosing,
     per case, whichever of the four tile shapes lands nearest the measurement would give
     4.5% (optimistic: the nearest of four also absorbs the profile's noise), so much of
-    what is left is the choice, not the cost of a plan. The floor of the plan costs: with
-    three free knobs at once, the S-stage overlap, a flat 1-3 us added to every GEMM and the
-    A100's L2 feed at 0.8-1.0 of the spec's efficiency (an experiment, not shipped: each knob
-    fitted to this table), the replay reaches at best 6.5% / -0.5%, with 96-256 tokens
-    still 10.4-11.6% and 384-1024 tokens 7.4-7.8%; a shared-memory bandwidth cap on small
-    tiles (128 B/clk per SM: ldmatrix plus cp.async stores per warp layout) 7.5% / 0.0%.
+    what is left is the choice, not the cost of a plan. The floor of the plan costs
+    (experiments/validation/matmul_floor.py, each knob fitted to this table, nothing
+    shipped): the S-stage overlap, a flat 0-3 us added to every GEMM and the A100's L2 feed
+    at 0.8-1.0 of the spec's efficiency, all 24 combinations, reach at best 6.4% / +0.3%,
+    with 96-256 tokens still 10.1% and 384-1024 tokens 7.8%; the oracle of the spec's five
+    tile shapes 4.4%; a shared-memory bandwidth cap on small tiles (128 B/clk per SM:
+    ldmatrix plus cp.async stores per warp layout; tried separately) 7.5% / 0.0%.
     No cost of a given plan closes the 5% target; the kernel cuBLAS picks at 96-1024
     tokens (not published; 70B TP 1 down-proj takes 536 us at 192 tokens and 535 at 256,
     as 128-row tiles padded to 256 rows would, and up/gate runs 167 TFLOP/s at 128 and at
