@@ -1,4 +1,5 @@
-"""The GEMM floor study (experiments/validation/matmul_floor.py) runs and says what the
+"""The two floor studies behind issue 12 (experiments/validation/matmul_floor.py and
+allreduce_intercepts.py) run and say what the closing note says. The GEMM study:
 closing note of issue 12 says: the shipped model's replay, the best knob combination still
 short of the 5% target, the tile-choice oracle under it, and the profile's own
 non-monotone steps."""
