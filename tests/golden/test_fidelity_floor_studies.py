@@ -1,8 +1,7 @@
 """The two floor studies behind issue 12 (experiments/validation/matmul_floor.py and
-allreduce_intercepts.py) run and say what the closing note says. The GEMM study:
-closing note of issue 12 says: the shipped model's replay, the best knob combination still
-short of the 5% target, the tile-choice oracle under it, and the profile's own
-non-monotone steps."""
+allreduce_intercepts.py) run and say what its closing note says. The GEMM study: the
+shipped model's replay, the best knob combination still short of the 5% target, the
+tile-choice oracle under it, and the profile's own non-monotone steps."""
 
 from __future__ import annotations
 
