@@ -9,11 +9,19 @@ import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "matmul_floor", ROOT / "experiments/validation/matmul_floor.py")
-assert _spec and _spec.loader
-floor = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(floor)
+
+
+def _study(name: str):
+    """The study script ``experiments/validation/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"experiments/validation/{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+floor = _study("matmul_floor")
+intercepts = _study("allreduce_intercepts")
 
 
 def test_the_floor_study_reports_the_replay_and_its_floor(tmp_path):
@@ -35,13 +43,6 @@ def test_the_floor_study_reports_the_replay_and_its_floor(tmp_path):
     oracle = float(text.split("(per case the nearest): **")[1].split("%")[0])
     assert oracle < 5.0 < best
     assert "7b TP 1 attn_pre_proj: 121 us at 192 tokens, 112 us at 256" in text
-
-
-_spec2 = importlib.util.spec_from_file_location(
-    "allreduce_intercepts", ROOT / "experiments/validation/allreduce_intercepts.py")
-assert _spec2 and _spec2.loader
-intercepts = importlib.util.module_from_spec(_spec2)
-_spec2.loader.exec_module(intercepts)
 
 
 def test_the_allreduce_line_fits_show_the_two_gpu_intercept(tmp_path):
