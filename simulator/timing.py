@@ -400,9 +400,10 @@ def kernels_of(cost: OpCost) -> int:
 def eager_recipe(op: Op, cost: OpCost | None = None, device: Device | None = None
                  ) -> tuple[str, tuple[AtenCall, ...], str]:
     """``(class, ATen calls, source)`` of ``op`` under ``eager``: its recipe in the part's
-    recipe set (:func:`recipes`; HF's without a device), with the first kernel-launching call
-    carrying at least the mapper's kernels (``cost``), and one more call per epilogue
-    function of a matmul or conv (eager runs it after the GEMM)."""
+    recipe set (:func:`recipes`; HF's without a device), with the call that runs the op's own
+    kernel (``AtenCall.op_kernel``, else the first that launches one) carrying at least the
+    mapper's kernels (``cost``), and one more call per epilogue function of a matmul or conv
+    that eager runs after the GEMM (:func:`_eager_epilogue`)."""
     name = eager_class(op)
     rec = recipes(device)[name]
     calls = list(rec.calls)
